@@ -1,0 +1,118 @@
+// Package postgres opens b24hub's PostgreSQL pools and applies each
+// service's embedded migrations. Every service keeps its tables in its own
+// schema and its own migration version table, so services migrate
+// independently and never touch each other's tables.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/tern/v2/migrate"
+)
+
+// DefaultURL is the local PostgreSQL the local stack uses when
+// B24HUB_DATABASE_URL is unset.
+const DefaultURL = "postgres://postgres@127.0.0.1:5432/b24hub?sslmode=disable"
+
+// Open connects to dsn and returns a pool. When create is true and the
+// database does not exist, it is created first through the server's
+// "postgres" database (convenient locally; in production the database is
+// provisioned by the platform and create is false).
+func Open(ctx context.Context, dsn string, create bool) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: parse url: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: pool: %w", err)
+	}
+	err = pool.Ping(ctx)
+	var pgErr *pgconn.PgError
+	if err != nil && create && errors.As(err, &pgErr) && pgErr.Code == "3D000" { // invalid_catalog_name
+		pool.Close()
+		if err := createDatabase(ctx, dsn, cfg.ConnConfig.Database); err != nil {
+			return nil, err
+		}
+		if pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("postgres: pool: %w", err)
+		}
+		err = pool.Ping(ctx)
+	}
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: connect %s: %w", Redact(dsn), err)
+	}
+	return pool, nil
+}
+
+func createDatabase(ctx context.Context, dsn, name string) error {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return fmt.Errorf("postgres: parse url: %w", err)
+	}
+	u.Path = "/postgres"
+	c, err := pgx.Connect(ctx, u.String())
+	if err != nil {
+		return fmt.Errorf("postgres: connect to create database %q: %w", name, err)
+	}
+	defer c.Close(ctx)
+	_, err = c.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	var pgErr *pgconn.PgError
+	if err != nil && !(errors.As(err, &pgErr) && pgErr.Code == "42P04") { // duplicate_database: a racing creator won
+		return fmt.Errorf("postgres: create database %q: %w", name, err)
+	}
+	return nil
+}
+
+// Migrate applies the *.sql migrations in migrations (tern format, files
+// named 001_name.sql, ...) inside schema, recording versions in
+// <schema>.schema_version. Unqualified table names in the migrations are
+// created in schema. It takes tern's advisory lock, so concurrent
+// replicas or jobs are safe, and running it twice is a no-op.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string, migrations fs.FS) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: migrate %s: %w", schema, err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{schema}.Sanitize()); err != nil {
+		return fmt.Errorf("postgres: create schema %s: %w", schema, err)
+	}
+	// Unqualified names in migrations land in the service's schema.
+	if _, err := conn.Exec(ctx, "SET search_path TO "+pgx.Identifier{schema}.Sanitize()+", public"); err != nil {
+		return fmt.Errorf("postgres: search_path %s: %w", schema, err)
+	}
+	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), "RESET search_path") }()
+	m, err := migrate.NewMigrator(ctx, conn.Conn(), schema+".schema_version")
+	if err != nil {
+		return fmt.Errorf("postgres: migrator %s: %w", schema, err)
+	}
+	if err := m.LoadMigrations(migrations); err != nil {
+		return fmt.Errorf("postgres: load migrations %s: %w", schema, err)
+	}
+	if err := m.Migrate(ctx); err != nil {
+		return fmt.Errorf("postgres: migrate %s: %w", schema, err)
+	}
+	return nil
+}
+
+// Redact hides the password of a connection URL for logs.
+func Redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "(unparsable url)"
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return strings.Replace(u.String(), "%2A", "*", -1)
+}

@@ -1,0 +1,48 @@
+package postgres_test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/b24hub/b24hub/libs/pgtest"
+	"github.com/b24hub/b24hub/libs/postgres"
+)
+
+func TestOpenCreatesDatabaseAndMigrateIsIdempotent(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t) // exists; derive a sibling that does not
+	missing := strings.Replace(dsn, "b24hub_test_", "b24hub_testnew_", 1)
+	t.Cleanup(func() {
+		pool, err := postgres.Open(ctx, pgtest.AdminURL(), false)
+		if err == nil {
+			name := missing[strings.LastIndex(missing, "/")+1:]
+			_, _ = pool.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			pool.Close()
+		}
+	})
+	if _, err := postgres.Open(ctx, missing, false); err == nil {
+		t.Fatal("Open without create succeeded on a missing database")
+	}
+	pool, err := postgres.Open(ctx, missing, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	for range 2 {
+		if err := postgres.Migrate(ctx, pool, "svc", os.DirFS("testdata/migrations")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pool.Exec(ctx, "INSERT INTO svc.things VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	got := postgres.Redact("postgres://u:secret@h:5432/db")
+	if strings.Contains(got, "secret") {
+		t.Fatalf("password leaked: %s", got)
+	}
+}
