@@ -5,21 +5,21 @@ package eventbus
 // propagator through HeaderCarrier.
 const (
 	HeaderMsgID       = "Nats-Msg-Id"
-	HeaderSource      = "B24-Source"   // push, offline, reconcile, replay
+	HeaderSource      = "B24-Source" // push, offline, reconcile, replay
 	HeaderMemberID    = "B24-Member-Id"
 	HeaderEvent       = "B24-Event"
 	HeaderEntityID    = "B24-Entity-Id"
 	HeaderContentType = "Content-Type" // of the payload: ContentTypeProtobuf
 
 	// Dead-letter headers say why, where and how many times.
-	HeaderDeadReason      = "B24-Dead-Reason"      // permanent, undecodable, max_deliveries
-	HeaderDeadError       = "B24-Dead-Error"       // the last error text
-	HeaderDeadConsumer    = "B24-Dead-Consumer"    // durable name
-	HeaderDeadDeliveries  = "B24-Dead-Deliveries"  // delivery count at dead-lettering
-	HeaderDeadSubject     = "B24-Dead-Subject"     // the original subject
-	HeaderDeadStream      = "B24-Dead-Stream"      // the original stream
-	HeaderDeadStreamSeq   = "B24-Dead-Stream-Seq"  // the original stream sequence
-	HeaderOriginalMsgID   = "B24-Original-Msg-Id"  // the original Nats-Msg-Id
+	HeaderDeadReason     = "B24-Dead-Reason"     // permanent, undecodable, max_deliveries
+	HeaderDeadError      = "B24-Dead-Error"      // the last error text
+	HeaderDeadConsumer   = "B24-Dead-Consumer"   // durable name
+	HeaderDeadDeliveries = "B24-Dead-Deliveries" // delivery count at dead-lettering
+	HeaderDeadSubject    = "B24-Dead-Subject"    // the original subject
+	HeaderDeadStream     = "B24-Dead-Stream"     // the original stream
+	HeaderDeadStreamSeq  = "B24-Dead-Stream-Seq" // the original stream sequence
+	HeaderOriginalMsgID  = "B24-Original-Msg-Id" // the original Nats-Msg-Id
 )
 
 // ContentTypeProtobuf marks payloads that are binary protobuf messages from
