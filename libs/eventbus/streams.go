@@ -85,7 +85,7 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 	}
 }
 
-// Provision creates or updates every stream. It is idempotent; run it from
+// Provision creates or updates every stream and key-value bucket. It is idempotent; run it from
 // exactly one owner (the topology job, the local stack, or `b24ctl topology apply`).
 func Provision(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
 	if err := o.Validate(); err != nil {
@@ -96,7 +96,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, o StreamOptions) err
 			return fmt.Errorf("eventbus: provision stream %s: %w", cfg.Name, err)
 		}
 	}
-	return nil
+	return provisionBuckets(ctx, js, o)
 }
 
 // CheckStreams returns an error unless each named stream (every stream when
