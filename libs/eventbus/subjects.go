@@ -14,6 +14,13 @@ const (
 	DeadPrefix     = "b24.dead"
 )
 
+// ControlInstall is a core-NATS request subject (never stored in a stream):
+// the ingress sends an ONAPPINSTALL from a portal it does not know yet, body
+// and secrets included, and the subscriptions service answers once it has
+// verified the install against the portal and registered it. Request:
+// InstallRequest JSON; reply: InstallReply JSON.
+const ControlInstall = "b24.control.install"
+
 // RawEvent is the subject of a raw event: b24.events.<member_id>.<EVENT>.
 func RawEvent(memberID, event string) string {
 	return EventsPrefix + "." + memberID + "." + event

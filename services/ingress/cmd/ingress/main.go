@@ -1,0 +1,95 @@
+// Command ingress runs the b24hub ingress on its own. Configuration is read
+// from B24HUB_* environment variables; see the README.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/b24hub/b24hub/libs/portals"
+	"github.com/b24hub/b24hub/libs/telemetry"
+	"github.com/b24hub/b24hub/services/ingress"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "ingress:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, getenv func(string) string, stdout io.Writer) (err error) {
+	log := telemetry.NewLogger(stdout, telemetry.ParseLevel(getenv("B24HUB_LOG_LEVEL")), "ingress")
+	cfg, err := ingress.ConfigFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	tel, err := telemetry.Setup(ctx, "ingress", getenv)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		err = joinErr(err, tel.Shutdown(sctx))
+	}()
+
+	natsURL := getenv("B24HUB_NATS_URL")
+	if natsURL == "" {
+		natsURL = nats.DefaultURL
+	}
+	nc, err := nats.Connect(natsURL, nats.Name("b24hub-ingress"), nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		return fmt.Errorf("connect to NATS at %s: %w", natsURL, err)
+	}
+	defer nc.Close()
+
+	reg := portals.NewRegistry()
+	if path := getenv("B24HUB_PORTALS_FILE"); path != "" {
+		if err := reg.LoadFile(path); err != nil {
+			return err
+		}
+		go reg.WatchFile(ctx, path, 5*time.Second, log)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if kv, err := js.KeyValue(ctx, eventbus.BucketPortals); err == nil {
+		if err := reg.WatchKV(ctx, kv, log); err != nil {
+			return err
+		}
+	} else {
+		log.WarnContext(ctx, "portals bucket missing; only the portals file is used (run `b24ctl topology apply`)", "error", err)
+	}
+
+	svc, err := ingress.New(cfg, ingress.Deps{NC: nc, Portals: reg, Logger: log, Metrics: tel.MetricsHandler()})
+	if err != nil {
+		return err
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return svc.Run(ctx) })
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return nc.Drain()
+}
+
+func joinErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}

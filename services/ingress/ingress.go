@@ -1,0 +1,229 @@
+// Package ingress is the b24hub ingress service: it receives Bitrix24 event
+// POSTs, authenticates them against the portal registry, removes secrets and
+// publishes each event to JetStream, answering 200 only after the PubAck.
+//
+// The service is embedded by the local stack (services/devstack) and run on
+// its own by cmd/ingress.
+package ingress
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/b24hub/b24hub/libs/b24event"
+	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/b24hub/b24hub/libs/portals"
+	"github.com/b24hub/b24hub/libs/telemetry"
+	"github.com/b24hub/b24hub/services/ingress/internal/handler"
+	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Config is the ingress configuration. Every field has an environment
+// variable (see ConfigFromEnv) and a default.
+type Config struct {
+	// Addr is the listen address. B24HUB_INGRESS_ADDR, default ":8080".
+	Addr string
+	// MaxBodyBytes is the largest accepted body; larger gets 413.
+	// B24HUB_INGRESS_MAX_BODY_BYTES, default 262144.
+	MaxBodyBytes int
+	// PublishTimeout is how long a request may wait for JetStream to confirm
+	// before it is answered 503. B24HUB_INGRESS_PUBLISH_TIMEOUT, default 2s.
+	PublishTimeout time.Duration
+	// ShutdownTimeout bounds the drain of in-flight requests.
+	// B24HUB_SHUTDOWN_TIMEOUT, default 20s.
+	ShutdownTimeout time.Duration
+	// AcceptInstalls forwards ONAPPINSTALL from unknown portals to the
+	// subscriptions service for verification. B24HUB_INGRESS_ACCEPT_INSTALLS,
+	// default true.
+	AcceptInstalls bool
+}
+
+// ConfigFromEnv reads the configuration; it fails on values that do not parse.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	c := Config{Addr: ":8080", MaxBodyBytes: 256 << 10, PublishTimeout: 2 * time.Second,
+		ShutdownTimeout: 20 * time.Second, AcceptInstalls: true}
+	var errs []error
+	if v := getenv("B24HUB_INGRESS_ADDR"); v != "" {
+		c.Addr = v
+	}
+	if v := getenv("B24HUB_INGRESS_MAX_BODY_BYTES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1024 || n > 16<<20 {
+			errs = append(errs, fmt.Errorf("B24HUB_INGRESS_MAX_BODY_BYTES=%q: want an integer from 1024 to 16777216", v))
+		}
+		c.MaxBodyBytes = n
+	}
+	for name, dst := range map[string]*time.Duration{
+		"B24HUB_INGRESS_PUBLISH_TIMEOUT": &c.PublishTimeout, "B24HUB_SHUTDOWN_TIMEOUT": &c.ShutdownTimeout,
+	} {
+		if v := getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				errs = append(errs, fmt.Errorf("%s=%q: want a positive duration like 2s", name, v))
+			}
+			*dst = d
+		}
+	}
+	if v := getenv("B24HUB_INGRESS_ACCEPT_INSTALLS"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("B24HUB_INGRESS_ACCEPT_INSTALLS=%q: want true or false", v))
+		}
+		c.AcceptInstalls = b
+	}
+	return c, errors.Join(errs...)
+}
+
+// Deps are what the ingress needs from its host process.
+type Deps struct {
+	// NC is the NATS connection (required).
+	NC *nats.Conn
+	// Portals authenticates events (required).
+	Portals *portals.Registry
+	// Logger is required.
+	Logger *slog.Logger
+	// Metrics, when set, is served at /metrics.
+	Metrics http.Handler
+	// TracerProvider defaults to the global one.
+	TracerProvider trace.TracerProvider
+}
+
+// Service is a running ingress.
+type Service struct {
+	cfg    Config
+	deps   Deps
+	js     jetstream.JetStream
+	echo   *echo.Echo
+	health *telemetry.Health
+	ln     net.Listener
+}
+
+// New builds the ingress and binds its listener, so Addr is known before Run.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if deps.NC == nil || deps.Portals == nil || deps.Logger == nil {
+		return nil, errors.New("ingress: NC, Portals and Logger are required")
+	}
+	if deps.TracerProvider == nil {
+		deps.TracerProvider = otel.GetTracerProvider()
+	}
+	js, err := jetstream.New(deps.NC)
+	if err != nil {
+		return nil, fmt.Errorf("ingress: jetstream: %w", err)
+	}
+	s := &Service{cfg: cfg, deps: deps, js: js}
+	var inst handler.Installer
+	if cfg.AcceptInstalls {
+		inst = natsInstaller{nc: deps.NC}
+	}
+	lim := b24event.DefaultLimits()
+	lim.MaxBodyBytes = cfg.MaxBodyBytes
+	h, err := handler.New(handler.Config{Limits: lim, PublishTimeout: cfg.PublishTimeout},
+		deps.Portals, eventbus.NewPublisher(js, eventbus.WithTracerProvider(deps.TracerProvider)),
+		inst, deps.Logger, otel.GetMeterProvider().Meter("github.com/b24hub/b24hub/services/ingress"))
+	if err != nil {
+		return nil, err
+	}
+	s.health = telemetry.NewHealth(map[string]telemetry.ReadyFunc{"jetstream": s.Ready})
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.Use(routePattern)
+	h.Register(e)
+	mux := http.NewServeMux()
+	s.health.Register(mux, deps.Metrics)
+	e.GET("/healthz", echo.WrapHandler(mux))
+	e.GET("/readyz", echo.WrapHandler(mux))
+	if deps.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(mux))
+	}
+	s.echo = e
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("ingress: listen %s: %w", cfg.Addr, err)
+	}
+	s.ln = ln
+	return s, nil
+}
+
+// routePattern exposes echo's route template to otelhttp, so span names are
+// "POST /bitrix24/events/:route" rather than one name per URL.
+func routePattern(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Request().Pattern = c.Path()
+		trace.SpanFromContext(c.Request().Context()).SetAttributes(semconv.HTTPRoute(c.Path()))
+		return next(c)
+	}
+}
+
+// Addr is the bound listen address.
+func (s *Service) Addr() string { return s.ln.Addr().String() }
+
+// Ready reports whether JetStream answers and the raw event stream exists.
+func (s *Service) Ready(ctx context.Context) error {
+	return eventbus.CheckStreams(ctx, s.js, eventbus.StreamEvents)
+}
+
+// Run serves until ctx ends, then stops taking new requests (readiness
+// fails first) and finishes the ones in flight within ShutdownTimeout.
+func (s *Service) Run(ctx context.Context) error {
+	srv := &http.Server{
+		Handler: otelhttp.NewHandler(s.echo, "http.server",
+			otelhttp.WithTracerProvider(s.deps.TracerProvider),
+			otelhttp.WithFilter(func(r *http.Request) bool {
+				return r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && r.URL.Path != "/metrics"
+			})),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(s.ln) }()
+	s.deps.Logger.InfoContext(ctx, "ingress listening", "addr", s.Addr())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("ingress: serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.health.Drain()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("ingress: shutdown: %w", err)
+	}
+	return nil
+}
+
+// natsInstaller asks the subscriptions service to verify an install over
+// core NATS request/reply (nothing is stored, since the body has tokens).
+type natsInstaller struct{ nc *nats.Conn }
+
+func (n natsInstaller) Install(ctx context.Context, contentType string, body []byte) (bool, error) {
+	req, err := json.Marshal(eventbus.InstallRequest{ContentType: contentType, Body: body})
+	if err != nil {
+		return false, err
+	}
+	msg, err := n.nc.RequestWithContext(ctx, eventbus.ControlInstall, req)
+	if err != nil {
+		return false, fmt.Errorf("ingress: install verification: %w", err)
+	}
+	var rep eventbus.InstallReply
+	if err := json.Unmarshal(msg.Data, &rep); err != nil {
+		return false, fmt.Errorf("ingress: install verification reply: %w", err)
+	}
+	return rep.Accepted, nil
+}
