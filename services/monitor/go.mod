@@ -1,0 +1,38 @@
+module github.com/b24hub/b24hub/services/monitor
+
+go 1.26.0
+
+require (
+	github.com/b24hub/b24hub/libs/pgtest v0.0.0-00010101000000-000000000000
+	github.com/b24hub/b24hub/libs/postgres v0.0.0-00010101000000-000000000000
+	github.com/jackc/pgx/v5 v5.12.0
+)
+
+require (
+	dario.cat/mergo v1.0.1 // indirect
+	github.com/Masterminds/goutils v1.1.1 // indirect
+	github.com/Masterminds/semver/v3 v3.3.0 // indirect
+	github.com/Masterminds/sprig/v3 v3.3.0 // indirect
+	github.com/google/uuid v1.6.0 // indirect
+	github.com/huandu/xstrings v1.5.0 // indirect
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/puddle/v2 v2.2.3 // indirect
+	github.com/jackc/tern/v2 v2.3.4 // indirect
+	github.com/mitchellh/copystructure v1.2.0 // indirect
+	github.com/mitchellh/reflectwalk v1.0.2 // indirect
+	github.com/shopspring/decimal v1.4.0 // indirect
+	github.com/spf13/cast v1.7.0 // indirect
+	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/sync v0.24.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
+)
+
+replace (
+	github.com/b24hub/b24hub/libs/eventbus => ../../libs/eventbus
+	github.com/b24hub/b24hub/libs/natstest => ../../libs/natstest
+	github.com/b24hub/b24hub/libs/pgtest => ../../libs/pgtest
+	github.com/b24hub/b24hub/libs/postgres => ../../libs/postgres
+	github.com/b24hub/b24hub/libs/telemetry => ../../libs/telemetry
+	github.com/b24hub/b24hub/proto => ../../proto
+)

@@ -1,0 +1,28 @@
+// Package schema holds the monitor's PostgreSQL migrations and applies them
+// to the "monitor" schema.
+package schema
+
+import (
+	"context"
+	"embed"
+	"io/fs"
+
+	"github.com/b24hub/b24hub/libs/postgres"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Name is the PostgreSQL schema the monitor owns.
+const Name = "monitor"
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrate applies every pending migration. It is safe to run from several
+// replicas at once (tern takes an advisory lock) and a no-op when current.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	return postgres.Migrate(ctx, pool, Name, sub)
+}
