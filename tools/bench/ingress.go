@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/b24hub/b24hub/libs/portals"
+	"github.com/b24hub/b24hub/libs/telemetry"
+	"github.com/b24hub/b24hub/services/ingress"
+	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const (
+	benchMember = "a223c6b3710f85df22e9377d6c4f7553"
+	benchToken  = "51856fefc120afa4b628cc82d3935cce"
+)
+
+// dealUpdateBody is a ~1 KiB ONCRMDEALUPDATE as Bitrix24 sends it, unique per i.
+func dealUpdateBody(i int64) []byte {
+	id := strconv.FormatInt(1000+i, 10)
+	ts := strconv.FormatInt(1736405807+i/1000, 10)
+	return []byte("event=ONCRMDEALUPDATE&event_handler_id=201&data%5BFIELDS%5D%5BID%5D=" + id + "&ts=" + ts +
+		"&auth%5Baccess_token%5D=s6p6eclrvim6da22ft9ch94ekreb52lvs6p6eclrvim6da22ft9ch94ekreb52lv&auth%5Bexpires%5D=1736409407&auth%5Bexpires_in%5D=3600" +
+		"&auth%5Bscope%5D=crm%2Ctask%2Ctasks_extended%2Cuser%2Cuser_brief%2Cuser_basic%2Ctelephony%2Ccall%2Cdisk%2Cim%2Cimbot%2Cimopenlines%2Cplacement%2Cbizproc%2Clists%2Centity%2Cdepartment%2Csonet_group%2Clandings%2Ccatalog%2Csale%2Ccalendar%2Cmailservice%2Cpay_system%2Csmile%2Clog%2Cforum%2Cevent_open_lines" +
+		"&auth%5Bdomain%5D=some-domain.bitrix24.com&auth%5Bserver_endpoint%5D=https%3A%2F%2Foauth.bitrix.info%2Frest%2F&auth%5Bstatus%5D=F" +
+		"&auth%5Bclient_endpoint%5D=https%3A%2F%2Fsome-domain.bitrix24.com%2Frest%2F&auth%5Bmember_id%5D=" + benchMember +
+		"&auth%5Buser_id%5D=1&auth%5Brefresh_token%5D=4s386p3q0tr8dy89xvmt96234v3dljg84s386p3q0tr8dy89xvmt96234v3dljg8" +
+		"&auth%5Bapplication_token%5D=" + benchToken)
+}
+
+// startBroker embeds a nats-server with JetStream on file storage.
+func startBroker() (*server.Server, func(), error) {
+	dir, err := os.MkdirTemp("", "b24hub-bench-*")
+	if err != nil {
+		return nil, nil, err
+	}
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		return nil, nil, fmt.Errorf("nats-server not ready")
+	}
+	return ns, func() { ns.Shutdown(); ns.WaitForShutdown(); os.RemoveAll(dir) }, nil
+}
+
+// startBaseline is the minimal handler the ingress is compared with: read
+// the body, publish it synchronously with a message id, answer 200.
+func startBaseline(js jetstream.JetStream) (string, func(), error) {
+	e := echo.New()
+	var n atomic.Int64
+	e.POST("/", func(c echo.Context) error {
+		body, err := io.ReadAll(c.Request().Body)
+		if err != nil {
+			return c.NoContent(http.StatusBadRequest)
+		}
+		msg := &nats.Msg{Subject: eventbus.RawEvent("baseline", "ONCRMDEALUPDATE"), Data: body}
+		if _, err := js.PublishMsg(c.Request().Context(), msg, jetstream.WithMsgID("b-"+strconv.FormatInt(n.Add(1), 10))); err != nil {
+			return c.NoContent(http.StatusServiceUnavailable)
+		}
+		return c.NoContent(http.StatusOK)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: e}
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String() + "/", func() { _ = srv.Close() }, nil
+}
+
+func benchIngress(ctx context.Context, out io.Writer, d time.Duration) error {
+	ns, stop, err := startBroker()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if err := eventbus.Provision(ctx, js, eventbus.StreamOptions{}); err != nil {
+		return err
+	}
+	// All features on: the OTel SDK records spans and metrics as in production.
+	tel, err := telemetry.Setup(ctx, "ingress-bench", func(string) string { return "" })
+	if err != nil {
+		return err
+	}
+	defer tel.Shutdown(context.Background())
+
+	reg := portals.NewRegistry()
+	if err := reg.Put(portals.SourceFile, portals.Portal{MemberID: benchMember, TokenSHA256: portals.HashToken(benchToken), Active: true}); err != nil {
+		return err
+	}
+	cfg, _ := ingress.ConfigFromEnv(func(string) string { return "" })
+	cfg.Addr = "127.0.0.1:0"
+	svc, err := ingress.New(cfg, ingress.Deps{NC: nc, Portals: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: tel.MetricsHandler()})
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { _ = svc.Run(sctx) }()
+	ingressURL := "http://" + svc.Addr() + "/bitrix24/events"
+	baseURL, stopBase, err := startBaseline(js)
+	if err != nil {
+		return err
+	}
+	defer stopBase()
+
+	fmt.Fprintf(out, "ingress benchmark: ~%d-byte ONCRMDEALUPDATE, file-storage stream, %s per step\n", len(dealUpdateBody(1)), d)
+	var seq atomic.Int64
+	// Warm up both paths.
+	closedLoop(ctx, ingressURL, 16, time.Second, dealUpdateBody, &seq)
+	closedLoop(ctx, baseURL, 16, time.Second, dealUpdateBody, &seq)
+	fmt.Fprintf(out, "\n| connections | baseline | ingress | throughput ratio | p99 ratio |\n|---|---|---|---|---|\n")
+	for _, conns := range []int{1, 16, 64} {
+		b := closedLoop(ctx, baseURL, conns, d, dealUpdateBody, &seq)
+		i := closedLoop(ctx, ingressURL, conns, d, dealUpdateBody, &seq)
+		fmt.Fprintf(out, "| %d | %s | %s | %.2f× | %.2f× |\n", conns, b, i, i.Throughput/b.Throughput, float64(i.P99)/float64(b.P99))
+	}
+	steady := openLoop(ctx, ingressURL, 2000, d, dealUpdateBody, &seq)
+	fmt.Fprintf(out, "\nsteady offered 2,000 req/s to the ingress: %s\n", steady)
+	return nil
+}

@@ -1,0 +1,44 @@
+// Command bench runs b24hub's benchmarks and prints the figures recorded in
+// docs/benchmarks.md. Everything runs on loopback inside this process, so
+// the numbers compare designs on one machine; they are not SLOs.
+//
+//	go run ./tools/bench ingress [-duration 10s]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("usage: bench ingress [flags]")
+	}
+	fmt.Fprintf(out, "machine: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+	switch args[0] {
+	case "ingress":
+		fs := flag.NewFlagSet("ingress", flag.ContinueOnError)
+		d := fs.Duration("duration", 10e9, "how long each load step runs")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return benchIngress(ctx, out, *d)
+	default:
+		return fmt.Errorf("unknown benchmark %q (want: ingress)", args[0])
+	}
+}
