@@ -1,0 +1,94 @@
+package consumer
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrPermanent marks an error that no retry can fix (bad input, an entity
+// the handler must not touch). The runtime dead-letters the message at once.
+// Test with errors.Is; create with [Permanent].
+var ErrPermanent = errors.New("permanent")
+
+// ErrUndecodable marks a payload the runtime could not decode. It is
+// permanent: such a message is dead-lettered and terminated, never retried.
+var ErrUndecodable = errors.New("undecodable payload")
+
+// Permanent wraps err so that errors.Is(err, ErrPermanent) holds while err
+// stays reachable through errors.Is/As. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string   { return "permanent: " + e.err.Error() }
+func (e *permanentError) Unwrap() []error { return []error{ErrPermanent, e.err} }
+
+// SkipError says a message needed no work (a duplicate, an echo of the
+// platform's own write, a no-op change). The runtime acks it and reports the
+// outcome as SKIPPED with Reason as the outcome's error text.
+type SkipError struct {
+	// Reason is a short, low-cardinality explanation ("echo", "no change").
+	Reason string
+}
+
+func (e *SkipError) Error() string { return "skipped: " + e.Reason }
+
+// Skip returns a *SkipError with reason.
+func Skip(reason string) error { return &SkipError{Reason: reason} }
+
+// RetryAfterError asks for a redelivery after Delay instead of the delay the
+// Spec's backoff would give. It still counts as a delivery: after the last
+// one the message is dead-lettered.
+type RetryAfterError struct {
+	Delay time.Duration
+	Err   error
+}
+
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("retry after %s: %v", e.Delay, e.Err)
+}
+
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// RetryAfter returns an error that naks the message with delay d. Use it for
+// waits the handler can estimate (a call recording that appears seconds
+// later, a Retry-After from a server). err may be nil.
+func RetryAfter(d time.Duration, err error) error {
+	if err == nil {
+		err = errors.New("not ready")
+	}
+	return &RetryAfterError{Delay: d, Err: err}
+}
+
+// ErrorKinder is implemented by errors that classify themselves for
+// alerting (for example the Bitrix24 client's OVERLOAD_LIMIT or
+// reauthorization errors). The kind lands in Outcome.error_kind.
+type ErrorKinder interface {
+	ErrorKind() string
+}
+
+// Error kinds the runtime itself assigns when no error in the chain
+// implements [ErrorKinder].
+const (
+	KindPermanent     = "permanent"
+	KindTransient     = "transient"
+	KindUndecodable   = "undecodable"
+	KindPanic         = "panic"
+	KindMaxDeliveries = "max_deliveries"
+	KindShutdown      = "shutdown"
+)
+
+// PanicError is what a recovered handler panic becomes. It is transient:
+// the message is redelivered with backoff.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("handler panic: %v", e.Value) }

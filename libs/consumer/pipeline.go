@@ -1,0 +1,363 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// pipeline runs one registered consumer: a reader pulls messages, a
+// collector groups them per portal into batches, and Spec.Concurrency
+// workers call the handler and settle each message.
+type pipeline[T any] struct {
+	rt  *Runtime
+	sp  Spec
+	dec Decoder[T]
+	h   BatchHandler[T]
+	m   *metrics
+
+	mu       sync.Mutex
+	inflight map[*delivery[T]]struct{}
+}
+
+// delivery is one received message on its way through the pipeline.
+type delivery[T any] struct {
+	raw       jetstream.Msg
+	msg       *Message[T]
+	decodeErr error
+	parent    context.Context // trace context extracted from the headers
+	received  time.Time
+	progress  time.Time // last InProgress (or receipt)
+}
+
+func (p *pipeline[T]) spec() Spec { return p.sp }
+
+func (p *pipeline[T]) run(ctx, hardStop context.Context, cons jetstream.Consumer) error {
+	p.inflight = map[*delivery[T]]struct{}{}
+	in := make(chan jetstream.Msg)
+	batches := make(chan []*delivery[T])
+	readErr := make(chan error, 1)
+	go func() { readErr <- p.read(ctx, cons, in) }()
+	go p.collect(in, batches)
+
+	var wg sync.WaitGroup
+	for range p.sp.Concurrency {
+		wg.Go(func() {
+			for b := range batches {
+				p.process(ctx, hardStop, b)
+			}
+		})
+	}
+	progressDone := make(chan struct{})
+	go p.keepAlive(progressDone)
+	wg.Wait()
+	close(progressDone)
+	p.rt.log.InfoContext(context.WithoutCancel(ctx), "consumer drained", "consumer", p.sp.Durable)
+	return <-readErr
+}
+
+// pullMax is how many messages the client buffers ahead of the handlers.
+func (p *pipeline[T]) pullMax() int {
+	return max(1, min(p.sp.Concurrency*p.sp.BatchSize*2, p.sp.MaxAckPending, 1000))
+}
+
+// read pulls messages into in until ctx ends (then it drains the client's
+// buffer into in) or the connection is closed for good. A consumer that
+// vanished (deleted by an operator) or a broken pull is recreated from the
+// Spec after a pause.
+func (p *pipeline[T]) read(ctx context.Context, cons jetstream.Consumer, in chan<- jetstream.Msg) error {
+	defer close(in)
+	for {
+		it, err := cons.Messages(jetstream.PullMaxMessages(p.pullMax()))
+		if err == nil {
+			stop := context.AfterFunc(ctx, it.Drain)
+			for {
+				var m jetstream.Msg
+				m, err = it.Next()
+				if err == nil {
+					in <- m
+					continue
+				}
+				if errors.Is(err, jetstream.ErrNoHeartbeat) && ctx.Err() == nil {
+					continue // a broker restart or slow network; the iterator recovers
+				}
+				break
+			}
+			stop()
+			it.Stop()
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrConnectionClosed) {
+			return fmt.Errorf("consumer %s: %w", p.sp.Durable, err)
+		}
+		p.rt.log.WarnContext(ctx, "consumer pull interrupted; recreating", "consumer", p.sp.Durable, "error", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+		if c, err := p.rt.js.CreateOrUpdateConsumer(ctx, p.sp.Stream, p.sp.ConsumerConfig()); err == nil {
+			cons = c
+		} else if ctx.Err() == nil {
+			p.rt.log.WarnContext(ctx, "consumer recreate failed", "consumer", p.sp.Durable, "error", err)
+		}
+	}
+}
+
+// group is one portal's messages waiting for their batch window to end.
+type group[T any] struct {
+	items    []*delivery[T]
+	entities map[string]struct{}
+	deadline time.Time
+}
+
+// collect groups messages per portal. A batch is handed over when it holds
+// BatchSize distinct entities (repeated events about one entity coalesce
+// into the same batch without counting), when it holds 10×BatchSize
+// messages, or when BatchWindow has passed since its first message.
+func (p *pipeline[T]) collect(in <-chan jetstream.Msg, out chan<- []*delivery[T]) {
+	defer close(out)
+	if p.sp.BatchWindow <= 0 {
+		for m := range in {
+			out <- []*delivery[T]{p.receive(m)}
+		}
+		return
+	}
+	groups := map[string]*group[T]{}
+	tick := time.NewTicker(max(p.sp.BatchWindow/4, 5*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case m, ok := <-in:
+			if !ok {
+				for _, g := range groups {
+					out <- g.items
+				}
+				return
+			}
+			d := p.receive(m)
+			if d.decodeErr != nil {
+				out <- []*delivery[T]{d}
+				continue
+			}
+			key := d.msg.MemberID
+			g := groups[key]
+			if g == nil {
+				g = &group[T]{entities: map[string]struct{}{}, deadline: time.Now().Add(p.sp.BatchWindow)}
+				groups[key] = g
+			}
+			g.items = append(g.items, d)
+			g.entities[d.msg.EntityID] = struct{}{}
+			if len(g.entities) >= p.sp.BatchSize || len(g.items) >= 10*p.sp.BatchSize {
+				delete(groups, key)
+				out <- g.items
+			}
+		case now := <-tick.C:
+			for key, g := range groups {
+				if !now.Before(g.deadline) {
+					delete(groups, key)
+					out <- g.items
+				}
+			}
+		}
+	}
+}
+
+// receive decodes m and starts tracking it for InProgress.
+func (p *pipeline[T]) receive(m jetstream.Msg) *delivery[T] {
+	now := time.Now()
+	d := &delivery[T]{raw: m, received: now, progress: now}
+	raw := RawMessage{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()}
+	if raw.Header == nil {
+		raw.Header = nats.Header{}
+	}
+	payload, meta, err := p.dec(raw)
+	if err != nil {
+		meta = fallbackMeta(raw)
+		d.decodeErr = fmt.Errorf("%w: %w", ErrUndecodable, err)
+	}
+	if meta.EventID == "" {
+		meta.EventID = raw.Header.Get(eventbus.HeaderMsgID)
+	}
+	msg := &Message[T]{Meta: meta, Payload: payload, Subject: raw.Subject, Header: raw.Header}
+	if md, err := m.Metadata(); err == nil {
+		msg.Delivery, msg.StreamSeq, msg.Published = md.NumDelivered, md.Sequence.Stream, md.Timestamp
+	} else {
+		msg.Delivery = 1
+	}
+	msg.LastDelivery = msg.Delivery >= uint64(p.sp.MaxDeliver)
+	if msg.EventID == "" {
+		msg.EventID = fmt.Sprintf("%s-%d", p.sp.Stream, msg.StreamSeq)
+	}
+	d.parent = eventbus.Propagator().Extract(context.Background(), eventbus.HeaderCarrier(raw.Header))
+	msg.Trace = trace.SpanContextFromContext(d.parent)
+	msg.Logger = p.rt.log.With("consumer", p.sp.Durable, "member_id", meta.MemberID, "event", meta.Event,
+		"entity_id", meta.EntityID, "event_id", msg.EventID, "delivery", msg.Delivery, "stream_seq", msg.StreamSeq)
+	d.msg = msg
+	p.mu.Lock()
+	p.inflight[d] = struct{}{}
+	p.mu.Unlock()
+	return d
+}
+
+// keepAlive sends InProgress for every message held longer than a third of
+// AckWait (waiting in a batch window, queued for a worker or in a slow
+// handler), so the server does not redeliver work that is progressing.
+func (p *pipeline[T]) keepAlive(done <-chan struct{}) {
+	every := max(p.sp.AckWait/3, 10*time.Millisecond)
+	t := time.NewTicker(every / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case now := <-t.C:
+			p.mu.Lock()
+			var due []*delivery[T]
+			for d := range p.inflight {
+				if now.Sub(d.progress) >= every {
+					d.progress = now
+					due = append(due, d)
+				}
+			}
+			p.mu.Unlock()
+			for _, d := range due {
+				_ = d.raw.InProgress()
+			}
+		}
+	}
+}
+
+// process runs the handler on one batch and settles every message in it.
+func (p *pipeline[T]) process(runCtx, hardStop context.Context, batch []*delivery[T]) {
+	start := time.Now()
+	spans := make([]trace.Span, len(batch))
+	ctxs := make([]context.Context, len(batch))
+	for i, d := range batch {
+		ctxs[i], spans[i] = p.startSpan(d)
+		if !d.msg.Published.IsZero() {
+			p.m.lag.Record(ctxs[i], start.Sub(d.msg.Published).Seconds(), p.m.attrs)
+		}
+	}
+
+	results := make([]error, len(batch))
+	var handled []*Message[T]
+	var handledIdx []int
+	seen := map[string]bool{}
+	for i, d := range batch {
+		switch {
+		case d.decodeErr != nil:
+			results[i] = d.decodeErr
+		case seen[d.msg.EventID]:
+			results[i] = Skip("duplicate in batch")
+		default:
+			seen[d.msg.EventID] = true
+			handled = append(handled, d.msg)
+			handledIdx = append(handledIdx, i)
+		}
+	}
+	if len(handled) > 0 {
+		hctx := ctxs[handledIdx[0]]
+		var bspan trace.Span
+		if len(batch) > 1 {
+			links := make([]trace.Link, len(batch))
+			for i := range batch {
+				links[i] = trace.Link{SpanContext: spans[i].SpanContext()}
+			}
+			hctx, bspan = p.rt.tracer.Start(context.Background(), "process batch "+p.sp.Durable,
+				trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
+				trace.WithAttributes(
+					attribute.String("messaging.system", "nats"),
+					semconv.MessagingOperationTypeProcess,
+					semconv.MessagingConsumerGroupName(p.sp.Durable),
+					semconv.MessagingBatchMessageCount(len(batch)),
+					attribute.String("b24.member_id", batch[0].msg.MemberID)))
+		}
+		errs := p.call(hctx, hardStop, handled)
+		if bspan != nil {
+			if firstErr := errors.Join(errs...); firstErr != nil {
+				bspan.SetStatus(codes.Error, "some messages failed")
+			}
+			bspan.End()
+		}
+		for k, i := range handledIdx {
+			results[i] = errs[k]
+		}
+	}
+
+	dur := time.Since(start)
+	shutting := runCtx.Err() != nil
+	var wg sync.WaitGroup
+	for i, d := range batch {
+		wg.Go(func() { p.settle(ctxs[i], spans[i], d, results[i], dur, shutting) })
+	}
+	wg.Wait()
+}
+
+// call runs the handler with panics recovered and normalises its results.
+func (p *pipeline[T]) call(ctx, hardStop context.Context, msgs []*Message[T]) (errs []error) {
+	// The handler's context outlives the run context (the drain lets it
+	// finish) but not the drain timeout.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(hardStop, cancel)
+	defer stop()
+	if p.sp.HandlerTimeout > 0 {
+		var c context.CancelFunc
+		ctx, c = context.WithTimeout(ctx, p.sp.HandlerTimeout)
+		defer c()
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			perr := &PanicError{Value: v, Stack: debug.Stack()}
+			p.rt.log.ErrorContext(ctx, "handler panic", "consumer", p.sp.Durable, "panic", fmt.Sprint(v), "stack", string(perr.Stack))
+			errs = FailAll(len(msgs), perr)
+		}
+	}()
+	if hardStop.Err() != nil {
+		return FailAll(len(msgs), fmt.Errorf("not started: %w", context.Canceled))
+	}
+	errs = p.h.HandleBatch(ctx, msgs)
+	switch {
+	case errs == nil:
+		errs = make([]error, len(msgs))
+	case len(errs) != len(msgs):
+		errs = FailAll(len(msgs), fmt.Errorf("batch handler returned %d results for %d messages", len(errs), len(msgs)))
+	}
+	return errs
+}
+
+func (p *pipeline[T]) startSpan(d *delivery[T]) (context.Context, trace.Span) {
+	attrs := []attribute.KeyValue{
+		attribute.String("messaging.system", "nats"),
+		semconv.MessagingOperationTypeProcess,
+		semconv.MessagingOperationName("process"),
+		semconv.MessagingConsumerGroupName(p.sp.Durable),
+		semconv.MessagingDestinationName(d.msg.Subject),
+		semconv.MessagingMessageID(d.msg.EventID),
+		attribute.String("messaging.nats.stream", p.sp.Stream),
+		attribute.Int64("messaging.nats.stream_sequence", int64(d.msg.StreamSeq)),
+		attribute.Int64("messaging.nats.num_delivered", int64(d.msg.Delivery)),
+		attribute.String("b24.member_id", d.msg.MemberID),
+		attribute.String("b24.event", d.msg.Event),
+		attribute.String("b24.entity_id", d.msg.EntityID),
+	}
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...)}
+	if d.msg.Trace.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: d.msg.Trace}))
+	}
+	return p.rt.tracer.Start(d.parent, "process "+p.sp.Durable, opts...)
+}

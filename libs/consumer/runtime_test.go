@@ -1,0 +1,473 @@
+package consumer_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/b24hub/b24hub/libs/consumer"
+	"github.com/b24hub/b24hub/libs/consumer/consumertest"
+	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/b24hub/b24hub/libs/natstest"
+	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+)
+
+func envelope(member, event, entity, id string) *eventsv1.Envelope {
+	return &eventsv1.Envelope{MessageId: id, MemberId: member, Event: event, EntityId: entity}
+}
+
+// store is a tiny idempotent "mirror": the last event id applied per entity.
+type store struct {
+	mu   sync.Mutex
+	rows map[string]string
+}
+
+func (s *store) apply(m *consumer.Message[*eventsv1.Envelope]) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := m.MemberID + "/" + m.EntityID
+	if s.rows[key] == m.EventID {
+		return consumer.Skip("already applied")
+	}
+	s.rows[key] = m.EventID
+	return nil
+}
+
+func (s *store) fingerprint(testing.TB) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return fmt.Sprint(s.rows)
+}
+
+func TestConformanceSingle(t *testing.T) {
+	st := &store{rows: map[string]string{}}
+	consumertest.Run(t, consumertest.Case[*eventsv1.Envelope]{
+		Spec:   consumer.Spec{Durable: "conformance-single", FilterSubjects: eventbus.RawEventFilter("ONCRMDEALUPDATE")},
+		Decode: consumer.DecodeEnvelope,
+		Handler: consumer.HandlerFunc[*eventsv1.Envelope](func(_ context.Context, m *consumer.Message[*eventsv1.Envelope]) error {
+			return st.apply(m)
+		}),
+		Valid: []consumertest.Fixture{
+			consumertest.EnvelopeFixture(envelope("m1", "ONCRMDEALUPDATE", "1", "e1")),
+			consumertest.EnvelopeFixture(envelope("m1", "ONCRMDEALUPDATE", "2", "e2")),
+		},
+		Effects: st.fingerprint,
+	})
+}
+
+func TestConformanceBatch(t *testing.T) {
+	st := &store{rows: map[string]string{}}
+	consumertest.Run(t, consumertest.Case[*eventsv1.Envelope]{
+		Spec:   consumer.Spec{Durable: "conformance-batch", FilterSubjects: eventbus.RawEventFilter("ONCRMDEALUPDATE")},
+		Decode: consumer.DecodeEnvelope,
+		BatchHandler: consumer.BatchHandlerFunc[*eventsv1.Envelope](func(_ context.Context, b []*consumer.Message[*eventsv1.Envelope]) []error {
+			errs := make([]error, len(b))
+			for i, m := range b {
+				errs[i] = st.apply(m)
+			}
+			return errs
+		}),
+		Valid: []consumertest.Fixture{
+			consumertest.EnvelopeFixture(envelope("m1", "ONCRMDEALUPDATE", "1", "e1")),
+			consumertest.EnvelopeFixture(envelope("m2", "ONCRMDEALUPDATE", "1", "e2")),
+			consumertest.EnvelopeFixture(envelope("m1", "ONCRMDEALUPDATE", "3", "e3")),
+		},
+		Effects: st.fingerprint,
+	})
+}
+
+// harness runs one consumer against an embedded JetStream.
+type harness struct {
+	t        *testing.T
+	srv      *natstest.Server
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	outcomes chan *nats.Msg
+	dead     chan *nats.Msg
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	srv := natstest.Start(t)
+	nc, js := srv.JetStream(t)
+	if err := eventbus.Provision(context.Background(), js, eventbus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, srv: srv, nc: nc, js: js, outcomes: make(chan *nats.Msg, 1024), dead: make(chan *nats.Msg, 64)}
+	if _, err := nc.ChanSubscribe(eventbus.OutcomesPrefix+".>", h.outcomes); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.ChanSubscribe(eventbus.DeadPrefix+".>", h.dead); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.Flush()
+	return h
+}
+
+// start runs a runtime with reg applied on its own connection and returns
+// a stop function that cancels it and waits for Run.
+func (h *harness) start(reg func(rt *consumer.Runtime) error, opts ...consumer.Option) (stop func() error) {
+	h.t.Helper()
+	nc := h.srv.Connect(h.t)
+	opts = append([]consumer.Option{consumer.WithLogger(slog.New(slog.DiscardHandler))}, opts...)
+	rt, err := consumer.New(nc, opts...)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := reg(rt); err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(30 * time.Second):
+				runErr = errors.New("Run did not return")
+			}
+		})
+		return runErr
+	}
+	h.t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+func (h *harness) publish(env *eventsv1.Envelope) {
+	h.t.Helper()
+	data, _ := proto.Marshal(env)
+	if _, err := h.js.Publish(context.Background(), eventbus.RawEvent(env.MemberId, env.Event), data, jetstream.WithMsgID(env.MessageId)); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) outcome() *eventsv1.Outcome {
+	h.t.Helper()
+	select {
+	case m := <-h.outcomes:
+		o := &eventsv1.Outcome{}
+		if err := proto.Unmarshal(m.Data, o); err != nil {
+			h.t.Fatal(err)
+		}
+		return o
+	case <-time.After(30 * time.Second):
+		h.t.Fatal("no outcome")
+		return nil
+	}
+}
+
+func fastSpec(name string) consumer.Spec {
+	return consumer.Spec{
+		Durable: name, FilterSubjects: eventbus.RawEventFilter("ONCRMDEALUPDATE"),
+		AckWait: 2 * time.Second, Backoff: []time.Duration{10 * time.Millisecond, 20 * time.Millisecond},
+	}
+}
+
+func TestPermanentErrorDeadLettersOnce(t *testing.T) {
+	h := newHarness(t)
+	var calls atomic.Int32
+	h.start(func(rt *consumer.Runtime) error {
+		return consumer.Register(rt, fastSpec("perm"), consumer.DecodeEnvelope,
+			consumer.HandlerFunc[*eventsv1.Envelope](func(context.Context, *consumer.Message[*eventsv1.Envelope]) error {
+				calls.Add(1)
+				return consumer.Permanent(errors.New("deal 7 belongs to no pipeline"))
+			}))
+	})
+	h.publish(envelope("m1", "ONCRMDEALUPDATE", "7", "evt-7"))
+	o := h.outcome()
+	if o.Status != eventsv1.OutcomeStatus_OUTCOME_STATUS_DEAD || o.ErrorKind != consumer.KindPermanent || o.Attempt != 1 ||
+		o.EventId != "evt-7" || o.Consumer != "perm" || o.MemberId != "m1" || o.EntityId != "7" || !strings.Contains(o.Error, "no pipeline") {
+		t.Errorf("outcome %+v", o)
+	}
+	d := <-h.dead
+	if d.Subject != "b24.dead.perm.m1.ONCRMDEALUPDATE" {
+		t.Errorf("dead subject %s", d.Subject)
+	}
+	for k, want := range map[string]string{
+		eventbus.HeaderDeadReason: "permanent", eventbus.HeaderDeadConsumer: "perm", eventbus.HeaderDeadDeliveries: "1",
+		eventbus.HeaderDeadSubject: "b24.events.m1.ONCRMDEALUPDATE", eventbus.HeaderDeadStream: "B24_EVENTS",
+		eventbus.HeaderDeadStreamSeq: "1", eventbus.HeaderOriginalMsgID: "evt-7",
+	} {
+		if got := d.Header.Get(k); got != want {
+			t.Errorf("header %s = %q, want %q", k, got, want)
+		}
+	}
+	if !strings.Contains(d.Header.Get(eventbus.HeaderDeadError), "no pipeline") {
+		t.Errorf("dead error header %q", d.Header.Get(eventbus.HeaderDeadError))
+	}
+	if calls.Load() != 1 {
+		t.Errorf("handler called %d times, want 1", calls.Load())
+	}
+}
+
+type overload struct{}
+
+func (overload) Error() string     { return "OVERLOAD_LIMIT" }
+func (overload) ErrorKind() string { return "overload_limit" }
+
+func TestTransientRetriesThenDeadLetters(t *testing.T) {
+	h := newHarness(t)
+	h.start(func(rt *consumer.Runtime) error {
+		return consumer.Register(rt, fastSpec("flaky"), consumer.DecodeEnvelope,
+			consumer.HandlerFunc[*eventsv1.Envelope](func(context.Context, *consumer.Message[*eventsv1.Envelope]) error {
+				return fmt.Errorf("crm.deal.get: %w", overload{})
+			}))
+	})
+	h.publish(envelope("m1", "ONCRMDEALUPDATE", "1", "evt-1"))
+	var got []string
+	for range 3 { // MaxDeliver = len(Backoff)+1
+		o := h.outcome()
+		got = append(got, fmt.Sprintf("%d:%s:%s", o.Attempt, o.Status, o.ErrorKind))
+	}
+	want := []string{
+		"1:OUTCOME_STATUS_RETRY:overload_limit",
+		"2:OUTCOME_STATUS_RETRY:overload_limit",
+		"3:OUTCOME_STATUS_DEAD:overload_limit",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("outcomes %v, want %v", got, want)
+	}
+	d := <-h.dead
+	if d.Header.Get(eventbus.HeaderDeadReason) != "max_deliveries" || d.Header.Get(eventbus.HeaderDeadDeliveries) != "3" {
+		t.Errorf("dead headers %v", d.Header)
+	}
+}
+
+func TestPanicIsRecoveredAndRetried(t *testing.T) {
+	h := newHarness(t)
+	var calls atomic.Int32
+	h.start(func(rt *consumer.Runtime) error {
+		return consumer.Register(rt, fastSpec("panicky"), consumer.DecodeEnvelope,
+			consumer.HandlerFunc[*eventsv1.Envelope](func(context.Context, *consumer.Message[*eventsv1.Envelope]) error {
+				if calls.Add(1) == 1 {
+					panic("nil map")
+				}
+				return nil
+			}))
+	})
+	h.publish(envelope("m1", "ONCRMDEALUPDATE", "1", "evt-1"))
+	if o := h.outcome(); o.Status != eventsv1.OutcomeStatus_OUTCOME_STATUS_RETRY || o.ErrorKind != consumer.KindPanic {
+		t.Errorf("first outcome %+v", o)
+	}
+	if o := h.outcome(); o.Status != eventsv1.OutcomeStatus_OUTCOME_STATUS_DONE || o.Attempt != 2 {
+		t.Errorf("second outcome %+v", o)
+	}
+}
+
+func TestRetryAfterUsesItsDelay(t *testing.T) {
+	h := newHarness(t)
+	var calls atomic.Int32
+	spec := fastSpec("later")
+	spec.Backoff = []time.Duration{time.Hour} // would never come back in time
+	h.start(func(rt *consumer.Runtime) error {
+		return consumer.Register(rt, spec, consumer.DecodeEnvelope,
+			consumer.HandlerFunc[*eventsv1.Envelope](func(context.Context, *consumer.Message[*eventsv1.Envelope]) error {
+				if calls.Add(1) == 1 {
+					return consumer.RetryAfter(10*time.Millisecond, errors.New("recording not there yet"))
+				}
+				return nil
+			}))
+	})
+	h.publish(envelope("m1", "ONCRMDEALUPDATE", "1", "evt-1"))
+	h.outcome()
+	if o := h.outcome(); o.Status != eventsv1.OutcomeStatus_OUTCOME_STATUS_DONE || o.Attempt != 2 {
+		t.Errorf("second outcome %+v", o)
+	}
+}
+
+func TestBatchesArePerPortalAndCoalesce(t *testing.T) {
+	h := newHarness(t)
+	// Publish everything first, so the runtime sees a storm.
+	n := 0
+	for i := range 10 { // ten updates of deal 1 on m1
+		h.publish(envelope("m1", "ONCRMDEALUPDATE", "1", fmt.Sprintf("m1-1-%d", i)))
+		n++
+	}
+	for e := range 5 {
+		h.publish(envelope("m2", "ONCRMDEALUPDATE", fmt.Sprint(e), fmt.Sprintf("m2-%d", e)))
+		n++
+	}
+	var mu sync.Mutex
+	var batches [][]*consumer.Message[*eventsv1.Envelope]
+	spec := fastSpec("batcher")
+	spec.BatchWindow = time.Second
+	h.start(func(rt *consumer.Runtime) error {
+		return consumer.RegisterBatch(rt, spec, consumer.DecodeEnvelope,
+			consumer.BatchHandlerFunc[*eventsv1.Envelope](func(_ context.Context, b []*consumer.Message[*eventsv1.Envelope]) []error {
+				mu.Lock()
+				batches = append(batches, b)
+				mu.Unlock()
+				return nil
+			}))
+	})
+	for range n {
+		if o := h.outcome(); o.Status != eventsv1.OutcomeStatus_OUTCOME_STATUS_DONE {
+			t.Errorf("outcome %+v", o)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	deal1 := 0
+	for _, b := range batches {
+		members := map[string]bool{}
+		for _, m := range b {
+			members[m.MemberID] = true
+			if m.MemberID == "m1" && m.EntityID == "1" {
+				deal1++
+			}
+		}
+		if len(members) != 1 {
+			t.Errorf("batch mixes portals: %v", slices.Collect(maps.Keys(members)))
+		}
+		if deal1 != 0 && deal1 != 10 {
+			t.Errorf("the ten updates of deal 1 were split across batches")
+		}
+	}
+	if len(batches) != 2 {
+		t.Errorf("%d batches, want 2 (one per portal)", len(batches))
+	}
+}
+
+func TestDrainFinishesRunningHandlers(t *testing.T) {
+	h := newHarness(t)
+	started := make(chan struct{})
+	release := make(chan struct{})
+	stop := h.start(func(rt *consumer.Runtime) error {
+		return consumer.Register(rt, fastSpec("drainer"), consumer.DecodeEnvelope,
+			consumer.HandlerFunc[*eventsv1.Envelope](func(ctx context.Context, _ *consumer.Message[*eventsv1.Envelope]) error {
+				close(started)
+				<-release
+				return ctx.Err() // nil: the drain does not cancel a running handler
+			}))
+	})
+	h.publish(envelope("m1", "ONCRMDEALUPDATE", "1", "evt-1"))
+	<-started
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	time.Sleep(50 * time.Millisecond) // let the shutdown begin while the handler runs
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if o := h.outcome(); o.Status != eventsv1.OutcomeStatus_OUTCOME_STATUS_DONE {
+		t.Errorf("outcome %+v", o)
+	}
+	info := consumerInfo(t, h.js, "drainer")
+	if info.NumAckPending != 0 || info.NumRedelivered != 0 {
+		t.Errorf("after drain: %+v", info)
+	}
+}
+
+func TestDrainTimeoutNaksForAnotherReplica(t *testing.T) {
+	h := newHarness(t)
+	started := make(chan struct{}, 1)
+	stop := h.start(func(rt *consumer.Runtime) error {
+		return consumer.Register(rt, fastSpec("stuck"), consumer.DecodeEnvelope,
+			consumer.HandlerFunc[*eventsv1.Envelope](func(ctx context.Context, m *consumer.Message[*eventsv1.Envelope]) error {
+				if m.Delivery == 1 {
+					started <- struct{}{}
+					<-ctx.Done()
+					return ctx.Err()
+				}
+				return nil
+			}))
+	}, consumer.WithDrainTimeout(50*time.Millisecond))
+	h.publish(envelope("m1", "ONCRMDEALUPDATE", "1", "evt-1"))
+	<-started
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if o := h.outcome(); o.Status != eventsv1.OutcomeStatus_OUTCOME_STATUS_RETRY || o.ErrorKind != consumer.KindShutdown {
+		t.Errorf("outcome %+v", o)
+	}
+	// Another replica takes it over at once.
+	h.start(func(rt *consumer.Runtime) error {
+		return consumer.Register(rt, fastSpec("stuck"), consumer.DecodeEnvelope,
+			consumer.HandlerFunc[*eventsv1.Envelope](func(context.Context, *consumer.Message[*eventsv1.Envelope]) error { return nil }))
+	})
+	if o := h.outcome(); o.Status != eventsv1.OutcomeStatus_OUTCOME_STATUS_DONE || o.Attempt != 2 {
+		t.Errorf("takeover outcome %+v", o)
+	}
+}
+
+func TestInProgressKeepsLongHandlersAlive(t *testing.T) {
+	h := newHarness(t)
+	var calls atomic.Int32
+	spec := fastSpec("slow")
+	spec.AckWait = 300 * time.Millisecond
+	h.start(func(rt *consumer.Runtime) error {
+		return consumer.Register(rt, spec, consumer.DecodeEnvelope,
+			consumer.HandlerFunc[*eventsv1.Envelope](func(context.Context, *consumer.Message[*eventsv1.Envelope]) error {
+				calls.Add(1)
+				time.Sleep(1500 * time.Millisecond) // five AckWaits
+				return nil
+			}))
+	})
+	h.publish(envelope("m1", "ONCRMDEALUPDATE", "1", "evt-1"))
+	if o := h.outcome(); o.Status != eventsv1.OutcomeStatus_OUTCOME_STATUS_DONE || o.Attempt != 1 {
+		t.Errorf("outcome %+v", o)
+	}
+	if calls.Load() != 1 {
+		t.Errorf("handler ran %d times: the server redelivered a message in progress", calls.Load())
+	}
+}
+
+func TestProvisionIsTheSpec(t *testing.T) {
+	h := newHarness(t)
+	nc := h.srv.Connect(t)
+	rt, err := consumer.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := fastSpec("provisioned")
+	spec.MaxAckPending = 77
+	if err := consumer.Register(rt, spec, consumer.DecodeEnvelope, consumer.HandlerFunc[*eventsv1.Envelope](nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := consumer.Register(rt, spec, consumer.DecodeEnvelope, consumer.HandlerFunc[*eventsv1.Envelope](nil)); err == nil {
+		t.Error("duplicate durable accepted")
+	}
+	if err := rt.Ready(context.Background()); err == nil {
+		t.Error("ready before provisioning")
+	}
+	for range 2 {
+		if err := rt.Provision(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info := consumerInfo(t, h.js, "provisioned")
+	if info.Config.MaxAckPending != 77 || info.Config.AckWait != 2*time.Second || info.Config.AckPolicy != jetstream.AckExplicitPolicy {
+		t.Errorf("config %+v", info.Config)
+	}
+	if err := rt.Ready(context.Background()); err != nil {
+		t.Error(err)
+	}
+}
+
+func consumerInfo(t *testing.T, js jetstream.JetStream, name string) *jetstream.ConsumerInfo {
+	t.Helper()
+	c, err := js.Consumer(context.Background(), eventbus.StreamEvents, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
