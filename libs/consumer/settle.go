@@ -228,4 +228,3 @@ func newMetrics(m metric.Meter, consumer string) (*metrics, error) {
 	errs = append(errs, err)
 	return out, errors.Join(errs...)
 }
-
