@@ -17,15 +17,15 @@ func TestPortal(t *testing.T) {
 		{"https://acme.bitrix24.com/rest/", true},
 		{"https://acme.bitrix24.com.br/rest/", true},
 		{"https://acme.bitrix24.de:443/rest/", true},
-		{"http://acme.bitrix24.com/rest/", false},          // cloud over http
-		{"https://acme.bitrix24.com:8080/rest/", false},    // odd port
-		{"https://evil.com/rest/", false},                  // not Bitrix24
-		{"https://a.b.bitrix24.com/rest/", false},          // two labels
-		{"https://bitrix24.com/rest/", false},              // no label
+		{"http://acme.bitrix24.com/rest/", false},           // cloud over http
+		{"https://acme.bitrix24.com:8080/rest/", false},     // odd port
+		{"https://evil.com/rest/", false},                   // not Bitrix24
+		{"https://a.b.bitrix24.com/rest/", false},           // two labels
+		{"https://bitrix24.com/rest/", false},               // no label
 		{"https://acme.bitrix24.com.evil.com/rest/", false}, // suffix trick
-		{"https://acme.bitrix24.com/api/", false},          // not /rest/
-		{"https://u:p@acme.bitrix24.com/rest/", false},     // user info
-		{"https://acme.bitrix24.com/rest/?x=1", false},     // query
+		{"https://acme.bitrix24.com/api/", false},           // not /rest/
+		{"https://u:p@acme.bitrix24.com/rest/", false},      // user info
+		{"https://acme.bitrix24.com/rest/?x=1", false},      // query
 		{"ftp://acme.bitrix24.com/rest/", false},
 		{"http://127.0.0.1:8443/rest/", true},  // configured, http allowed
 		{"http://127.0.0.1:9999/rest/", false}, // other port
