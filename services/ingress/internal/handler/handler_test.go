@@ -180,4 +180,3 @@ func FuzzServeEvent(f *testing.F) {
 		}
 	})
 }
-
