@@ -15,24 +15,19 @@ import (
 	"github.com/b24hub/b24hub/services/subscriptions/internal/desired"
 )
 
-// Caller is the REST call the package needs; *bitrix.Client implements it.
-type Caller interface {
-	Call(ctx context.Context, method string, params, out any, opts ...bitrix.CallOption) error
+// Client is the part of the REST client the package needs; *bitrix.Client
+// implements it.
+type Client interface {
+	EventBindings(ctx context.Context) ([]bitrix.EventBinding, error)
+	BindEvent(ctx context.Context, b bitrix.EventBinding) error
+	UnbindEvent(ctx context.Context, b bitrix.EventBinding) (int, error)
 }
 
-// Row is one entry of event.get (§1.3). Online rows have a handler; offline
-// rows have offline=1 and a connector id.
-type Row struct {
-	Event       string      `json:"event"`
-	Handler     string      `json:"handler,omitempty"`
-	AuthType    string      `json:"auth_type,omitempty"`
-	Offline     flexBool    `json:"offline"`
-	ConnectorID string      `json:"connector_id,omitempty"`
-}
+var _ Client = (*bitrix.Client)(nil)
 
-// Binding converts a row to the comparable form.
-func (r Row) Binding() desired.Binding {
-	b := desired.Binding{Event: strings.ToUpper(r.Event), Offline: bool(r.Offline)}
+// Of converts a bound row to the comparable form.
+func Of(r bitrix.EventBinding) desired.Binding {
+	b := desired.Binding{Event: strings.ToUpper(r.Event), Offline: r.Offline}
 	if !b.Offline {
 		b.Handler = r.Handler
 	}
@@ -47,20 +42,27 @@ type Plan struct {
 	Unbind []desired.Binding `json:"unbind"`
 	// InSync counts the rows that are both declared and bound.
 	InSync int `json:"in_sync"`
+
+	// rows keeps the bound rows behind each Unbind entry: event.unbind
+	// needs their auth_type to match (§1.4).
+	rows map[desired.Binding][]bitrix.EventBinding
 }
 
 // Drift is the number of rows out of place.
 func (p Plan) Drift() int { return len(p.Bind) + len(p.Unbind) }
 
 // Diff compares the declared rows with the bound ones.
-func Diff(want []desired.Binding, have []Row) Plan {
+func Diff(want []desired.Binding, have []bitrix.EventBinding) Plan {
 	bound := map[desired.Binding]bool{}
 	for _, r := range have {
-		bound[r.Binding()] = true
+		bound[Of(r)] = true
 	}
 	declared := map[desired.Binding]bool{}
-	var p Plan
+	p := Plan{rows: map[desired.Binding][]bitrix.EventBinding{}}
 	for _, w := range want {
+		if declared[w] {
+			continue
+		}
 		declared[w] = true
 		if bound[w] {
 			p.InSync++
@@ -68,13 +70,15 @@ func Diff(want []desired.Binding, have []Row) Plan {
 			p.Bind = append(p.Bind, w)
 		}
 	}
-	seen := map[desired.Binding]bool{}
 	for _, r := range have {
-		b := r.Binding()
-		if !declared[b] && !seen[b] {
-			seen[b] = true
+		b := Of(r)
+		if declared[b] {
+			continue
+		}
+		if _, seen := p.rows[b]; !seen {
 			p.Unbind = append(p.Unbind, b)
 		}
+		p.rows[b] = append(p.rows[b], r)
 	}
 	sortBindings(p.Bind)
 	sortBindings(p.Unbind)
@@ -85,13 +89,14 @@ func sortBindings(bs []desired.Binding) {
 	slices.SortFunc(bs, func(a, b desired.Binding) int { return strings.Compare(a.String(), b.String()) })
 }
 
-// Get reads the portal's bound rows with event.get.
-func Get(ctx context.Context, c Caller) ([]Row, error) {
-	var rows []Row
-	if err := c.Call(ctx, "event.get", nil, &rows); err != nil {
-		return nil, fmt.Errorf("event.get: %w", err)
+// Check reads the portal's rows and returns the plan that makes them equal
+// to want.
+func Check(ctx context.Context, c Client, want []desired.Binding) (Plan, error) {
+	have, err := c.EventBindings(ctx)
+	if err != nil {
+		return Plan{}, fmt.Errorf("event.get: %w", err)
 	}
-	return rows, nil
+	return Diff(want, have), nil
 }
 
 // Result is what Apply did.
@@ -102,86 +107,42 @@ type Result struct {
 	Failed []string `json:"failed,omitempty"`
 }
 
+// Repaired counts the rows changed.
+func (r Result) Repaired() int { return len(r.Bound) + len(r.Unbound) }
+
 // Apply binds and unbinds what p asks for. It goes on after a failed row
-// and returns every failure joined; a row that was already bound counts as
-// bound.
-func Apply(ctx context.Context, c Caller, p Plan) (Result, error) {
+// and returns every failure joined. A row that was already bound counts as
+// bound (the client maps "Handler already binded" to success).
+func Apply(ctx context.Context, c Client, p Plan) (Result, error) {
 	var res Result
 	var errs []error
+	fail := func(err error) {
+		errs = append(errs, err)
+		res.Failed = append(res.Failed, err.Error())
+	}
 	for _, b := range p.Bind {
-		if err := Bind(ctx, c, b); err != nil {
-			errs = append(errs, err)
-			res.Failed = append(res.Failed, err.Error())
+		row := bitrix.EventBinding{Event: b.Event, Handler: b.Handler, Offline: b.Offline}
+		if err := c.BindEvent(ctx, row); err != nil {
+			fail(fmt.Errorf("event.bind %s: %w", b, err))
 			continue
 		}
 		res.Bound = append(res.Bound, b)
 	}
 	for _, b := range p.Unbind {
-		if err := Unbind(ctx, c, b); err != nil {
-			errs = append(errs, err)
-			res.Failed = append(res.Failed, err.Error())
-			continue
+		rows := p.rows[b]
+		if len(rows) == 0 { // a plan decoded from JSON: unbind the default variant
+			rows = []bitrix.EventBinding{{Event: b.Event, Handler: b.Handler, Offline: b.Offline}}
 		}
-		res.Unbound = append(res.Unbound, b)
+		ok := true
+		for _, r := range rows {
+			if _, err := c.UnbindEvent(ctx, r); err != nil {
+				fail(fmt.Errorf("event.unbind %s: %w", b, err))
+				ok = false
+			}
+		}
+		if ok {
+			res.Unbound = append(res.Unbound, b)
+		}
 	}
 	return res, errors.Join(errs...)
-}
-
-// Bind calls event.bind for b. "Handler already binded" and "Process of
-// binding the handler has already started" are success: the row is (about
-// to be) there, and the next check verifies it.
-func Bind(ctx context.Context, c Caller, b desired.Binding) error {
-	params := map[string]any{"event": b.Event}
-	if b.Offline {
-		params["event_type"] = "offline"
-	} else {
-		params["handler"] = b.Handler
-	}
-	err := c.Call(ctx, "event.bind", params, nil, bitrix.Idempotent(true))
-	if err != nil && !AlreadyBound(err) {
-		return fmt.Errorf("event.bind %s: %w", b, err)
-	}
-	return nil
-}
-
-// Unbind calls event.unbind for b. For an online row it passes the handler
-// and no auth_type, which as an admin removes every user variant (§1.4).
-func Unbind(ctx context.Context, c Caller, b desired.Binding) error {
-	params := map[string]any{"event": b.Event}
-	if b.Offline {
-		params["event_type"] = "offline"
-	} else {
-		params["handler"] = b.Handler
-	}
-	if err := c.Call(ctx, "event.unbind", params, nil, bitrix.Idempotent(true)); err != nil {
-		return fmt.Errorf("event.unbind %s: %w", b, err)
-	}
-	return nil
-}
-
-// AlreadyBound reports Bitrix24's answers to a repeated or concurrent bind.
-func AlreadyBound(err error) bool {
-	var e *bitrix.Error
-	if !errors.As(err, &e) {
-		return false
-	}
-	d := strings.ToLower(e.Description)
-	return strings.Contains(d, "already binded") || strings.Contains(d, "already bound") ||
-		strings.Contains(d, "binding the handler has already started")
-}
-
-// flexBool reads 0/1, "0"/"1" and true/false.
-type flexBool bool
-
-func (b *flexBool) UnmarshalJSON(data []byte) error {
-	s := strings.Trim(string(data), `"`)
-	switch s {
-	case "1", "true", "Y":
-		*b = true
-	case "0", "false", "N", "", "null":
-		*b = false
-	default:
-		return fmt.Errorf("binding: offline flag %s", data)
-	}
-	return nil
 }
