@@ -198,9 +198,9 @@ func lockDeliveries(ctx context.Context, tx pgx.Tx, keys []deliveryKey) (map[del
 	out := map[deliveryKey]*deliveryRow{}
 	for rows.Next() {
 		var (
-			r                     deliveryRow
-			first, last, deadAt   pgtype.Timestamptz
-			deadSeq               pgtype.Int8
+			r                   deliveryRow
+			first, last, deadAt pgtype.Timestamptz
+			deadSeq             pgtype.Int8
 		)
 		if err := rows.Scan(&r.EventID, &r.Consumer, &r.Portal, &r.EventType, &r.EntityID, &r.Status, &r.Attempts,
 			&r.LastError, &r.ErrorKind, &first, &last, &r.DurationMS, &r.TraceID, &r.DeadReason, &deadAt, &deadSeq); err != nil {
@@ -247,9 +247,9 @@ func writeDeliveries(ctx context.Context, tx pgx.Tx, rows []*deliveryRow, counts
 		return nil
 	}
 	var (
-		buckets                             []time.Time
-		ccons, cportals, ckinds, cerrkinds  []string
-		ns                                  []int64
+		buckets                            []time.Time
+		ccons, cportals, ckinds, cerrkinds []string
+		ns                                 []int64
 	)
 	for k, v := range counts {
 		buckets = append(buckets, k.Bucket)
