@@ -1,0 +1,205 @@
+// Package outbox is a transactional outbox on PostgreSQL for consumers that
+// mirror state and publish what changed. A handler adds its messages in the
+// same transaction as its mirror write, so a crash between the commit and
+// the publish cannot lose a domain change: the rows stay until a flush
+// publishes them. Each message carries a deterministic Nats-Msg-Id, so a
+// message published twice (a flush that crashed before marking its rows) is
+// stored once by JetStream and de-duplicated by consumers.
+//
+// The table lives in the service's own schema; add TableSQL to the
+// service's first migration.
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+)
+
+// TableSQL creates the outbox table; put it in a migration of the schema
+// that uses the outbox.
+const TableSQL = `CREATE TABLE outbox (
+    seq          bigserial PRIMARY KEY,
+    msg_id       text NOT NULL,
+    subject      text NOT NULL,
+    data         bytea NOT NULL,
+    header       jsonb NOT NULL DEFAULT '{}',
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    published_at timestamptz
+);
+CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;`
+
+// Message is one message to publish after commit.
+type Message struct {
+	// MsgID is the Nats-Msg-Id; required and deterministic.
+	MsgID string
+	// Subject is required.
+	Subject string
+	// Data is the payload.
+	Data []byte
+	// Header holds extra headers. Add sets the trace context of its ctx.
+	Header nats.Header
+}
+
+// Add stores msgs in tx. The trace context of ctx travels with them, so the
+// published messages continue the trace of the event that caused them.
+func Add(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
+	for _, m := range msgs {
+		if m.MsgID == "" || m.Subject == "" {
+			return errors.New("outbox: MsgID and Subject are required")
+		}
+		h := nats.Header{}
+		for k, v := range m.Header {
+			h[k] = v
+		}
+		eventbus.Propagator().Inject(ctx, eventbus.HeaderCarrier(h))
+		hj, err := json.Marshal(h)
+		if err != nil {
+			return fmt.Errorf("outbox: header: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO outbox (msg_id, subject, data, header) VALUES ($1, $2, $3, $4)`,
+			m.MsgID, m.Subject, m.Data, hj); err != nil {
+			return fmt.Errorf("outbox: add: %w", err)
+		}
+	}
+	return nil
+}
+
+// Relay publishes outbox rows. Several replicas may run one each: rows are
+// claimed with FOR UPDATE SKIP LOCKED.
+type Relay struct {
+	pool *pgxpool.Pool
+	pub  *eventbus.Publisher
+	log  *slog.Logger
+	// Retain is how long published rows are kept (for audit) before Run
+	// deletes them. Default 24h.
+	Retain time.Duration
+}
+
+// NewRelay returns a Relay publishing with pub.
+func NewRelay(pool *pgxpool.Pool, pub *eventbus.Publisher, log *slog.Logger) *Relay {
+	return &Relay{pool: pool, pub: pub, log: log, Retain: 24 * time.Hour}
+}
+
+// Flush publishes unpublished rows, oldest first, up to 500, and marks them
+// published. It returns how many it published. A publish failure stops the
+// flush and is returned; the rows stay for the next flush.
+func (r *Relay) Flush(ctx context.Context) (int, error) {
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("outbox: begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	rows, err := tx.Query(ctx, `SELECT seq, msg_id, subject, data, header FROM outbox
+		WHERE published_at IS NULL ORDER BY seq LIMIT 500 FOR UPDATE SKIP LOCKED`)
+	if err != nil {
+		return 0, fmt.Errorf("outbox: claim: %w", err)
+	}
+	type row struct {
+		seq  int64
+		msg  eventbus.Message
+		hdrJ []byte
+	}
+	var claimed []row
+	for rows.Next() {
+		var x row
+		if err := rows.Scan(&x.seq, &x.msg.MsgID, &x.msg.Subject, &x.msg.Data, &x.hdrJ); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("outbox: scan: %w", err)
+		}
+		claimed = append(claimed, x)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("outbox: claim: %w", err)
+	}
+	if len(claimed) == 0 {
+		return 0, nil
+	}
+	// Publish concurrently (the publisher pipelines), then mark what was
+	// confirmed.
+	errs := make([]error, len(claimed))
+	done := make(chan int, len(claimed))
+	for i := range claimed {
+		go func() {
+			x := &claimed[i]
+			h := nats.Header{}
+			_ = json.Unmarshal(x.hdrJ, &h)
+			pctx := eventbus.Propagator().Extract(ctx, eventbus.HeaderCarrier(h))
+			x.msg.Header = h
+			_, errs[i] = r.pub.Publish(pctx, x.msg)
+			done <- i
+		}()
+	}
+	for range claimed {
+		<-done
+	}
+	var published []int64
+	for i, x := range claimed {
+		if errs[i] == nil {
+			published = append(published, x.seq)
+		}
+	}
+	if len(published) > 0 {
+		if _, err := tx.Exec(ctx, `UPDATE outbox SET published_at = now() WHERE seq = ANY($1)`, published); err != nil {
+			return 0, fmt.Errorf("outbox: mark: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("outbox: commit: %w", err)
+	}
+	return len(published), errors.Join(errs...)
+}
+
+// Pending returns the number of unpublished rows.
+func (r *Relay) Pending(ctx context.Context) (int, error) {
+	var n int
+	err := r.pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE published_at IS NULL`).Scan(&n)
+	return n, err
+}
+
+// Run flushes every interval until ctx ends, and prunes rows published
+// longer than Retain ago. It returns nil when ctx ends.
+func (r *Relay) Run(ctx context.Context, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	lastPrune := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			// A last flush so a drained consumer leaves nothing behind.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_, _ = r.Flush(fctx)
+			cancel()
+			return nil
+		case <-t.C:
+		}
+		for {
+			n, err := r.Flush(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					r.log.WarnContext(ctx, "outbox flush failed", "error", err.Error())
+				}
+				break
+			}
+			if n < 500 {
+				break
+			}
+		}
+		if time.Since(lastPrune) > time.Hour {
+			lastPrune = time.Now()
+			if _, err := r.pool.Exec(ctx, `DELETE FROM outbox WHERE published_at < now() - $1::interval`,
+				r.Retain.String()); err != nil && ctx.Err() == nil {
+				r.log.WarnContext(ctx, "outbox prune failed", "error", err.Error())
+			}
+		}
+	}
+}

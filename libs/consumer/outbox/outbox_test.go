@@ -1,0 +1,76 @@
+package outbox_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+
+	"github.com/b24hub/b24hub/libs/consumer/outbox"
+	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/b24hub/b24hub/libs/natstest"
+	"github.com/b24hub/b24hub/libs/pgtest"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+func TestOutboxPublishesOnceAfterCommit(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	pgtest.MustExec(t, pool, outbox.TableSQL)
+	srv := natstest.Start(t)
+	_, js := srv.JetStream(t)
+	if err := eventbus.Provision(ctx, js, eventbus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	relay := outbox.NewRelay(pool, eventbus.NewPublisher(js), slog.New(slog.DiscardHandler))
+
+	tp := sdktrace.NewTracerProvider()
+	tctx, span := tp.Tracer("t").Start(ctx, "handler")
+	defer span.End()
+	add := func(commit bool) {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = outbox.Add(tctx, tx, outbox.Message{MsgID: "chg-1", Subject: eventbus.Change("deal", "m1", "1"), Data: []byte("x")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if commit {
+			err = tx.Commit(ctx)
+		} else {
+			err = tx.Rollback(ctx)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(false) // rolled back: nothing to publish
+	if n, err := relay.Flush(ctx); n != 0 || err != nil {
+		t.Fatalf("flush after rollback: %d %v", n, err)
+	}
+	add(true)
+	add(true) // the same change stored twice (a redelivery) is published once
+	if n, err := relay.Flush(ctx); n != 2 || err != nil {
+		t.Fatalf("flush: %d %v", n, err)
+	}
+	if n, _ := relay.Pending(ctx); n != 0 {
+		t.Errorf("pending %d", n)
+	}
+	st, err := js.Stream(ctx, eventbus.StreamChanges)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := st.Info(ctx)
+	if info.State.Msgs != 1 {
+		t.Errorf("%d messages in %s, want 1", info.State.Msgs, eventbus.StreamChanges)
+	}
+	msg, err := st.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := eventbus.Propagator().Extract(ctx, eventbus.HeaderCarrier(msg.Header))
+	if trace.SpanContextFromContext(got).TraceID() != span.SpanContext().TraceID() {
+		t.Error("the published change lost the handler's trace")
+	}
+}
