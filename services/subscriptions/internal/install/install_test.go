@@ -22,7 +22,7 @@ import (
 type memCreds map[string]bitrix.Token
 
 func (m memCreds) Put(_ context.Context, id string, t bitrix.Token) error { m[id] = t; return nil }
-func (m memCreds) Delete(_ context.Context, id string) error             { delete(m, id); return nil }
+func (m memCreds) Delete(_ context.Context, id string) error              { delete(m, id); return nil }
 
 type memRecords map[string]portals.Installed
 
