@@ -1,0 +1,260 @@
+package k8stest
+
+import (
+	"bytes"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// natsValues is the subset of the NATS chart's values.yaml (chart 2.14.x,
+// nats-io/k8s helm/charts/nats/values.yaml) that deploy/nats/values.yaml
+// uses. Decoding is strict, so a misspelt or misplaced key fails here rather
+// than being silently ignored by Helm.
+type natsValues struct {
+	FullnameOverride string `json:"fullnameOverride"`
+	Config           struct {
+		Cluster struct {
+			Enabled  bool `json:"enabled"`
+			Replicas int  `json:"replicas"`
+		} `json:"cluster"`
+		JetStream struct {
+			Enabled   bool `json:"enabled"`
+			FileStore struct {
+				Enabled bool   `json:"enabled"`
+				Dir     string `json:"dir"`
+				PVC     struct {
+					Enabled          bool   `json:"enabled"`
+					Size             string `json:"size"`
+					StorageClassName string `json:"storageClassName,omitempty"`
+				} `json:"pvc"`
+			} `json:"fileStore"`
+			MemoryStore struct {
+				Enabled bool `json:"enabled"`
+			} `json:"memoryStore"`
+		} `json:"jetstream"`
+		Monitor struct {
+			Enabled bool `json:"enabled"`
+			Port    int  `json:"port"`
+		} `json:"monitor"`
+	} `json:"config"`
+	Container struct {
+		Env   map[string]string `json:"env"`
+		Merge struct {
+			Resources struct {
+				Requests map[string]string `json:"requests"`
+				Limits   map[string]string `json:"limits"`
+			} `json:"resources"`
+		} `json:"merge"`
+	} `json:"container"`
+	PodTemplate struct {
+		TopologySpreadConstraints map[string]struct {
+			MaxSkew           int    `json:"maxSkew"`
+			WhenUnsatisfiable string `json:"whenUnsatisfiable"`
+		} `json:"topologySpreadConstraints"`
+	} `json:"podTemplate"`
+	PodDisruptionBudget struct {
+		Enabled bool `json:"enabled"`
+	} `json:"podDisruptionBudget"`
+	PromExporter struct {
+		Enabled    bool `json:"enabled"`
+		PodMonitor struct {
+			Enabled bool `json:"enabled"`
+		} `json:"podMonitor"`
+	} `json:"promExporter"`
+	NatsBox struct {
+		Enabled bool `json:"enabled"`
+	} `json:"natsBox"`
+}
+
+func loadNATSValues(t *testing.T) natsValues {
+	t.Helper()
+	var v natsValues
+	if err := yaml.UnmarshalStrict(readFile(t, "deploy/nats/values.yaml"), &v); err != nil {
+		t.Fatalf("deploy/nats/values.yaml: %v", err)
+	}
+	return v
+}
+
+// cnpgCluster is the subset of postgresql.cnpg.io/v1 Cluster used by
+// deploy/postgres/cluster.yaml (CloudNativePG has no Go module here).
+type cnpgCluster struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name   string            `json:"name"`
+		Labels map[string]string `json:"labels"`
+	} `json:"metadata"`
+	Spec struct {
+		Instances             int    `json:"instances"`
+		ImageName             string `json:"imageName"`
+		PrimaryUpdateStrategy string `json:"primaryUpdateStrategy"`
+		Storage               struct {
+			Size         string `json:"size"`
+			StorageClass string `json:"storageClass,omitempty"`
+		} `json:"storage"`
+		WALStorage *struct {
+			Size         string `json:"size"`
+			StorageClass string `json:"storageClass,omitempty"`
+		} `json:"walStorage"`
+		Bootstrap struct {
+			InitDB struct {
+				Database string `json:"database"`
+				Owner    string `json:"owner"`
+			} `json:"initdb"`
+		} `json:"bootstrap"`
+		PostgreSQL struct {
+			Parameters map[string]string `json:"parameters"`
+		} `json:"postgresql"`
+		Resources struct {
+			Requests map[string]string `json:"requests"`
+			Limits   map[string]string `json:"limits"`
+		} `json:"resources"`
+		Affinity struct {
+			EnablePodAntiAffinity bool   `json:"enablePodAntiAffinity"`
+			TopologyKey           string `json:"topologyKey"`
+			PodAntiAffinityType   string `json:"podAntiAffinityType"`
+		} `json:"affinity"`
+	} `json:"spec"`
+}
+
+func loadPostgres(t *testing.T) (cnpgCluster, *monitoringv1.PodMonitor) {
+	t.Helper()
+	var c cnpgCluster
+	var pm *monitoringv1.PodMonitor
+	for i, doc := range bytes.Split(readFile(t, "deploy/postgres/cluster.yaml"), []byte("\n---\n")) {
+		var head struct{ Kind string }
+		if err := yaml.Unmarshal(doc, &head); err != nil {
+			t.Fatalf("deploy/postgres/cluster.yaml document %d: %v", i, err)
+		}
+		switch head.Kind {
+		case "Cluster":
+			if err := yaml.UnmarshalStrict(doc, &c); err != nil {
+				t.Fatalf("deploy/postgres/cluster.yaml Cluster: %v", err)
+			}
+		case "PodMonitor":
+			obj, _, err := decoder.Decode(doc, nil, nil)
+			if err != nil {
+				t.Fatalf("deploy/postgres/cluster.yaml PodMonitor: %v", err)
+			}
+			pm = obj.(*monitoringv1.PodMonitor)
+		default:
+			t.Fatalf("deploy/postgres/cluster.yaml document %d: unexpected kind %q", i, head.Kind)
+		}
+	}
+	return c, pm
+}
+
+func TestNATSValues(t *testing.T) {
+	v := loadNATSValues(t)
+	checks := []struct {
+		rule string
+		ok   bool
+	}{
+		{"fullnameOverride is nats (the Service B24HUB_NATS_URL names)", v.FullnameOverride == "nats"},
+		{"3-node cluster", v.Config.Cluster.Enabled && v.Config.Cluster.Replicas == 3},
+		{"JetStream on file storage", v.Config.JetStream.Enabled && v.Config.JetStream.FileStore.Enabled && !v.Config.JetStream.MemoryStore.Enabled},
+		{"file storage on PVCs with a size", v.Config.JetStream.FileStore.PVC.Enabled && v.Config.JetStream.FileStore.PVC.Size != ""},
+		{"monitor endpoint for the exporter", v.Config.Monitor.Enabled},
+		{"exporter and PodMonitor (nats_* metrics for the alerts)", v.PromExporter.Enabled && v.PromExporter.PodMonitor.Enabled},
+		{"PodDisruptionBudget", v.PodDisruptionBudget.Enabled},
+		{"one server per node", v.PodTemplate.TopologySpreadConstraints["kubernetes.io/hostname"].WhenUnsatisfiable == "DoNotSchedule"},
+		{"memory request and limit", v.Container.Merge.Resources.Requests["memory"] != "" && v.Container.Merge.Resources.Limits["memory"] != ""},
+		{"nats-box for the runbooks' nats CLI", v.NatsBox.Enabled},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("deploy/nats/values.yaml: rule %q does not hold", c.rule)
+		}
+	}
+}
+
+func TestPostgresCluster(t *testing.T) {
+	c, pm := loadPostgres(t)
+	if c.APIVersion != "postgresql.cnpg.io/v1" || c.Kind != "Cluster" {
+		t.Errorf("deploy/postgres/cluster.yaml: %s %s, want postgresql.cnpg.io/v1 Cluster", c.APIVersion, c.Kind)
+	}
+	if c.Metadata.Name != pgClusterName {
+		t.Errorf("Cluster name %q; the NetworkPolicies and the app secret %s-app assume %q", c.Metadata.Name, pgClusterName, pgClusterName)
+	}
+	if c.Spec.Instances < 3 {
+		t.Errorf("Cluster %s: %d instances, want >= 3", c.Metadata.Name, c.Spec.Instances)
+	}
+	if c.Spec.Bootstrap.InitDB.Database == "" || c.Spec.Bootstrap.InitDB.Owner == "" {
+		t.Errorf("Cluster %s: bootstrap.initdb needs database and owner (they make the -app secret)", c.Metadata.Name)
+	}
+	if !c.Spec.Affinity.EnablePodAntiAffinity {
+		t.Errorf("Cluster %s: instances not spread over nodes", c.Metadata.Name)
+	}
+	if pm == nil || pm.Spec.Selector.MatchLabels["cnpg.io/cluster"] != c.Metadata.Name {
+		t.Errorf("deploy/postgres/cluster.yaml: no PodMonitor selecting cnpg.io/cluster=%s", c.Metadata.Name)
+	}
+	// Every secretKeyRef to a -app secret must be the cluster's, key uri.
+	for _, o := range overlays {
+		r := render(t, o)
+		for _, w := range r.workloads() {
+			for _, ctr := range w.Spec.Containers {
+				for _, e := range ctr.Env {
+					if e.Name != "B24HUB_DATABASE_URL" {
+						continue
+					}
+					ref := e.ValueFrom
+					if ref == nil || ref.SecretKeyRef == nil || ref.SecretKeyRef.Name != c.Metadata.Name+"-app" || ref.SecretKeyRef.Key != "uri" {
+						t.Errorf("%s %s: B24HUB_DATABASE_URL must come from secret %s-app key uri (CloudNativePG's app secret)", o, w, c.Metadata.Name)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestNATSWiring: each overlay's B24HUB_NATS_URL names the chart's Service
+// in the overlay's namespace, and prod provisions streams with one replica
+// per NATS server.
+func TestNATSWiring(t *testing.T) {
+	v := loadNATSValues(t)
+	for _, o := range overlays {
+		r := render(t, o)
+		cm := r.configMap("b24hub-common")
+		if cm == nil {
+			// Names carry a hash suffix; find by prefix.
+			for _, c := range r.ConfigMaps {
+				if strings.HasPrefix(c.Name, "b24hub-common-") {
+					cm = c
+				}
+			}
+		}
+		if cm == nil {
+			t.Fatalf("%s: no b24hub-common ConfigMap", o)
+		}
+		u, err := url.Parse(cm.Data["B24HUB_NATS_URL"])
+		if err != nil {
+			t.Fatalf("%s: B24HUB_NATS_URL: %v", o, err)
+		}
+		want := fmt.Sprintf("%s.%s.svc:4222", v.FullnameOverride, r.Namespace)
+		if u.Scheme != "nats" || u.Host != want {
+			t.Errorf("%s: B24HUB_NATS_URL=%s, want nats://%s (the NATS chart release in the overlay's namespace)", o, u, want)
+		}
+		var replicas string
+		for _, j := range r.Jobs {
+			if j.Spec.Template.Labels["app.kubernetes.io/component"] != "topology" {
+				continue
+			}
+			for _, e := range j.Spec.Template.Spec.Containers[0].Env {
+				if e.Name == "B24HUB_STREAM_REPLICAS" {
+					replicas = e.Value
+				}
+			}
+		}
+		if o == "prod" && replicas != fmt.Sprint(v.Config.Cluster.Replicas) {
+			t.Errorf("prod: topology Job B24HUB_STREAM_REPLICAS=%q, want %d (one per NATS server in deploy/nats/values.yaml)", replicas, v.Config.Cluster.Replicas)
+		}
+		if o == "dev" && replicas != "1" {
+			t.Errorf("dev: topology Job B24HUB_STREAM_REPLICAS=%q, want 1 (a one-node dev NATS)", replicas)
+		}
+	}
+}
