@@ -187,3 +187,17 @@ func (s *Store) RecordSync(ctx context.Context, st SyncStatus) error {
 	}
 	return nil
 }
+
+// LastAccepted returns when an event of kind (ONAPPINSTALL, ONAPPUNINSTALL)
+// was last accepted for memberID; ok is false when never.
+func (s *Store) LastAccepted(ctx context.Context, memberID, event string) (at time.Time, ok bool, err error) {
+	err = s.pool.QueryRow(ctx, `SELECT at FROM subscriptions.installs
+		WHERE member_id=$1 AND event=$2 AND accepted ORDER BY id DESC LIMIT 1`, memberID, event).Scan(&at)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("store: last %s %s: %w", event, memberID, err)
+	}
+	return at, true, nil
+}

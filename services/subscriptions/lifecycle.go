@@ -1,0 +1,74 @@
+package subscriptions
+
+import (
+	"context"
+	"time"
+
+	"github.com/b24hub/b24hub/libs/consumer"
+	"github.com/b24hub/b24hub/libs/eventbus"
+	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
+	"github.com/b24hub/b24hub/services/subscriptions/internal/desired"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+type eventsEnvelope = eventsv1.Envelope
+
+// LifecycleDurable is the durable consumer of the lifecycle events. It is
+// PUBLIC API: renaming it makes a new consumer replay every lifecycle event
+// the stream still holds.
+const LifecycleDurable = "subscriptions"
+
+// LifecycleEvents are the raw events the service reacts to.
+var LifecycleEvents = []string{"ONAPPINSTALL", "ONAPPUPDATE", "ONAPPUNINSTALL", desired.OfflineNotify, "ONAPPTEST"}
+
+// LifecycleSpec is the consumer definition of the lifecycle events.
+func LifecycleSpec() consumer.Spec {
+	return consumer.Spec{
+		Durable:        LifecycleDurable,
+		Description:    "subscriptions: app install/update/uninstall, offline-queue notifications, probe answers",
+		FilterSubjects: eventbus.RawEventFilter(LifecycleEvents...),
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		Backoff:        []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute},
+		Concurrency:    2,
+	}
+}
+
+// lifecycle handles one lifecycle event on the leader.
+func (s *Service) lifecycle() consumer.HandlerFunc[*eventsv1.Envelope] {
+	return func(ctx context.Context, m *consumer.Message[*eventsv1.Envelope]) error {
+		env := m.Payload
+		id := env.GetMemberId()
+		switch env.GetEvent() {
+		case "ONAPPINSTALL", "ONAPPUPDATE":
+			// Bitrix24 drops every handler of an app on update and
+			// reinstall (§1.2): bind them again now, not at the next tick.
+			s.clients.Forget(id)
+			s.kick(s.kickSync, id)
+		case "ONAPPUNINSTALL":
+			// An uninstall older than the latest accepted install (a replay
+			// of history) must not deactivate the reinstalled portal.
+			if at, ok, err := s.store.LastAccepted(ctx, id, "ONAPPINSTALL"); err != nil {
+				return err
+			} else if ok && env.GetReceivedAt() != nil && at.After(env.GetReceivedAt().AsTime()) {
+				return consumer.Skip("uninstall older than the latest install")
+			}
+			s.clients.Forget(id)
+			return s.install.Uninstall(ctx, id)
+		case desired.OfflineNotify:
+			s.kick(s.kickDrain, id)
+		case "ONAPPTEST":
+			rtt, ok, err := s.prober.Received(ctx, env)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return consumer.Skip("not a probe of this service")
+			}
+			s.m.probeRTT.Record(ctx, rtt.Seconds(), metric.WithAttributes(attribute.String("member_id", id)))
+			s.m.probes.Add(ctx, 1, metric.WithAttributes(attribute.String("member_id", id), attribute.String("result", "answered")))
+		}
+		return nil
+	}
+}
