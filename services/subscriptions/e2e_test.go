@@ -1,0 +1,400 @@
+package subscriptions_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/b24hub/b24hub/libs/b24event"
+	"github.com/b24hub/b24hub/libs/bitrix"
+	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/b24hub/b24hub/libs/fakeportal"
+	"github.com/b24hub/b24hub/libs/natstest"
+	"github.com/b24hub/b24hub/libs/pgtest"
+	"github.com/b24hub/b24hub/libs/portals"
+	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
+	"github.com/b24hub/b24hub/services/ingress"
+	"github.com/b24hub/b24hub/services/subscriptions"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+)
+
+const (
+	memberA = "aaaa0000aaaa0000aaaa0000aaaa0000" // push mode: reconciliation recovers drops
+	memberB = "bbbb0000bbbb0000bbbb0000bbbb0000" // offline mode: the queue carries everything
+	appID   = "local.b24hub.test"
+)
+
+// reconcileEvery is the reconciliation period of the test service.
+const reconcileEvery = 2 * time.Second
+
+type stack struct {
+	t       *testing.T
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	reg     *portals.Registry
+	ingress string // base URL
+	log     *slog.Logger
+	svc     *subscriptions.Service
+}
+
+func quietLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() && os.Getenv("B24HUB_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// startStack runs JetStream, the ingress and the subscriptions service, the
+// way the local stack wires them, against PostgreSQL.
+func startStack(t *testing.T, fakes []*fakeportal.Portal, desiredYAML string) *stack {
+	t.Helper()
+	pool := pgtest.NewPool(t)
+	srv := natstest.Start(t)
+	nc, js := srv.JetStream(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := eventbus.Provision(ctx, js, eventbus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	log := quietLogger(t)
+	reg := portals.NewRegistry()
+	kv, err := js.KeyValue(ctx, eventbus.BucketPortals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.WatchKV(ctx, kv, log); err != nil {
+		t.Fatal(err)
+	}
+	icfg, _ := ingress.ConfigFromEnv(func(string) string { return "" })
+	icfg.Addr = "127.0.0.1:0"
+	ing, err := ingress.New(icfg, ingress.Deps{NC: nc, Portals: reg, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = ing.Run(ctx) }()
+
+	var hosts []string
+	for _, f := range fakes {
+		hosts = append(hosts, strings.TrimPrefix(f.URL(), "http://"))
+	}
+	path := filepath.Join(t.TempDir(), "subscriptions.yaml")
+	if err := os.WriteFile(path, []byte(desiredYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"B24HUB_SUBSCRIPTIONS_FILE":    path,
+		"B24HUB_HANDLER_URL":           "http://" + ing.Addr(),
+		"B24HUB_CREDENTIALS_KEY":       "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+		"B24HUB_INSTALL_ALLOWED_HOSTS": strings.Join(hosts, ","),
+		"B24HUB_APP_CLIENT_ID":         appID,
+		"B24HUB_APP_CLIENT_SECRET":     "secret",
+		"B24HUB_SYNC_INTERVAL":         "1s",
+		"B24HUB_RECONCILE_INTERVAL":    reconcileEvery.String(),
+		"B24HUB_RECONCILE_OVERLAP":     "2s",
+		"B24HUB_OFFLINE_POLL_INTERVAL": "500ms",
+		"B24HUB_PROBE_INTERVAL":        "1s",
+		"B24HUB_LEASE_TTL":             "2s",
+	}
+	cfg, err := subscriptions.ConfigFromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := subscriptions.New(cfg, subscriptions.Deps{NC: nc, Pool: pool, Portals: reg, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := svc.Run(ctx); err != nil && ctx.Err() == nil {
+			t.Errorf("subscriptions Run: %v", err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return &stack{t: t, nc: nc, js: js, reg: reg, ingress: "http://" + ing.Addr(), log: log, svc: svc}
+}
+
+func newFake(t *testing.T, member string) *fakeportal.Portal {
+	t.Helper()
+	f, err := fakeportal.New(fakeportal.Config{MemberID: member})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	return f
+}
+
+// installBody is the ONAPPINSTALL a portal POSTs after an install, in the
+// documented field order (§3.2).
+func installBody(in fakeportal.Install) []byte {
+	return b24event.EncodeForm([]b24event.Field{
+		{Key: "event", Value: "ONAPPINSTALL"},
+		{Key: "data[VERSION]", Value: "1"}, {Key: "data[ACTIVE]", Value: "Y"},
+		{Key: "data[INSTALLED]", Value: "Y"}, {Key: "data[LANGUAGE_ID]", Value: "en"},
+		{Key: "ts", Value: strconv.FormatInt(time.Now().Unix(), 10)},
+		{Key: "auth[access_token]", Value: in.AccessToken},
+		{Key: "auth[expires]", Value: strconv.FormatInt(in.Expires.Unix(), 10)},
+		{Key: "auth[expires_in]", Value: "3600"},
+		{Key: "auth[scope]", Value: in.Scope},
+		{Key: "auth[domain]", Value: in.Domain},
+		{Key: "auth[server_endpoint]", Value: in.ServerEndpoint},
+		{Key: "auth[status]", Value: "L"},
+		{Key: "auth[client_endpoint]", Value: in.ClientEndpoint},
+		{Key: "auth[member_id]", Value: in.MemberID},
+		{Key: "auth[user_id]", Value: strconv.FormatInt(in.UserID, 10)},
+		{Key: "auth[refresh_token]", Value: in.RefreshToken},
+		{Key: "auth[application_token]", Value: in.ApplicationToken},
+	})
+}
+
+func uninstallBody(in fakeportal.Install) []byte {
+	return b24event.EncodeForm([]b24event.Field{
+		{Key: "event", Value: "ONAPPUNINSTALL"},
+		{Key: "data[LANGUAGE_ID]", Value: "en"}, {Key: "data[CLEAN]", Value: "0"},
+		{Key: "ts", Value: strconv.FormatInt(time.Now().Unix(), 10)},
+		{Key: "auth[domain]", Value: in.Domain},
+		{Key: "auth[server_endpoint]", Value: in.ServerEndpoint},
+		{Key: "auth[client_endpoint]", Value: in.ClientEndpoint},
+		{Key: "auth[member_id]", Value: in.MemberID},
+		{Key: "auth[application_token]", Value: in.ApplicationToken},
+	})
+}
+
+func (s *stack) post(body []byte) int {
+	s.t.Helper()
+	resp, err := http.Post(s.ingress+"/bitrix24/events", "application/x-www-form-urlencoded", bytes.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+func install(t *testing.T, s *stack, f *fakeportal.Portal) fakeportal.Install {
+	t.Helper()
+	in := f.InstallApp(fakeportal.App{ClientID: appID, ClientSecret: "secret", Code: appID})
+	// 503 until the service subscribed to install verifications.
+	eventually(t, 10*time.Second, "install of "+in.MemberID, func() (bool, string) {
+		code := s.post(installBody(in))
+		return code == http.StatusOK, fmt.Sprintf("answered %d", code)
+	})
+	return in
+}
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached within %s: %s", what, within, detail)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func hasBindings(f *fakeportal.Portal, want ...string) func() (bool, string) {
+	return func() (bool, string) {
+		have := strings.Join(f.Bindings(), "\n")
+		for _, w := range want {
+			if !strings.Contains(have, w) {
+				return false, "bindings:\n" + have
+			}
+		}
+		return true, ""
+	}
+}
+
+// streamEvents reads every raw event of member from the stream.
+func streamEvents(t *testing.T, js jetstream.JetStream, member string) []*eventsv1.Envelope {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := js.OrderedConsumer(ctx, eventbus.StreamEvents, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{eventbus.RawEvent(member, ">")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*eventsv1.Envelope
+	pending := info.NumPending
+	for pending > 0 {
+		batch, err := c.Fetch(int(min(pending, 500)), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			env := &eventsv1.Envelope{}
+			if err := proto.Unmarshal(m.Data(), env); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, env)
+		}
+		if n == 0 {
+			break
+		}
+		pending -= uint64(n)
+	}
+	return out
+}
+
+// change is one entity change the portal made.
+type change struct {
+	entity string // deal or task
+	id     string
+	at     time.Time
+}
+
+// missing returns the changes with no raw event about the entity received
+// after the change.
+func missing(envs []*eventsv1.Envelope, changes []change) ([]change, map[string]int) {
+	sources := map[string]int{}
+	type key struct{ entity, id string }
+	latest := map[key]time.Time{}
+	for _, e := range envs {
+		entity := ""
+		switch {
+		case strings.HasPrefix(e.GetEvent(), "ONCRMDEAL"):
+			entity = "deal"
+		case strings.HasPrefix(e.GetEvent(), "ONTASK"):
+			entity = "task"
+		default:
+			continue
+		}
+		sources[e.GetSource().String()]++
+		k := key{entity, e.GetEntityId()}
+		if at := e.GetReceivedAt().AsTime(); at.After(latest[k]) {
+			latest[k] = at
+		}
+	}
+	var out []change
+	for _, c := range changes {
+		if latest[key{c.entity, c.id}].Before(c.at) {
+			out = append(out, c)
+		}
+	}
+	return out, sources
+}
+
+// fakeServes reports whether the fake portal implements method (it is
+// still growing).
+func fakeServes(t *testing.T, f *fakeportal.Portal, in fakeportal.Install, method string) bool {
+	store := &bitrix.MemoryTokenStore{}
+	store.Put(in.MemberID, bitrix.Token{AccessToken: in.AccessToken, RefreshToken: in.RefreshToken,
+		ClientEndpoint: in.ClientEndpoint, ServerEndpoint: in.ServerEndpoint, MemberID: in.MemberID})
+	c, err := bitrix.New(bitrix.Config{OAuth: &bitrix.OAuthConfig{ClientID: appID, ClientSecret: "secret", MemberID: in.MemberID, Store: store}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Call(context.Background(), method, map[string]any{"start": -1}, nil)
+	var be *bitrix.Error
+	return !(errors.As(err, &be) && be.Code == bitrix.CodeMethodNotFound)
+}
+
+const desiredDoc = `
+defaults:
+  mode: push
+  events: [ONCRMDEALADD, ONCRMDEALUPDATE, ONTASKADD, ONTASKUPDATE]
+  reconcile: [deal, task]
+portals:
+  - member_id: ` + memberB + `
+    mode: offline
+    reconcile: []
+`
+
+// TestNoLostChanges is the issue's acceptance test: with 20% of pushes
+// dropped, every changed deal and task reaches the raw stream (push,
+// offline or reconcile) within two reconciliation periods.
+func TestNoLostChanges(t *testing.T) {
+	a, b := newFake(t, memberA), newFake(t, memberB)
+	s := startStack(t, []*fakeportal.Portal{a, b}, desiredDoc)
+	inA, inB := install(t, s, a), install(t, s, b)
+	handler := s.ingress + "/bitrix24/events"
+	eventually(t, 20*time.Second, "portal A bound", hasBindings(a, "ONCRMDEALUPDATE "+handler, "ONTASKUPDATE "+handler, "ONAPPUNINSTALL "+handler))
+	eventually(t, 20*time.Second, "portal B bound", hasBindings(b, "ONCRMDEALUPDATE offline:", "ONTASKADD offline:", "ONOFFLINEEVENT "+handler))
+
+	tasksReconciled := fakeServes(t, a, inA, "tasks.task.list")
+	if !tasksReconciled {
+		t.Log("the fake portal does not serve tasks.task.list yet: task reconciliation on portal A is not verified")
+	}
+	_ = inB
+	a.SetFaults(fakeportal.Faults{DropRate: 0.2})
+	b.SetFaults(fakeportal.Faults{DropRate: 0.2})
+
+	var changesA, changesB []change
+	for i := range 25 {
+		for _, p := range []struct {
+			f   *fakeportal.Portal
+			out *[]change
+		}{{a, &changesA}, {b, &changesB}} {
+			at := time.Now()
+			id := p.f.CreateDeal(map[string]string{"TITLE": fmt.Sprintf("deal %d", i)}, true)
+			p.f.UpdateDeal(id, map[string]string{"STAGE_ID": "WON"}, true)
+			*p.out = append(*p.out, change{"deal", strconv.FormatInt(id, 10), at})
+			if i%2 == 0 && (p.f == b || tasksReconciled) {
+				at := time.Now()
+				tid := p.f.CreateTask(fakeportal.Task{Title: fmt.Sprintf("task %d", i)}, true)
+				p.f.UpdateTask(tid, func(t *fakeportal.Task) { t.Status = "3" }, true)
+				*p.out = append(*p.out, change{"task", strconv.FormatInt(tid, 10), at})
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = a.Drain(ctx)
+	_ = b.Drain(ctx)
+	if a.Stats().PushesDropped == 0 {
+		t.Fatal("no push was dropped: the test proves nothing")
+	}
+
+	for _, p := range []struct {
+		name    string
+		member  string
+		changes []change
+		source  string
+	}{{"A (push + reconcile)", memberA, changesA, "SOURCE_RECONCILE"}, {"B (offline)", memberB, changesB, "SOURCE_OFFLINE"}} {
+		var sources map[string]int
+		eventually(t, 2*reconcileEvery+5*time.Second, "every change of portal "+p.name+" in the raw stream", func() (bool, string) {
+			var lost []change
+			lost, sources = missing(streamEvents(t, s.js, p.member), p.changes)
+			return len(lost) == 0, fmt.Sprintf("%d of %d changes missing, e.g. %v; events by source %v", len(lost), len(p.changes), first(lost), sources)
+		})
+		if sources[p.source] == 0 {
+			t.Errorf("portal %s: no %s event: %v", p.name, p.source, sources)
+		}
+		t.Logf("portal %s: %d changes, all recovered; events by source %v", p.name, len(p.changes), sources)
+	}
+	t.Logf("portal A pushes: %+v", a.Stats())
+}
+
+func first(cs []change) any {
+	if len(cs) == 0 {
+		return nil
+	}
+	return cs[0]
+}
