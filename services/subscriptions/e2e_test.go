@@ -398,3 +398,121 @@ func first(cs []change) any {
 	}
 	return cs[0]
 }
+
+// TestForgedInstallStoresNothing posts installs that must be refused: an
+// unknown host, a bad token, no application token. Nothing may be stored.
+func TestForgedInstallStoresNothing(t *testing.T) {
+	a := newFake(t, memberA)
+	s := startStack(t, []*fakeportal.Portal{a}, desiredDoc)
+	good := a.InstallApp(fakeportal.App{ClientID: appID, ClientSecret: "secret", Code: appID})
+
+	unknownHost := good
+	unknownHost.ClientEndpoint, unknownHost.Domain = "https://evil.example.com/rest/", "evil.example.com"
+	badToken := good
+	badToken.AccessToken = "forged-access-token"
+	noAppToken := good
+	noAppToken.ApplicationToken = ""
+	otherApp := a.InstallApp(fakeportal.App{ClientID: "local.other", ClientSecret: "x", Code: "local.other"})
+	for name, in := range map[string]fakeportal.Install{
+		"unknown host": unknownHost, "bad token": badToken, "no application token": noAppToken, "another app": otherApp,
+	} {
+		eventually(t, 10*time.Second, name, func() (bool, string) {
+			code := s.post(installBody(in))
+			return code == http.StatusForbidden, fmt.Sprintf("answered %d", code)
+		})
+	}
+	ctx := context.Background()
+	for _, bucket := range []string{eventbus.BucketPortals, eventbus.BucketTokens} {
+		kv, err := s.js.KeyValue(ctx, bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if keys, err := kv.ListKeys(ctx); err == nil {
+			for k := range keys.Keys() {
+				t.Errorf("bucket %s holds %q after forged installs", bucket, k)
+			}
+		}
+	}
+	if envs := streamEvents(t, s.js, memberA); len(envs) != 0 {
+		t.Errorf("%d events published for a refused portal", len(envs))
+	}
+	if a.MethodCalls("event.bind") != 0 {
+		t.Error("a refused install bound events")
+	}
+	// The real install still works afterwards.
+	if code := s.post(installBody(good)); code != http.StatusOK {
+		t.Fatalf("genuine install answered %d", code)
+	}
+}
+
+// TestUninstallReinstallRebinds checks that an uninstall deactivates the
+// portal and a reinstall (new tokens, no handlers left on the portal) binds
+// everything again.
+func TestUninstallReinstallRebinds(t *testing.T) {
+	a := newFake(t, memberA)
+	s := startStack(t, []*fakeportal.Portal{a}, desiredDoc)
+	in := install(t, s, a)
+	handler := s.ingress + "/bitrix24/events"
+	want := []string{"ONCRMDEALADD " + handler, "ONCRMDEALUPDATE " + handler, "ONTASKADD " + handler,
+		"ONTASKUPDATE " + handler, "ONAPPUNINSTALL " + handler, "ONAPPUPDATE " + handler, "ONAPPTEST " + handler}
+	eventually(t, 20*time.Second, "bound after install", hasBindings(a, want...))
+	eventually(t, 20*time.Second, "probe answered", func() (bool, string) {
+		for _, e := range streamEvents(t, s.js, memberA) {
+			if e.GetEvent() == "ONAPPTEST" {
+				return true, ""
+			}
+		}
+		return false, "no ONAPPTEST in the stream"
+	})
+
+	// Uninstall: Bitrix24 drops every handler of the app (§1.2), then
+	// posts ONAPPUNINSTALL.
+	unbindAll(t, a, in)
+	if code := s.post(uninstallBody(in)); code != http.StatusOK {
+		t.Fatalf("uninstall answered %d", code)
+	}
+	eventually(t, 10*time.Second, "portal deactivated", func() (bool, string) {
+		p, ok := s.reg.Lookup(memberA)
+		return ok && !p.Active, fmt.Sprintf("%+v", p)
+	})
+	if code := s.post(uninstallBody(in)); code != http.StatusForbidden {
+		t.Errorf("event of an uninstalled portal answered %d, want 403", code)
+	}
+
+	// Reinstall with fresh tokens: everything is bound again.
+	unbindAll(t, a, in)
+	in2 := install(t, s, a)
+	if in2.AccessToken == in.AccessToken {
+		t.Fatal("reinstall reused the tokens")
+	}
+	eventually(t, 20*time.Second, "bound after reinstall", hasBindings(a, want...))
+	if p, _ := s.reg.Lookup(memberA); !p.Active || p.TokenSHA256 != portals.HashToken(in2.ApplicationToken) {
+		t.Errorf("portal after reinstall = %+v", p)
+	}
+}
+
+// unbindAll removes every handler of the app, as the portal does on
+// uninstall.
+func unbindAll(t *testing.T, f *fakeportal.Portal, in fakeportal.Install) {
+	t.Helper()
+	store := &bitrix.MemoryTokenStore{}
+	store.Put(in.MemberID, bitrix.Token{AccessToken: in.AccessToken, RefreshToken: in.RefreshToken,
+		ClientEndpoint: in.ClientEndpoint, ServerEndpoint: in.ServerEndpoint, MemberID: in.MemberID})
+	c, err := bitrix.New(bitrix.Config{OAuth: &bitrix.OAuthConfig{ClientID: appID, ClientSecret: "secret", MemberID: in.MemberID, Store: store}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	rows, err := c.EventBindings(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if _, err := c.UnbindEvent(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if left, _ := c.EventBindings(ctx); len(left) != 0 {
+		t.Fatalf("still bound: %v", left)
+	}
+}
