@@ -1,0 +1,109 @@
+// Command monitor runs the b24hub monitor: delivery ledger, alerts,
+// dashboard and replay. Configuration is read from B24HUB_* environment
+// variables (see services/monitor/README.md).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+	_ "time/tzdata" // business-hours calendars work in images without a zoneinfo database
+
+	"github.com/b24hub/b24hub/libs/postgres"
+	"github.com/b24hub/b24hub/libs/telemetry"
+	"github.com/b24hub/b24hub/services/monitor"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "monitor:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(getenv func(string) string, k, def string) string {
+	if v := getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// run starts the monitor and blocks until ctx ends. NATS or PostgreSQL being
+// down at start is not fatal: the monitor serves /healthz at once, reports
+// not ready, and catches up when they come back.
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) (err error) {
+	log := telemetry.NewLogger(stdout, telemetry.ParseLevel(getenv("B24HUB_LOG_LEVEL")), "monitor")
+	cfg, err := monitor.ConfigFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	tel, err := telemetry.Setup(ctx, "monitor", getenv)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err = errors.Join(err, tel.Shutdown(sctx))
+	}()
+
+	natsURL := envOr(getenv, "B24HUB_NATS_URL", nats.DefaultURL)
+	nc, err := nats.Connect(natsURL, nats.Name("b24hub-monitor"), nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true), nats.ReconnectWait(time.Second))
+	if err != nil {
+		return fmt.Errorf("nats %s: %w", natsURL, err)
+	}
+	defer func() { err = errors.Join(err, nc.Drain()) }()
+
+	dbURL := envOr(getenv, "B24HUB_DATABASE_URL", postgres.DefaultURL)
+	pool, err := postgres.Open(ctx, dbURL, dbURL == postgres.DefaultURL)
+	if err != nil {
+		// PostgreSQL is down: connect lazily; the monitor waits for it.
+		log.WarnContext(ctx, "postgres unavailable at start; the monitor will wait for it", "error", err)
+		if pool, err = pgxpool.New(ctx, dbURL); err != nil {
+			return fmt.Errorf("postgres %s: %w", postgres.Redact(dbURL), err)
+		}
+	}
+	defer pool.Close()
+
+	svc, err := monitor.New(cfg, monitor.Deps{NC: nc, Pool: pool, Logger: log, Metrics: tel.MetricsHandler()})
+	if err != nil {
+		return err
+	}
+	if cfg.Token == "" {
+		fmt.Fprintf(stdout, "monitor: no B24HUB_MONITOR_TOKEN set; generated API token: %s\n", svc.Token())
+	}
+	fmt.Fprintf(stdout, "monitor: dashboard and API on http://%s/\n", svc.Addr())
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return svc.Run(gctx) })
+	if admin := envOr(getenv, "B24HUB_ADMIN_ADDR", ":9090"); admin != "off" {
+		mux := http.NewServeMux()
+		telemetry.NewHealth(map[string]telemetry.ReadyFunc{"monitor": svc.Ready}).Register(mux, tel.MetricsHandler())
+		srv := &http.Server{Addr: admin, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		g.Go(func() error {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("admin %s: %w", admin, err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		})
+	}
+	return g.Wait()
+}

@@ -1,0 +1,202 @@
+// Package replay republishes recorded events to their raw subject so every
+// consumer sees them again: with source REPLAY, replay_of naming the
+// original event and a new message id (original + "-r" + random hex), so
+// JetStream's de-duplication does not drop them. Every replay is recorded in
+// the ledger.
+package replay
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/b24hub/b24hub/libs/eventbus"
+	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
+	"github.com/b24hub/b24hub/services/monitor/internal/ledger"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Store is the part of the ledger the replayer needs.
+type Store interface {
+	GetEvent(ctx context.Context, id string) (ledger.Event, error)
+	SearchEvents(ctx context.Context, f ledger.EventFilter) (ledger.EventPage, error)
+	DeadLetters(ctx context.Context, f ledger.DeliveryFilter) ([]ledger.DeadLetterRow, error)
+	RecordReplay(ctx context.Context, r ledger.Replay) error
+}
+
+// Publisher publishes to JetStream (eventbus.Publisher).
+type Publisher interface {
+	Publish(ctx context.Context, m eventbus.Message) (*jetstream.PubAck, error)
+}
+
+var (
+	_ Store     = (*ledger.Store)(nil)
+	_ Publisher = (*eventbus.Publisher)(nil)
+)
+
+// ErrNotReplayable is returned for an event that cannot be rebuilt (not in
+// the ledger, or recorded without a valid subject).
+var ErrNotReplayable = errors.New("replay: event cannot be replayed")
+
+// Replayer republishes events.
+type Replayer struct {
+	store Store
+	pub   Publisher
+	now   func() time.Time
+	max   int
+}
+
+// New returns a Replayer; max bounds one bulk replay (default 1000) and now
+// is the clock (default time.Now).
+func New(store Store, pub Publisher, max int, now func() time.Time) *Replayer {
+	if max <= 0 {
+		max = 1000
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Replayer{store: store, pub: pub, now: now, max: max}
+}
+
+// NewID returns a replay message id for original: original + "-r" + 8 hex
+// digits.
+func NewID(original string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return original + "-r" + hex.EncodeToString(b[:])
+}
+
+// Envelope rebuilds the raw event e as a replay with message id id.
+func Envelope(e ledger.Event, id, original string, now time.Time) *eventsv1.Envelope {
+	env := &eventsv1.Envelope{
+		MessageId: id, MemberId: e.Portal, Domain: e.Domain, Event: e.EventType, HandlerId: e.HandlerID,
+		ReceivedAt: timestamppb.New(now), Source: eventsv1.Source_SOURCE_REPLAY, ContentType: e.ContentType,
+		Body: e.Payload, EntityId: e.EntityID, Route: e.Route, ReplayOf: original, ClientEndpoint: e.ClientEndpoint,
+	}
+	if !e.EventTS.IsZero() {
+		env.EventTs = timestamppb.New(e.EventTS)
+	}
+	return env
+}
+
+// One replays the event id. When consumer is set (replaying that
+// consumer's dead letter) the replay's delivery at that consumer is tracked
+// as pending until it reports. It returns ledger.ErrNotFound for an unknown
+// id and ErrNotReplayable for an event that cannot be rebuilt.
+func (r *Replayer) One(ctx context.Context, id, consumer string) (ledger.Replay, error) {
+	e, err := r.store.GetEvent(ctx, id)
+	if err != nil {
+		return ledger.Replay{}, err
+	}
+	if !eventbus.ValidToken(e.Portal) || !eventbus.ValidToken(e.EventType) {
+		return ledger.Replay{}, fmt.Errorf("%w: portal %q or event %q is not a subject token", ErrNotReplayable, e.Portal, e.EventType)
+	}
+	original := e.ID
+	if e.ReplayOf != "" {
+		original = e.ReplayOf
+	}
+	now := r.now().UTC()
+	rep := ledger.Replay{ID: NewID(original), OriginalID: original, ReplayedFrom: e.ID, Consumer: consumer, RequestedAt: now,
+		Status: ledger.StatusPending}
+	data, err := proto.Marshal(Envelope(e, rep.ID, original, now))
+	if err != nil {
+		return ledger.Replay{}, fmt.Errorf("replay: encode %s: %w", id, err)
+	}
+	h := nats.Header{}
+	h.Set(eventbus.HeaderSource, eventbus.SourceReplay)
+	h.Set(eventbus.HeaderMemberID, e.Portal)
+	h.Set(eventbus.HeaderEvent, e.EventType)
+	if e.EntityID != "" {
+		h.Set(eventbus.HeaderEntityID, e.EntityID)
+	}
+	h.Set(eventbus.HeaderContentType, eventbus.ContentTypeProtobuf)
+	h.Set(eventbus.HeaderOriginalMsgID, original)
+	ack, err := r.pub.Publish(ctx, eventbus.Message{Subject: eventbus.RawEvent(e.Portal, e.EventType), MsgID: rep.ID, Data: data, Header: h})
+	if err != nil {
+		return ledger.Replay{}, fmt.Errorf("replay: publish %s: %w", id, err)
+	}
+	rep.StreamSeq = ack.Sequence
+	if err := r.store.RecordReplay(ctx, rep); err != nil {
+		return rep, fmt.Errorf("replay: %s published as %s but not recorded: %w", id, rep.ID, err)
+	}
+	return rep, nil
+}
+
+// Result is the outcome of a bulk replay.
+type Result struct {
+	Replayed []ledger.Replay `json:"replayed"`
+	// Skipped are dead letters left alone because a replay of them is
+	// already pending or done (unless Force).
+	Skipped []string `json:"skipped,omitempty"`
+	// Failed maps event ids to the error that stopped their replay.
+	Failed map[string]string `json:"failed,omitempty"`
+	// Truncated is true when more events matched than the limit.
+	Truncated bool `json:"truncated"`
+}
+
+func (r *Replayer) limit(n int) int {
+	if n <= 0 || n > r.max {
+		return r.max
+	}
+	return n
+}
+
+// DeadLetters replays the dead letters matching f (at most limit, capped
+// by the replayer's maximum), each tracked at its consumer. Dead letters
+// whose newest replay is pending or done are skipped unless force.
+func (r *Replayer) DeadLetters(ctx context.Context, f ledger.DeliveryFilter, limit int, force bool) (Result, error) {
+	limit = r.limit(limit)
+	f.Limit = limit + 1
+	rows, err := r.store.DeadLetters(ctx, f)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Failed: map[string]string{}}
+	if len(rows) > limit {
+		rows, res.Truncated = rows[:limit], true
+	}
+	for _, d := range rows {
+		if !force && d.Replay != nil && d.Replay.Status != ledger.StatusDead && d.Replay.Status != ledger.StatusError {
+			res.Skipped = append(res.Skipped, d.EventID)
+			continue
+		}
+		rep, err := r.One(ctx, d.EventID, d.Consumer)
+		if err != nil {
+			res.Failed[d.EventID] = err.Error()
+			continue
+		}
+		res.Replayed = append(res.Replayed, rep)
+	}
+	return res, nil
+}
+
+// Events replays the events matching f (at most limit, capped by the
+// replayer's maximum).
+func (r *Replayer) Events(ctx context.Context, f ledger.EventFilter, limit int) (Result, error) {
+	limit = r.limit(limit)
+	f.Limit, f.Cursor = limit+1, ""
+	page, err := r.store.SearchEvents(ctx, f)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Failed: map[string]string{}}
+	evs := page.Events
+	if len(evs) > limit {
+		evs, res.Truncated = evs[:limit], true
+	}
+	for _, e := range evs {
+		rep, err := r.One(ctx, e.ID, f.Consumer)
+		if err != nil {
+			res.Failed[e.ID] = err.Error()
+			continue
+		}
+		res.Replayed = append(res.Replayed, rep)
+	}
+	return res, nil
+}
