@@ -176,7 +176,7 @@ func (c *Client) do(ctx context.Context, method string, body []byte, idempotent 
 		if err := c.waitLimiter(ctx); err != nil {
 			return nil, err
 		}
-		resp, e := c.attempt(ctx, method, body)
+		resp, used, e := c.attempt(ctx, method, body)
 		if e == nil {
 			c.ops.observe(c.portal, method, resp.Time)
 			status = http.StatusOK
@@ -215,8 +215,9 @@ func (c *Client) do(ctx context.Context, method string, body []byte, idempotent 
 				return nil, e
 			}
 			refreshed = true
-			stale, _ := c.oauth.token(ctx)
-			if _, err := c.oauth.refresh(ctx, stale.AccessToken); err != nil {
+			// Refresh the token this attempt used, not whatever is cached now:
+			// a concurrent call may already have refreshed it.
+			if _, err := c.oauth.refresh(ctx, used); err != nil {
 				var re *Error
 				if errors.As(err, &re) {
 					return nil, re
@@ -273,43 +274,54 @@ func (c *Client) waitOperation(ctx context.Context, method string) error {
 	return nil
 }
 
-// attempt makes one logical HTTP call, following redirects.
-func (c *Client) attempt(ctx context.Context, method string, body []byte) (*Response, *Error) {
+// attempt makes one logical HTTP call, following redirects. It returns the
+// access token it used ("" for webhooks).
+func (c *Client) attempt(ctx context.Context, method string, body []byte) (*Response, string, *Error) {
+	resp, token, e := c.attemptWith(ctx, method, body)
+	return resp, token, e
+}
+
+func (c *Client) attemptWith(ctx context.Context, method string, body []byte) (*Response, string, *Error) {
 	base, token, err := c.endpoint(ctx)
 	if err != nil {
 		var e *Error
 		if errors.As(err, &e) {
-			return nil, e
+			return nil, token, e
 		}
-		return nil, &Error{Description: err.Error(), Err: err, kind: KindAuth}
+		kind := KindTransient // the store is unreachable
+		if errors.Is(err, ErrTokenNotFound) {
+			kind = KindAuth
+		}
+		return nil, token, &Error{Description: err.Error(), Err: err, kind: kind}
 	}
 	payload := withAuth(body, token)
 	target := base.JoinPath(method)
 	for hop := 0; ; hop++ {
 		status, header, respBody, err := c.post(ctx, target.String(), payload)
 		if err != nil {
-			return nil, &Error{Err: err, Description: err.Error(), kind: KindTransient}
+			return nil, token, &Error{Err: err, Description: err.Error(), kind: KindTransient}
 		}
 		if status >= 300 && status < 400 && header.Get("Location") != "" {
 			if hop >= c.cfg.MaxRedirects {
-				return nil, &Error{Status: status, Description: "too many redirects", kind: KindPermanent}
+				return nil, token, &Error{Status: status, Description: "too many redirects", kind: KindPermanent}
 			}
 			loc, err := target.Parse(header.Get("Location"))
 			if err != nil || !strings.HasSuffix(loc.Path, "/"+method) {
 				// A self-hosted portal with an expired licence redirects every
 				// call to a coupon page forever (§4.1, b24phpsdk#372).
-				return nil, &Error{Status: status, Description: "redirected away from the REST API to " + header.Get("Location"), kind: KindPermanent}
+				return nil, token, &Error{Status: status, Description: "redirected away from the REST API to " + header.Get("Location"), kind: KindPermanent}
 			}
 			c.rebase(ctx, base, loc, method)
 			target = loc
 			if err := c.waitLimiter(ctx); err != nil {
 				var e *Error
 				errors.As(err, &e)
-				return nil, e
+				return nil, token, e
 			}
 			continue
 		}
-		return decodeResponse(method, status, respBody)
+		resp, e := decodeResponse(method, status, respBody)
+		return resp, token, e
 	}
 }
 

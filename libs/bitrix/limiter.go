@@ -94,12 +94,10 @@ type LocalLimiter struct {
 	buckets map[string]*bucket
 }
 
-// NewLocalLimiter returns a limiter that keeps margin slots free (negative
-// means DefaultMargin). clock may be nil for the wall clock.
+// NewLocalLimiter returns a limiter that keeps margin slots free (0 means
+// DefaultMargin, negative means none). clock may be nil for the wall clock.
 func NewLocalLimiter(margin float64, clock Clock) *LocalLimiter {
-	if margin < 0 {
-		margin = DefaultMargin
-	}
+	margin = marginOrDefault(margin)
 	if clock == nil {
 		clock = SystemClock{}
 	}
@@ -152,4 +150,14 @@ func (l *LocalLimiter) Saturated(_ context.Context, portal string, r Rate) error
 	}
 	b.Level, b.At = lvl, at
 	return nil
+}
+
+func marginOrDefault(m float64) float64 {
+	switch {
+	case m == 0:
+		return DefaultMargin
+	case m < 0:
+		return 0
+	}
+	return m
 }

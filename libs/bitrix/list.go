@@ -57,9 +57,10 @@ func (c *Client) Walk(ctx context.Context, method string, params map[string]any)
 		if p == nil {
 			p = map[string]any{}
 		}
-		filter := map[string]any{}
-		if f, ok := p["filter"].(map[string]any); ok {
-			filter = maps.Clone(f)
+		filter, _ := p["filter"].(map[string]any)
+		filter = maps.Clone(filter) // the caller's map is never modified
+		if filter == nil {
+			filter = map[string]any{}
 		}
 		if sel, ok := p["select"].([]string); ok && len(sel) > 0 && !containsFold(sel, "ID") {
 			p["select"] = append(append([]string(nil), sel...), "ID")
