@@ -36,7 +36,9 @@ func init() {
 			fileFlag(fs)
 			fs.BoolVar(&noKV, "no-nats", false, "read only the file (do not contact NATS)")
 		},
-		run: func(ctx context.Context, c *call) error { return portalsList(ctx, c, or(file, c.env.Getenv("B24HUB_PORTALS_FILE")), noKV) },
+		run: func(ctx context.Context, c *call) error {
+			return portalsList(ctx, c, or(file, c.env.Getenv("B24HUB_PORTALS_FILE")), noKV)
+		},
 	})
 	register(&command{
 		path:    "portals add",

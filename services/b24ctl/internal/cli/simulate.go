@@ -23,11 +23,11 @@ func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
 func init() {
 	var (
 		ingressURL, portalsFile, events string
-		portalArgs, members            multiFlag
-		rate                           float64
-		duration                       time.Duration
-		requests, concurrency          int
-		allowRemote                    bool
+		portalArgs, members             multiFlag
+		rate                            float64
+		duration                        time.Duration
+		requests, concurrency           int
+		allowRemote                     bool
 	)
 	register(&command{
 		path:    "simulate",
