@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"syscall"
 )
 
@@ -34,8 +35,20 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	case "ingress":
 		fs := flag.NewFlagSet("ingress", flag.ContinueOnError)
 		d := fs.Duration("duration", 10e9, "how long each load step runs")
+		prof := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
+		}
+		if *prof != "" {
+			f, err := os.Create(*prof)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
 		}
 		return benchIngress(ctx, out, *d)
 	default:
