@@ -244,17 +244,18 @@ func TestNATSWiring(t *testing.T) {
 			if j.Spec.Template.Labels["app.kubernetes.io/component"] != "topology" {
 				continue
 			}
-			for _, e := range j.Spec.Template.Spec.Containers[0].Env {
-				if e.Name == "B24HUB_STREAM_REPLICAS" {
-					replicas = e.Value
+			args := j.Spec.Template.Spec.Containers[0].Args
+			for i, a := range args {
+				if a == "--replicas" && i+1 < len(args) {
+					replicas = args[i+1]
 				}
 			}
 		}
 		if o == "prod" && replicas != fmt.Sprint(v.Config.Cluster.Replicas) {
-			t.Errorf("prod: topology Job B24HUB_STREAM_REPLICAS=%q, want %d (one per NATS server in deploy/nats/values.yaml)", replicas, v.Config.Cluster.Replicas)
+			t.Errorf("prod: topology Job --replicas %q, want %d (one per NATS server in deploy/nats/values.yaml)", replicas, v.Config.Cluster.Replicas)
 		}
 		if o == "dev" && replicas != "1" {
-			t.Errorf("dev: topology Job B24HUB_STREAM_REPLICAS=%q, want 1 (a one-node dev NATS)", replicas)
+			t.Errorf("dev: topology Job --replicas %q, want 1 (a one-node dev NATS)", replicas)
 		}
 	}
 }
