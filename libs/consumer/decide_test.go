@@ -115,3 +115,19 @@ func TestFallbackMeta(t *testing.T) {
 		t.Error("token")
 	}
 }
+
+func TestTuningFromEnv(t *testing.T) {
+	env := map[string]string{"X_ACK_WAIT": "10s", "X_BACKOFF": "1s, 2s", "X_CONCURRENCY": "2"}
+	tu, err := TuningFromEnv(func(k string) string { return env[k] }, "X_")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := tu.Apply(Spec{Durable: "d", MaxDeliver: 9})
+	if s.AckWait != 10*time.Second || len(s.Backoff) != 2 || s.Backoff[1] != 2*time.Second || s.Concurrency != 2 || s.MaxDeliver != 9 {
+		t.Errorf("applied %+v", s)
+	}
+	env = map[string]string{"X_BACKOFF": "soon", "X_MAX_DELIVER": "-1"}
+	if _, err := TuningFromEnv(func(k string) string { return env[k] }, "X_"); err == nil {
+		t.Error("bad values accepted")
+	}
+}

@@ -49,9 +49,20 @@ type Message struct {
 	Header nats.Header
 }
 
+// Table is the outbox table of one schema, created by TableSQL in that
+// schema's migrations.
+type Table struct {
+	name string // quoted, schema-qualified
+}
+
+// In returns the outbox table of schema.
+func In(schema string) Table {
+	return Table{name: pgx.Identifier{schema, "outbox"}.Sanitize()}
+}
+
 // Add stores msgs in tx. The trace context of ctx travels with them, so the
 // published messages continue the trace of the event that caused them.
-func Add(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
+func (t Table) Add(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
 	for _, m := range msgs {
 		if m.MsgID == "" || m.Subject == "" {
 			return errors.New("outbox: MsgID and Subject are required")
@@ -65,7 +76,7 @@ func Add(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
 		if err != nil {
 			return fmt.Errorf("outbox: header: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO outbox (msg_id, subject, data, header) VALUES ($1, $2, $3, $4)`,
+		if _, err := tx.Exec(ctx, `INSERT INTO `+t.name+` (msg_id, subject, data, header) VALUES ($1, $2, $3, $4)`,
 			m.MsgID, m.Subject, m.Data, hj); err != nil {
 			return fmt.Errorf("outbox: add: %w", err)
 		}
@@ -76,17 +87,18 @@ func Add(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
 // Relay publishes outbox rows. Several replicas may run one each: rows are
 // claimed with FOR UPDATE SKIP LOCKED.
 type Relay struct {
-	pool *pgxpool.Pool
-	pub  *eventbus.Publisher
-	log  *slog.Logger
+	table Table
+	pool  *pgxpool.Pool
+	pub   *eventbus.Publisher
+	log   *slog.Logger
 	// Retain is how long published rows are kept (for audit) before Run
 	// deletes them. Default 24h.
 	Retain time.Duration
 }
 
-// NewRelay returns a Relay publishing with pub.
-func NewRelay(pool *pgxpool.Pool, pub *eventbus.Publisher, log *slog.Logger) *Relay {
-	return &Relay{pool: pool, pub: pub, log: log, Retain: 24 * time.Hour}
+// NewRelay returns a Relay publishing the rows of table with pub.
+func NewRelay(table Table, pool *pgxpool.Pool, pub *eventbus.Publisher, log *slog.Logger) *Relay {
+	return &Relay{table: table, pool: pool, pub: pub, log: log, Retain: 24 * time.Hour}
 }
 
 // Flush publishes unpublished rows, oldest first, up to 500, and marks them
@@ -98,7 +110,7 @@ func (r *Relay) Flush(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("outbox: begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	rows, err := tx.Query(ctx, `SELECT seq, msg_id, subject, data, header FROM outbox
+	rows, err := tx.Query(ctx, `SELECT seq, msg_id, subject, data, header FROM `+r.table.name+`
 		WHERE published_at IS NULL ORDER BY seq LIMIT 500 FOR UPDATE SKIP LOCKED`)
 	if err != nil {
 		return 0, fmt.Errorf("outbox: claim: %w", err)
@@ -149,7 +161,7 @@ func (r *Relay) Flush(ctx context.Context) (int, error) {
 		}
 	}
 	if len(published) > 0 {
-		if _, err := tx.Exec(ctx, `UPDATE outbox SET published_at = now() WHERE seq = ANY($1)`, published); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE `+r.table.name+` SET published_at = now() WHERE seq = ANY($1)`, published); err != nil {
 			return 0, fmt.Errorf("outbox: mark: %w", err)
 		}
 	}
@@ -162,7 +174,7 @@ func (r *Relay) Flush(ctx context.Context) (int, error) {
 // Pending returns the number of unpublished rows.
 func (r *Relay) Pending(ctx context.Context) (int, error) {
 	var n int
-	err := r.pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE published_at IS NULL`).Scan(&n)
+	err := r.pool.QueryRow(ctx, `SELECT count(*) FROM `+r.table.name+` WHERE published_at IS NULL`).Scan(&n)
 	return n, err
 }
 
@@ -196,7 +208,7 @@ func (r *Relay) Run(ctx context.Context, every time.Duration) error {
 		}
 		if time.Since(lastPrune) > time.Hour {
 			lastPrune = time.Now()
-			if _, err := r.pool.Exec(ctx, `DELETE FROM outbox WHERE published_at < now() - $1::interval`,
+			if _, err := r.pool.Exec(ctx, `DELETE FROM `+r.table.name+` WHERE published_at < now() - $1::interval`,
 				r.Retain.String()); err != nil && ctx.Err() == nil {
 				r.log.WarnContext(ctx, "outbox prune failed", "error", err.Error())
 			}

@@ -16,13 +16,14 @@ import (
 func TestOutboxPublishesOnceAfterCommit(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.NewPool(t)
-	pgtest.MustExec(t, pool, outbox.TableSQL)
+	pgtest.MustExec(t, pool, "CREATE SCHEMA svc; SET search_path TO svc; "+outbox.TableSQL+"; RESET search_path")
+	table := outbox.In("svc")
 	srv := natstest.Start(t)
 	_, js := srv.JetStream(t)
 	if err := eventbus.Provision(ctx, js, eventbus.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	relay := outbox.NewRelay(pool, eventbus.NewPublisher(js), slog.New(slog.DiscardHandler))
+	relay := outbox.NewRelay(table, pool, eventbus.NewPublisher(js), slog.New(slog.DiscardHandler))
 
 	tp := sdktrace.NewTracerProvider()
 	tctx, span := tp.Tracer("t").Start(ctx, "handler")
@@ -32,7 +33,7 @@ func TestOutboxPublishesOnceAfterCommit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = outbox.Add(tctx, tx, outbox.Message{MsgID: "chg-1", Subject: eventbus.Change("deal", "m1", "1"), Data: []byte("x")})
+		err = table.Add(tctx, tx, outbox.Message{MsgID: "chg-1", Subject: eventbus.Change("deal", "m1", "1"), Data: []byte("x")})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,384 @@
+// Package dealevents is deal-sync's consumer of raw deal events
+// (ONCRMDEALADD, ONCRMDEALUPDATE, ONCRMDEALDELETE, ONCRMDEALMOVETOCATEGORY).
+//
+// Events are hints: they carry a deal id only. For each batch of one
+// portal's events the handler fetches every distinct deal once with batched
+// crm.deal.get (50 deals per request), compares it with the stored snapshot
+// and, when it changed, writes the mirror and a DomainChange with the
+// field-level diff in one transaction (the change leaves through the
+// outbox). A change that deal-sync itself wrote — an own write still open in
+// the registry, or a deal carrying the sync-lock flag — is mirrored but not
+// published, so writes never come back as work.
+package dealevents
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/b24hub/b24hub/libs/bitrix"
+	"github.com/b24hub/b24hub/libs/consumer"
+	"github.com/b24hub/b24hub/libs/consumer/bitrixport"
+	"github.com/b24hub/b24hub/libs/consumer/change"
+	"github.com/b24hub/b24hub/libs/consumer/outbox"
+	"github.com/b24hub/b24hub/libs/eventbus"
+	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
+	"github.com/b24hub/b24hub/services/deal-sync/internal/store"
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/proto"
+)
+
+// Durable is the consumer's durable name. PUBLIC API: renaming it makes a
+// new consumer that reprocesses every deal event the stream still holds.
+const Durable = "deal-sync"
+
+// EntityType is the DomainChange entity type.
+const EntityType = "deal"
+
+// Events are the raw events this consumer handles.
+var Events = []string{"ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALDELETE", "ONCRMDEALMOVETOCATEGORY"}
+
+// Spec is the consumer definition: batches of up to 50 distinct deals of
+// one portal gathered for 200ms.
+func Spec() consumer.Spec {
+	return consumer.Spec{
+		Durable:        Durable,
+		Description:    "deal-sync: mirror deals and publish field-level changes",
+		FilterSubjects: eventbus.RawEventFilter(Events...),
+		BatchSize:      bitrix.MaxBatch,
+		BatchWindow:    200 * time.Millisecond,
+	}
+}
+
+// Options tune the handler.
+type Options struct {
+	// SyncLockField is the deal field an external writer sets to mark its
+	// write as a sync write ("UF_CRM_SYNC_LOCK"); empty disables it. A deal
+	// fetched with the flag set is mirrored without publishing a change, and
+	// the flag is cleared with one own write (whose echo is then skipped).
+	SyncLockField string
+	// SyncLockClearValue is written to clear the flag. Default "".
+	SyncLockClearValue string
+	// VolatileFields change on every write (DATE_MODIFY, MODIFY_BY_ID); echo
+	// detection ignores them.
+	VolatileFields []string
+	// EchoTTL is how long an own write can explain an incoming change.
+	EchoTTL time.Duration
+	// CoalesceFor is how long the handler remembers which deals it fetched,
+	// so that an event stored before such a fetch (a duplicate from a
+	// multi-field bulk edit arriving in a later batch) costs no second
+	// fetch. Default 1m.
+	CoalesceFor time.Duration
+}
+
+// Handler is the deal-event consumer.
+type Handler struct {
+	clients bitrixport.Clients
+	store   *store.Store
+	relay   *outbox.Relay
+	opt     Options
+	log     *slog.Logger
+	now     func() time.Time
+
+	mu sync.Mutex
+	// fetched maps member/deal to the stream time of the newest message
+	// stored before the deal's last mirrored fetch began. Stream times are
+	// compared with stream times only, so clock skew cannot lose a change.
+	fetched map[string]time.Time
+}
+
+var _ consumer.BatchHandler[*eventsv1.Envelope] = (*Handler)(nil)
+
+// New returns a Handler. relay may be nil (then the outbox is flushed only
+// by the service's relay loop).
+func New(clients bitrixport.Clients, st *store.Store, relay *outbox.Relay, opt Options, log *slog.Logger) *Handler {
+	if opt.EchoTTL == 0 {
+		opt.EchoTTL = 10 * time.Minute
+	}
+	if opt.CoalesceFor == 0 {
+		opt.CoalesceFor = time.Minute
+	}
+	return &Handler{clients: clients, store: st, relay: relay, opt: opt, log: log, now: time.Now, fetched: map[string]time.Time{}}
+}
+
+// work is everything the batch says about one deal.
+type work struct {
+	id      int64
+	msgs    []int // indexes into the batch
+	deleted bool  // a DELETE event is among them
+	latest  string
+	stored  time.Time // the newest Published among msgs
+}
+
+// HandleBatch implements consumer.BatchHandler. Every batch holds one portal.
+func (h *Handler) HandleBatch(ctx context.Context, batch []*consumer.Message[*eventsv1.Envelope]) []error {
+	errs := make([]error, len(batch))
+	member := batch[0].MemberID
+	deals := map[int64]*work{}
+	var order []int64
+	var watermark time.Time // every message of the batch was stored by then
+	for i, m := range batch {
+		if m.Published.After(watermark) {
+			watermark = m.Published
+		}
+		id, err := bitrix.ParseID(m.EntityID)
+		if err != nil || id <= 0 {
+			errs[i] = consumer.Permanent(fmt.Errorf("event %s has no deal id (%q)", m.Event, m.EntityID))
+			continue
+		}
+		w := deals[int64(id)]
+		if w == nil {
+			w = &work{id: int64(id)}
+			deals[int64(id)] = w
+			order = append(order, int64(id))
+		}
+		w.msgs = append(w.msgs, i)
+		w.latest = m.EventID
+		if m.Published.After(w.stored) {
+			w.stored = m.Published
+		}
+		if m.Event == "ONCRMDEALDELETE" {
+			w.deleted = true
+		}
+	}
+
+	// Deals whose every event was stored before a fetch we already mirrored
+	// need no fetch: that fetch saw their effect.
+	var fetch []bitrix.ID
+	for _, id := range order {
+		w := deals[id]
+		if w.deleted {
+			continue
+		}
+		if t, ok := h.lastFetch(member, id); ok && !w.stored.IsZero() && !w.stored.After(t) {
+			for _, i := range w.msgs {
+				errs[i] = consumer.Skip("covered by a later fetch")
+			}
+			delete(deals, id)
+			continue
+		}
+		fetch = append(fetch, bitrix.ID(id))
+	}
+	if len(deals) == 0 {
+		return errs
+	}
+
+	client, err := h.clients.ClientFor(ctx, member)
+	if err != nil {
+		return fill(errs, deals, bitrixport.Classify(err))
+	}
+	got, perID := map[bitrix.ID]*bitrix.Deal{}, map[bitrix.ID]error{}
+	if len(fetch) > 0 {
+		got, perID, err = client.GetDeals(ctx, fetch)
+		if err != nil {
+			return fill(errs, deals, bitrixport.Classify(err))
+		}
+	}
+
+	var changed bool
+	for _, id := range order {
+		w, ok := deals[id]
+		if !ok {
+			continue
+		}
+		var fields change.Fields
+		var deal *bitrix.Deal
+		switch {
+		case w.deleted:
+		case got[bitrix.ID(id)] != nil:
+			deal = got[bitrix.ID(id)]
+			fields = change.Fields(deal.Fields)
+		case errors.Is(perID[bitrix.ID(id)], bitrix.KindNotFound):
+			// Deleted after the event was sent.
+		case perID[bitrix.ID(id)] != nil:
+			setAll(errs, w, bitrixport.Classify(perID[bitrix.ID(id)]))
+			continue
+		default:
+			setAll(errs, w, fmt.Errorf("deal %d missing from the batch answer", id))
+			continue
+		}
+		res, clearLock, err := h.apply(ctx, batch[w.msgs[len(w.msgs)-1]], member, id, deal, fields)
+		if err != nil {
+			setAll(errs, w, err)
+			continue
+		}
+		if res == nil {
+			changed = true
+		}
+		if !w.deleted && !watermark.IsZero() {
+			h.noteFetch(member, id, watermark)
+		}
+		if clearLock {
+			if err := h.clearLock(ctx, client, member, id, w.latest); err != nil {
+				res = bitrixport.Classify(err)
+			}
+		}
+		setAll(errs, w, res)
+	}
+	if changed && h.relay != nil {
+		if _, err := h.relay.Flush(ctx); err != nil {
+			// The rows stay; the relay loop retries. The mirror is committed.
+			h.log.WarnContext(ctx, "outbox flush after commit failed", "error", err.Error())
+		}
+	}
+	return errs
+}
+
+// apply compares a fetched deal (nil fields = deleted) with its snapshot
+// and writes mirror and change in one transaction. It returns nil when a
+// change was published, a Skip when there was nothing to publish, and
+// whether the sync-lock flag must be cleared.
+func (h *Handler) apply(ctx context.Context, m *consumer.Message[*eventsv1.Envelope], member string, id int64, deal *bitrix.Deal, fields change.Fields) (result error, clearLock bool, err error) {
+	err = h.store.Tx(ctx, func(tx pgx.Tx) error {
+		snap, err := store.LockDeal(ctx, tx, member, id)
+		if err != nil {
+			return err
+		}
+		if fields == nil { // deleted
+			if !snap.Live() {
+				result = consumer.Skip("already deleted")
+				return nil
+			}
+			dc := change.Build(member, EntityType, fmt.Sprint(id), snap.Fields, nil, true, m.EventID, h.now())
+			if err := store.SaveDeal(ctx, tx, store.Deal{MemberID: member, ID: id, SourceEventID: m.EventID}); err != nil {
+				return err
+			}
+			return addChange(ctx, tx, dc)
+		}
+		hash := change.Hash(fields)
+		locked := h.opt.SyncLockField != "" && flagSet(fields[h.opt.SyncLockField])
+		clearLock = locked
+		if snap.Live() && snap.Hash == hash {
+			result = consumer.Skip("no change")
+			return nil
+		}
+		d := store.Deal{MemberID: member, ID: id, Fields: fields, Hash: hash, SourceEventID: m.EventID,
+			Title: deal.Title, StageID: deal.StageID, Opportunity: deal.Opportunity, CurrencyID: deal.CurrencyID,
+			CategoryID: int64(deal.CategoryID), AssignedByID: int64(deal.AssignedByID), DateModify: deal.DateModify}
+		if err := store.SaveDeal(ctx, tx, d); err != nil {
+			return err
+		}
+		if locked {
+			result = consumer.Skip("sync lock set")
+			return nil
+		}
+		if snap.Live() {
+			var changedFields []string
+			for _, c := range change.Diff(snap.Fields, fields, h.opt.VolatileFields...) {
+				changedFields = append(changedFields, c.Field)
+			}
+			cmd, err := store.ConsumeEcho(ctx, tx, member, id, changedFields, fields, h.opt.EchoTTL)
+			if err != nil {
+				return err
+			}
+			if cmd != "" {
+				m.Logger.DebugContext(ctx, "echo of an own write", "command_id", cmd)
+				result = consumer.Skip("echo of own write")
+				return nil
+			}
+		}
+		dc := change.Build(member, EntityType, fmt.Sprint(id), snap.Fields, fields, snap.Live(), m.EventID, h.now())
+		return addChange(ctx, tx, dc)
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return result, clearLock, nil
+}
+
+// clearLock clears the sync-lock flag with one own write. The write is
+// registered first, so its echo (a change of the flag only) is skipped and
+// never causes another write.
+func (h *Handler) clearLock(ctx context.Context, client *bitrix.Client, member string, id int64, eventID string) error {
+	clear, _ := json.Marshal(h.opt.SyncLockClearValue)
+	w := store.Write{CommandID: "unlock:" + member + ":" + fmt.Sprint(id) + ":" + eventID, MemberID: member, DealID: id,
+		Fields: change.Fields{h.opt.SyncLockField: clear}, Origin: "deal-sync/sync-lock"}
+	if err := h.store.RecordWrite(ctx, w, store.WritePending); err != nil {
+		return err
+	}
+	err := client.UpdateDeal(ctx, bitrix.ID(id), map[string]any{h.opt.SyncLockField: h.opt.SyncLockClearValue}, bitrix.DealUpdate{})
+	if err != nil {
+		var be *bitrix.Error
+		if errors.As(err, &be) && !be.Ambiguous {
+			_ = h.store.DeleteWrite(ctx, w.CommandID)
+		}
+		return fmt.Errorf("clear sync lock of deal %d: %w", id, err)
+	}
+	return h.store.SetWriteStatus(ctx, w.CommandID, store.WriteWritten)
+}
+
+// changes is deal-sync's outbox table.
+var changes = outbox.In(store.Schema)
+
+func addChange(ctx context.Context, tx pgx.Tx, dc *eventsv1.DomainChange) error {
+	data, err := proto.Marshal(dc)
+	if err != nil {
+		return err
+	}
+	return changes.Add(ctx, tx, outbox.Message{MsgID: dc.GetId(), Subject: change.Subject(dc), Data: data,
+		Header: map[string][]string{eventbus.HeaderContentType: {eventbus.ContentTypeProtobuf}}})
+}
+
+// flagSet reads a sync-lock value: anything but empty, "N", "0", "false",
+// null or an empty list is set.
+func flagSet(v json.RawMessage) bool {
+	if len(v) == 0 {
+		return false
+	}
+	var x any
+	if json.Unmarshal(v, &x) != nil {
+		return false
+	}
+	switch t := x.(type) {
+	case nil:
+		return false
+	case bool:
+		return t
+	case float64:
+		return t != 0
+	case string:
+		s := strings.TrimSpace(strings.ToUpper(t))
+		return s != "" && s != "N" && s != "0" && s != "FALSE"
+	case []any:
+		return len(t) > 0
+	}
+	return true
+}
+
+func (h *Handler) lastFetch(member string, id int64) (time.Time, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t, ok := h.fetched[member+"/"+fmt.Sprint(id)]
+	return t, ok
+}
+
+func (h *Handler) noteFetch(member string, id int64, at time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.fetched[member+"/"+fmt.Sprint(id)] = at
+	if len(h.fetched) > 100_000 {
+		for k, t := range h.fetched {
+			if h.now().Sub(t) > h.opt.CoalesceFor {
+				delete(h.fetched, k)
+			}
+		}
+	}
+}
+
+func setAll(errs []error, w *work, err error) {
+	for _, i := range w.msgs {
+		errs[i] = err
+	}
+}
+
+func fill(errs []error, deals map[int64]*work, err error) []error {
+	for _, w := range deals {
+		setAll(errs, w, err)
+	}
+	return errs
+}
