@@ -57,5 +57,6 @@ replace github.com/b24hub/b24hub/libs/pgtest => ../pgtest
 replace (
 	github.com/b24hub/b24hub/libs/b24event => ../b24event
 	github.com/b24hub/b24hub/libs/bitrix => ../bitrix
+	github.com/b24hub/b24hub/libs/fakeportal => ../fakeportal
 	github.com/b24hub/b24hub/libs/portals => ../portals
 )
