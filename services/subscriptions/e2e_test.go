@@ -3,10 +3,12 @@ package subscriptions_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -26,6 +28,7 @@ import (
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/b24hub/b24hub/services/ingress"
 	"github.com/b24hub/b24hub/services/subscriptions"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -48,6 +51,10 @@ type stack struct {
 	ingress string // base URL
 	log     *slog.Logger
 	svc     *subscriptions.Service
+	env     map[string]string
+	pool    *pgxpool.Pool
+	// stopFirst stops svc and waits for it.
+	stopFirst func()
 }
 
 func quietLogger(t *testing.T) *slog.Logger {
@@ -110,23 +117,38 @@ func startStack(t *testing.T, fakes []*fakeportal.Portal, desiredYAML string) *s
 		"B24HUB_PROBE_INTERVAL":        "1s",
 		"B24HUB_LEASE_TTL":             "2s",
 	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	st := &stack{t: t, nc: nc, js: js, reg: reg, ingress: "http://" + ing.Addr(), log: log, env: env, pool: pool}
+	st.svc, st.stopFirst = st.startService(ctx, "instance-1")
+	return st
+}
+
+// startService runs one more replica of the service until ctx ends or the
+// returned cancel is called (which waits for Run to return).
+func (s *stack) startService(ctx context.Context, instance string) (*subscriptions.Service, func()) {
+	t := s.t
+	t.Helper()
+	env := maps.Clone(s.env)
+	env["B24HUB_INSTANCE_ID"] = instance
 	cfg, err := subscriptions.ConfigFromEnv(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := subscriptions.New(cfg, subscriptions.Deps{NC: nc, Pool: pool, Portals: reg, Logger: log})
+	svc, err := subscriptions.New(cfg, subscriptions.Deps{NC: s.nc, Pool: s.pool, Portals: s.reg, Logger: s.log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	wg.Add(1)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
 	go func() {
-		defer wg.Done()
+		defer close(done)
 		if err := svc.Run(ctx); err != nil && ctx.Err() == nil {
 			t.Errorf("subscriptions Run: %v", err)
 		}
 	}()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return &stack{t: t, nc: nc, js: js, reg: reg, ingress: "http://" + ing.Addr(), log: log, svc: svc}
+	stop := func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return svc, stop
 }
 
 func newFake(t *testing.T, member string) *fakeportal.Portal {
@@ -514,5 +536,57 @@ func unbindAll(t *testing.T, f *fakeportal.Portal, in fakeportal.Install) {
 	}
 	if left, _ := c.EventBindings(ctx); len(left) != 0 {
 		t.Fatalf("still bound: %v", left)
+	}
+}
+
+// TestOneLeaderAndControl runs two replicas: exactly one leads, the other
+// takes over when it stops, and either answers the b24ctl control subjects.
+func TestOneLeaderAndControl(t *testing.T) {
+	a := newFake(t, memberA)
+	s := startStack(t, []*fakeportal.Portal{a}, desiredDoc)
+	second, stopSecond := s.startService(context.Background(), "instance-2")
+	first := s.svc
+	eventually(t, 10*time.Second, "a leader", func() (bool, string) {
+		return first.Leading() != second.Leading(), fmt.Sprintf("first=%v second=%v", first.Leading(), second.Leading())
+	})
+	in := install(t, s, a)
+	handler := s.ingress + "/bitrix24/events"
+	eventually(t, 20*time.Second, "bound", hasBindings(a, "ONCRMDEALUPDATE "+handler))
+
+	request := func(subject string) subscriptions.ControlReply {
+		t.Helper()
+		req, _ := json.Marshal(subscriptions.ControlRequest{MemberID: memberA})
+		msg, err := s.nc.Request(subject, req, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep subscriptions.ControlReply
+		if err := json.Unmarshal(msg.Data, &rep); err != nil {
+			t.Fatal(err)
+		}
+		if rep.Error != "" || len(rep.Portals) != 1 || rep.Portals[0].Error != "" {
+			t.Fatalf("%s: %+v", subject, rep)
+		}
+		return rep
+	}
+	if rep := request(subscriptions.ControlDiff); len(rep.Portals[0].Bind)+len(rep.Portals[0].Unbind) != 0 {
+		t.Errorf("diff after install: %+v", rep.Portals[0])
+	}
+	// Handlers removed behind the service's back come back with apply (or
+	// the next sync tick, whichever is first).
+	unbindAll(t, a, in)
+	if rep := request(subscriptions.ControlApply); len(rep.Portals[0].Failed) != 0 {
+		t.Errorf("apply: %+v", rep.Portals[0])
+	}
+	eventually(t, 10*time.Second, "re-bound", hasBindings(a, "ONCRMDEALUPDATE "+handler, "ONAPPUNINSTALL "+handler))
+
+	// The leader stops gracefully: the other replica takes over at once
+	// (well before the 2s lease TTL would expire, but no timing is asserted).
+	if first.Leading() {
+		s.stopFirst()
+		eventually(t, 10*time.Second, "takeover", func() (bool, string) { return second.Leading(), "" })
+	} else {
+		stopSecond()
+		eventually(t, 10*time.Second, "takeover", func() (bool, string) { return first.Leading(), "" })
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/b24hub/b24hub/libs/bitrix"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/portals"
 	"github.com/b24hub/b24hub/services/subscriptions/internal/allowlist"
@@ -129,6 +130,16 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("subscriptions: bucket %s: %w (run `b24ctl topology apply`)", eventbus.BucketPortals, err)
 	}
+	// Every replica and service calling a portal shares its leaky bucket
+	// (§4.5), so the limiter state lives in NATS KV.
+	kvRate, err := js.KeyValue(ctx, eventbus.BucketRateLimit)
+	if err != nil {
+		return nil, fmt.Errorf("subscriptions: bucket %s: %w (run `b24ctl topology apply`)", eventbus.BucketRateLimit, err)
+	}
+	limiter, err := bitrix.NewKVLimiter(kvRate, bitrix.KVLimiterConfig{})
+	if err != nil {
+		return nil, fmt.Errorf("subscriptions: %w", err)
+	}
 	st := store.New(deps.Pool)
 	pub := eventbus.NewPublisher(js)
 	s := &Service{
@@ -142,7 +153,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s.want.Store(want)
 	s.clients = restclient.New(restclient.Config{ClientID: cfg.AppClientID, ClientSecret: cfg.AppClientSecret,
-		HTTPClient: deps.HTTPClient}, deps.Portals, s.creds, deps.Logger)
+		HTTPClient: deps.HTTPClient, Limiter: limiter}, deps.Portals, s.creds, deps.Logger)
 	s.install, err = install.New(install.Config{AllowList: allow, ClientID: cfg.AppClientID, Timeout: cfg.InstallTimeout,
 		HTTPClient: deps.HTTPClient}, s.creds, kvRecords{kvPortals}, deps.Portals, st, deps.Logger)
 	if err != nil {
