@@ -182,7 +182,30 @@ func Build(memberID, entityType, entityID string, old, new Fields, live bool, so
 	}
 }
 
-// Subject is where dc is published.
+// Subject is where dc is published. An entity id that is not a valid
+// subject token (call ids contain dots) has every other byte replaced by
+// '_' in the subject; the payload keeps the real id.
 func Subject(dc *eventsv1.DomainChange) string {
-	return eventbus.Change(dc.GetEntityType(), dc.GetMemberId(), dc.GetEntityId())
+	return eventbus.Change(dc.GetEntityType(), dc.GetMemberId(), SubjectToken(dc.GetEntityId()))
+}
+
+// SubjectToken makes s usable as one subject token: bytes other than
+// letters, digits, '-' and '_' become '_', and it is cut to 128 bytes.
+func SubjectToken(s string) string {
+	if eventbus.ValidToken(s) {
+		return s
+	}
+	b := []byte(s)
+	if len(b) > 128 {
+		b = b[:128]
+	}
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 {
+		return "_"
+	}
+	return string(b)
 }

@@ -79,3 +79,12 @@ func TestBuild(t *testing.T) {
 		t.Error(change.Subject(deleted))
 	}
 }
+
+func TestSubjectToken(t *testing.T) {
+	if got := change.SubjectToken("externalCall.ab12.1700"); got != "externalCall_ab12_1700" {
+		t.Error(got)
+	}
+	if change.SubjectToken("42") != "42" || change.SubjectToken("") != "_" {
+		t.Error("plain tokens must pass through")
+	}
+}
