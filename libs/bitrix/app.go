@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 )
 
-// AppInfo is app.info's answer. Installed must be true before the portal
+// AppInfo is app.info's answer; fields mirror the API's (see the JSON
+// tags). Installed must be true before the portal
 // delivers any event (§1.5).
 type AppInfo struct {
 	ID             ID     `json:"ID"`

@@ -18,8 +18,10 @@ const MaxBatch = 50
 // "$result[key][FIELD]" strings; commands run in order.
 type BatchCommand struct {
 	// Key names the command's result; unique within the batch.
-	Key    string
+	Key string
+	// Method is the REST method, e.g. "crm.deal.get".
 	Method string
+	// Params are encoded like http_build_query; nil for none.
 	Params any
 }
 
@@ -48,7 +50,7 @@ type BatchResult struct {
 	Errors map[string]*Error
 	// Totals and Next are the list paging values per key, where present.
 	Totals map[string]int
-	Next   map[string]int
+	Next   map[string]int // see Totals
 	// Times are per-command timings; each counts against that method's
 	// operation-time budget (§4.6).
 	Times map[string]Time

@@ -10,7 +10,8 @@ import (
 
 // Deal is a CRM deal as crm.deal.get/list return it: flat UPPER_CASE fields,
 // mostly strings, plus UF_CRM_* custom fields (§5.1). The common fields are
-// decoded; Fields keeps every field exactly as sent, for snapshots and diffs.
+// decoded from their UPPER_CASE namesakes (ID, TITLE, STAGE_ID, …); Fields
+// keeps every field exactly as sent, for snapshots and diffs.
 type Deal struct {
 	ID           ID
 	Title        string
@@ -169,7 +170,7 @@ type DealUpdate struct {
 	// RegisterSonetEvent and RegisterHistoryEvent map to params
 	// REGISTER_SONET_EVENT / REGISTER_HISTORY_EVENT; nil leaves the default.
 	RegisterSonetEvent   *bool
-	RegisterHistoryEvent *bool
+	RegisterHistoryEvent *bool // see RegisterSonetEvent
 	// AuthConnector tags the write so offline bindings with the same
 	// connector do not queue it back to us (§2.4).
 	AuthConnector string
@@ -210,7 +211,8 @@ func yn(b bool) string {
 	return "N"
 }
 
-// FieldInfo describes one field in crm.deal.fields.
+// FieldInfo describes one field in crm.deal.fields; fields mirror the API's
+// (see the JSON tags).
 type FieldInfo struct {
 	Type       string `json:"type"`
 	IsRequired bool   `json:"isRequired"`

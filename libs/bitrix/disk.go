@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 )
 
-// DiskFile is disk.file.get's answer. DownloadURL is signed and is fetched
+// DiskFile is disk.file.get's answer; fields mirror the API's (see the
+// JSON tags). DownloadURL is signed and is fetched
 // with a separate GET (§5.5).
 type DiskFile struct {
 	ID          ID     `json:"ID"`

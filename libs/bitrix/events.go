@@ -118,7 +118,7 @@ type OfflineQuery struct {
 	// Filter and Order use ID, TIMESTAMP_X, EVENT_NAME, MESSAGE_ID with
 	// operator prefixes such as ">=ID".
 	Filter map[string]any
-	Order  map[string]string
+	Order  map[string]string // see Filter
 	// Limit is the batch size; default 50.
 	Limit int
 	// Clear deletes the records in the same call (clear=1). The zero value
@@ -134,7 +134,8 @@ type OfflineQuery struct {
 	Errors bool
 }
 
-// OfflineEvent is one queued record.
+// OfflineEvent is one queued record; fields mirror the API's (see the JSON
+// tags).
 type OfflineEvent struct {
 	ID              ID              `json:"ID"`
 	Timestamp       string          `json:"TIMESTAMP_X"`
@@ -149,8 +150,10 @@ type OfflineEvent struct {
 // OfflineBatch is event.offline.get's answer. ProcessID is empty when the
 // records were cleared in the same call.
 type OfflineBatch struct {
+	// ProcessID identifies the reservation for ClearOfflineEvents and
+	// ErrorOfflineEvents.
 	ProcessID string
-	Events    []OfflineEvent
+	Events    []OfflineEvent // in the requested order
 }
 
 // OfflineEvents calls event.offline.get (admin only, §2.2). It is treated as

@@ -11,8 +11,11 @@ import (
 // PerSecond requests per second and rejects a request that would take it
 // over Burst.
 type Rate struct {
+	// PerSecond is how fast the bucket drains (Y in §4.5).
 	PerSecond float64
-	Burst     int
+	// Burst is the bucket size (X in §4.5): how many requests may arrive at
+	// once when it is empty.
+	Burst int
 }
 
 // Documented rates (§4.5).

@@ -22,7 +22,7 @@ import (
 type OAuthConfig struct {
 	// ClientID and ClientSecret are the application's credentials. Required.
 	ClientID     string
-	ClientSecret string
+	ClientSecret string // see ClientID
 	// MemberID is the portal's member_id: the TokenStore key and the
 	// limiter key. Required.
 	MemberID string

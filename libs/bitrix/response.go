@@ -12,12 +12,15 @@ import (
 // Time is the "time" block of every answer (§4.3). OperatingResetAt and
 // Operating drive the per-method operation-time limit (§4.6).
 type Time struct {
-	Start            float64 // unix seconds, fractional
-	Finish           float64
-	Duration         float64 // seconds
-	Processing       float64
-	DateStart        string
-	DateFinish       string
+	// Start and Finish are unix seconds, fractional; Duration and
+	// Processing are seconds; DateStart and DateFinish the same instants as
+	// ISO-8601 strings.
+	Start            float64
+	Finish           float64   // see Start
+	Duration         float64   // see Start
+	Processing       float64   // see Start
+	DateStart        string    // see Start
+	DateFinish       string    // see Start
 	OperatingResetAt time.Time // zero when absent
 	Operating        float64   // seconds of execution time this method has used
 }
@@ -57,7 +60,7 @@ type Response struct {
 	Total int
 	// Next is the "start" of the next page; HasNext is false on the last one.
 	Next    int
-	HasNext bool
+	HasNext bool // see Next
 	// Time is the timing block.
 	Time Time
 }

@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 )
 
-// Task is a task from tasks.task.get. The response is camelCase although
+// Task is a task from tasks.task.get; the typed fields mirror the API's
+// (see the JSON tags). The response is camelCase although
 // select takes UPPER_CASE names (§5.3); Fields keeps every field as sent.
 type Task struct {
 	ID            ID       `json:"id"`
@@ -71,7 +72,8 @@ func (c *Client) GetTask(ctx context.Context, id ID, selectFields ...string) (*T
 	return &t, nil
 }
 
-// ChecklistItem is a row of task.checklistitem.getlist (§5.4). ParentID 0
+// ChecklistItem is a row of task.checklistitem.getlist (§5.4); fields
+// mirror the API's (see the JSON tags). ParentID 0
 // marks a checklist header.
 type ChecklistItem struct {
 	ID          ID              `json:"ID"`

@@ -6,7 +6,8 @@ import (
 	"iter"
 )
 
-// CallRecord is a row of voximplant.statistic.get (§5.5). Codes and types
+// CallRecord is a row of voximplant.statistic.get (§5.5); fields mirror the
+// API's (see the JSON tags). Codes and types
 // stay strings: CALL_FAILED_CODE has values like "603-S" and "OTHER" (§9.7).
 type CallRecord struct {
 	ID               ID     `json:"ID"`

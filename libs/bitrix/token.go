@@ -9,9 +9,13 @@ import (
 
 // Token is a portal's OAuth credential set as stored between calls.
 type Token struct {
-	AccessToken  string    `json:"access_token"`
-	RefreshToken string    `json:"refresh_token"`
-	Expires      time.Time `json:"expires"`
+	// AccessToken authenticates REST calls for an hour; RefreshToken (180
+	// days, rotated on every refresh) gets the next one (§4.2).
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"` // see AccessToken
+	// Expires is informational: the client refreshes only when the portal
+	// answers expired_token (§4.2 warns against refreshing on a timer).
+	Expires time.Time `json:"expires"`
 	// ClientEndpoint is the REST base, https://{portal}/rest/ (§3.2).
 	ClientEndpoint string `json:"client_endpoint"`
 	// ServerEndpoint is the regional OAuth server's REST base, e.g.
@@ -20,17 +24,19 @@ type Token struct {
 	ServerEndpoint string `json:"server_endpoint"`
 	// Domain is the portal host. A refresh answer's "domain" is the OAuth
 	// server's, not the portal's (§4.2), so it is not taken from there.
-	Domain   string `json:"domain"`
+	Domain string `json:"domain"`
+	// MemberID is the portal's stable key (§3.2); Scope and UserID are as
+	// granted.
 	MemberID string `json:"member_id"`
-	Scope    string `json:"scope,omitempty"`
-	UserID   ID     `json:"user_id,omitempty"`
+	Scope    string `json:"scope,omitempty"`   // see MemberID
+	UserID   ID     `json:"user_id,omitempty"` // see MemberID
 
 	// LeaseOwner and LeaseUntil coordinate refreshes across replicas: the
 	// replica that wins a compare-and-swap setting them is the only one that
 	// calls the OAuth server until LeaseUntil. Stores persist them like any
 	// other field.
 	LeaseOwner string    `json:"lease_owner,omitempty"`
-	LeaseUntil time.Time `json:"lease_until,omitzero"`
+	LeaseUntil time.Time `json:"lease_until,omitzero"` // see LeaseOwner
 }
 
 // Store errors.

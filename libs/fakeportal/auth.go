@@ -14,7 +14,7 @@ import (
 type App struct {
 	// ClientID and ClientSecret are the app's OAuth credentials. Required.
 	ClientID     string
-	ClientSecret string
+	ClientSecret string // see ClientID
 	// ApplicationToken is sent in every event's auth block (§3.6). Default:
 	// generated.
 	ApplicationToken string
@@ -27,17 +27,18 @@ type App struct {
 	// AccessToken and RefreshToken are the initial tokens; generated when
 	// empty.
 	AccessToken  string
-	RefreshToken string
+	RefreshToken string // see AccessToken
 	// Code and Version answer app.info. Default "b24hub", 1.
 	Code    string
-	Version int
+	Version int // see Code
 	// NotInstalled models an app whose install has not finished: events are
 	// not delivered to it (§1.5) and app.info says INSTALLED=false.
 	NotInstalled bool
 }
 
 // Install is what the portal hands an app on install (the ONAPPINSTALL auth
-// block), enough to build an OAuth client.
+// block), enough to build an OAuth client. Field names follow that block;
+// ServerEndpoint is this fake's own OAuth server.
 type Install struct {
 	MemberID         string
 	Domain           string

@@ -19,11 +19,11 @@ type Config struct {
 	MemberID string
 	// Rate and Burst are the leaky bucket (§4.5). Default 2 req/s, burst 50.
 	Rate  float64
-	Burst int
+	Burst int // see Rate
 	// OperatingLimit is the execution-time budget per method per app or
 	// webhook over OperatingWindow (§4.6). Default 480s per 10 minutes.
 	OperatingLimit  time.Duration
-	OperatingWindow time.Duration
+	OperatingWindow time.Duration // see OperatingLimit
 	// OperatingCost is the simulated execution time of one call of method.
 	// Default: none, so the operation limit only triggers through
 	// Portal.BlockMethod or a configured cost.
@@ -62,7 +62,7 @@ type Faults struct {
 	// HTMLRate answers an HTML error page with HTMLStatus (default 502), as
 	// the real portal does under load (§4.4).
 	HTMLRate   float64
-	HTMLStatus int
+	HTMLStatus int // see HTMLRate
 	// DropRate is the share of event pushes that are never sent (Bitrix24
 	// does not resend, §3.4).
 	DropRate float64

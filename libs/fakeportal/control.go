@@ -11,12 +11,18 @@ import (
 // an outgoing webhook to Handler (member_id is the portal's), then run the
 // scenario.
 type ScenarioRequest struct {
-	Scenario         string            `json:"scenario"` // "bulk-edit:100" or a bare name with Count
-	Count            int               `json:"count,omitempty"`
-	Fields           map[string]string `json:"fields,omitempty"`
-	Handler          string            `json:"handler,omitempty"`
-	ApplicationToken string            `json:"application_token,omitempty"`
-	Events           []string          `json:"events,omitempty"`
+	// Scenario is "name" or "name:count", see ParseScenario; Count
+	// overrides the count when set.
+	Scenario string `json:"scenario"`
+	Count    int    `json:"count,omitempty"` // see Scenario
+	// Fields are deal fields the scenario sets.
+	Fields map[string]string `json:"fields,omitempty"`
+	// Handler, if set, receives the scenario's events as an outgoing
+	// webhook with ApplicationToken (generated when empty), for Events
+	// (default: the deal events); it is removed after the scenario.
+	Handler          string   `json:"handler,omitempty"`
+	ApplicationToken string   `json:"application_token,omitempty"` // see Handler
+	Events           []string `json:"events,omitempty"`            // see Handler
 }
 
 // serveControl is the test/CLI control API:

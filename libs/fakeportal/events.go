@@ -41,6 +41,7 @@ type firing struct {
 // OutgoingWebhook is an outgoing-webhook record (§1.1): a handler URL and
 // the application token shown in the UI, for a set of events.
 type OutgoingWebhook struct {
+	// Handler is the URL pushes go to.
 	Handler string
 	// ApplicationToken is generated when empty.
 	ApplicationToken string
@@ -219,26 +220,32 @@ func eventTest(_ *Portal, c *call) (any, *page, *apiError) {
 
 // Delivery is one event push, sent or dropped.
 type Delivery struct {
-	Seq       int64
+	// Seq numbers pushes from 1 in the order they were generated.
+	Seq int64
+	// Event, HandlerID (event_handler_id) and URL say what went where.
 	Event     string
-	HandlerID int64
-	URL       string
+	HandlerID int64  // see Event
+	URL       string // see Event
 	// Body is the form-encoded POST body.
 	Body []byte
-	At   time.Time
+	// At is the portal-clock time the push was generated (its ts).
+	At time.Time
 	// Dropped pushes were never sent (Faults.DropRate).
 	Dropped bool
 	// Status and Duration are the handler's answer; Err a transport error.
 	Status   int
-	Duration time.Duration
-	Err      string
+	Duration time.Duration // see Status
+	Err      string        // see Status
 }
 
 // HandlerStat summarizes pushes to one handler URL: the record Bitrix24
 // keeps to de-prioritize slow handlers (§3.4).
 type HandlerStat struct {
+	// Sent got a 2xx, Failed did not (or no answer), Dropped were never
+	// sent, Slow took longer than Config.SlowHandler.
 	Sent, Failed, Dropped, Slow int
-	MaxDuration, TotalDuration  time.Duration
+	// MaxDuration and TotalDuration are the handler's response times.
+	MaxDuration, TotalDuration time.Duration
 }
 
 type delivery struct {

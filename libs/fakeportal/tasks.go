@@ -9,7 +9,8 @@ import (
 	"github.com/b24hub/b24hub/libs/b24event"
 )
 
-// Task is a task in the fake's model.
+// Task is a task in the fake's model; tasks.task.get answers its fields
+// in camelCase (§5.3).
 type Task struct {
 	ID            int64
 	Title         string
@@ -23,8 +24,8 @@ type Task struct {
 	UfCrmTask []string
 }
 
-// ChecklistItem is a task checklist row (§5.4). ParentID 0 is a checklist
-// header.
+// ChecklistItem is a task checklist row (§5.4), answered with UPPER_CASE
+// names. ParentID 0 is a checklist header.
 type ChecklistItem struct {
 	ID         int64
 	TaskID     int64

@@ -10,7 +10,8 @@ import (
 	"github.com/b24hub/b24hub/libs/b24event"
 )
 
-// Call is a finished telephony call.
+// Call is a finished telephony call; fields become the
+// voximplant.statistic.get row and the ONVOXIMPLANTCALLEND data (§3.3).
 type Call struct {
 	// CallID is generated when empty.
 	CallID       string
