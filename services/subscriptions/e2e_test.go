@@ -110,7 +110,7 @@ func startStack(t *testing.T, fakes []*fakeportal.Portal, desiredYAML string) *s
 		"B24HUB_INSTALL_ALLOWED_HOSTS": strings.Join(hosts, ","),
 		"B24HUB_APP_CLIENT_ID":         appID,
 		"B24HUB_APP_CLIENT_SECRET":     "secret",
-		"B24HUB_SYNC_INTERVAL":         "1s",
+		"B24HUB_SYNC_INTERVAL":         "1h", // re-binds must come from the install/update events
 		"B24HUB_RECONCILE_INTERVAL":    reconcileEvery.String(),
 		"B24HUB_RECONCILE_OVERLAP":     "2s",
 		"B24HUB_OFFLINE_POLL_INTERVAL": "500ms",

@@ -2,6 +2,8 @@ package subscriptions
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/b24hub/b24hub/libs/consumer"
@@ -43,9 +45,26 @@ func (s *Service) lifecycle() consumer.HandlerFunc[*eventsv1.Envelope] {
 		switch env.GetEvent() {
 		case "ONAPPINSTALL", "ONAPPUPDATE":
 			// Bitrix24 drops every handler of an app on update and
-			// reinstall (§1.2): bind them again now, not at the next tick.
+			// reinstall (§1.2): bind them again now, not at the next tick,
+			// with the runtime's retries if the portal does not answer.
+			p, ok := s.deps.Portals.Lookup(id)
+			switch {
+			case !ok:
+				// The install record is written before the ingress
+				// publishes the event, but the registry follows the bucket
+				// asynchronously.
+				return consumer.RetryAfter(2*time.Second, fmt.Errorf("portal %s not in the registry yet", id))
+			case !p.Active:
+				return consumer.Skip("portal no longer active")
+			}
 			s.clients.Forget(id)
-			s.kick(s.kickSync, id)
+			plan := s.syncPortal(ctx, id, true)
+			if plan.Error != "" {
+				return fmt.Errorf("re-bind after %s: %s", env.GetEvent(), plan.Error)
+			}
+			if len(plan.Failed) > 0 {
+				return fmt.Errorf("re-bind after %s: %s", env.GetEvent(), strings.Join(plan.Failed, "; "))
+			}
 		case "ONAPPUNINSTALL":
 			// An uninstall older than the latest accepted install (a replay
 			// of history) must not deactivate the reinstalled portal.

@@ -234,8 +234,12 @@ func (v *Verifier) verify(ctx context.Context, endpoint *url.URL, accessToken st
 	req.Header.Set("User-Agent", "b24hub-subscriptions")
 	resp, err := v.http.Do(req)
 	if err != nil {
-		// Never quote the URL error: it can carry the request URL.
-		return appInfo{}, fmt.Errorf("verification call to %s failed: %w", endpoint.Host, errors.Unwrap(err))
+		// Never quote the whole URL error: it can carry the request URL.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return appInfo{}, fmt.Errorf("verification call to %s failed: %w", endpoint.Host, err)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

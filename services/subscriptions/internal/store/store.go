@@ -23,13 +23,26 @@ const Schema = "subscriptions"
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// Migrate applies the embedded migrations.
+// Migrate applies the embedded migrations. Replicas starting together race
+// on CREATE SCHEMA IF NOT EXISTS (PostgreSQL answers the loser with a
+// unique violation), so a failed attempt is retried a few times; the
+// migrations themselves run under tern's advisory lock.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return err
 	}
-	return postgres.Migrate(ctx, pool, Schema, sub)
+	for attempt := 1; ; attempt++ {
+		err = postgres.Migrate(ctx, pool, Schema, sub)
+		if err == nil || attempt == 5 || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+		}
+	}
 }
 
 // Store reads and writes the service's tables.
