@@ -113,6 +113,11 @@ func (c *Client) Call(ctx context.Context, method string, params, out any, opts 
 		return nil
 	}
 	if err := json.Unmarshal(resp.Result, out); err != nil {
+		if resp.IsEmptyResult() {
+			// "result": [] where an object was expected: Bitrix24's way of
+			// saying "not found" (§5.3).
+			return &Error{Status: http.StatusOK, Method: method, Portal: c.portal, Description: "empty result", kind: KindNotFound}
+		}
 		return &Error{Status: http.StatusOK, Method: method, Portal: c.portal, Description: "decode result: " + err.Error(), Err: err, kind: KindPermanent}
 	}
 	return nil
@@ -292,7 +297,7 @@ func (c *Client) attemptWith(ctx context.Context, method string, body []byte) (*
 		if errors.Is(err, ErrTokenNotFound) {
 			kind = KindAuth
 		}
-		return nil, token, &Error{Description: err.Error(), Err: err, kind: kind}
+		return nil, token, &Error{Description: err.Error(), Err: fmt.Errorf("%w: %w", errNotSent, err), kind: kind}
 	}
 	payload := withAuth(body, token)
 	target := base.JoinPath(method)
@@ -388,10 +393,14 @@ func (c *Client) rebase(ctx context.Context, oldBase, loc *url.URL, method strin
 	}
 }
 
-// notSent reports errors that prove the request never left: a failed dial.
+// errNotSent marks failures that happened before a request was sent.
+var errNotSent = errors.New("request not sent")
+
+// notSent reports errors that prove the request never left: a failed dial,
+// or a failure before sending (no token).
 func notSent(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
+	return errors.Is(err, errNotSent) || (errors.As(err, &op) && op.Op == "dial")
 }
 
 // redactURLError drops the URL from *url.Error: webhook URLs carry the

@@ -266,3 +266,35 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// brokenStore fails like an unreachable NATS KV.
+type brokenStore struct{}
+
+func (brokenStore) Load(context.Context, string) (Token, uint64, error) {
+	return Token{}, 0, errors.New("nats: no servers available")
+}
+
+func (brokenStore) CompareAndSwap(context.Context, string, uint64, Token) (uint64, error) {
+	return 0, errors.New("nats: no servers available")
+}
+
+func TestWriteThatWasNeverSentIsNotAmbiguous(t *testing.T) {
+	c, err := New(Config{OAuth: &OAuthConfig{ClientID: "a", ClientSecret: "b", MemberID: "m", Store: brokenStore{}}},
+		WithClock(NewVirtualClock()), WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Do(context.Background(), "crm.deal.update", nil)
+	var e *Error
+	if !errors.As(err, &e) || e.Kind() != KindTransient || e.Ambiguous || !Retryable(err) {
+		t.Fatalf("got %v (ambiguous=%v)", err, e != nil && e.Ambiguous)
+	}
+}
+
+func TestCallEmptyArrayIsNotFound(t *testing.T) {
+	c, _, _, _ := newScripted(t, answer{200, `{"result":[]}`, nil})
+	var out struct{ ID ID }
+	if err := c.Call(context.Background(), "tasks.task.get", nil, &out); !errors.Is(err, KindNotFound) {
+		t.Fatalf("got %v", err)
+	}
+}
