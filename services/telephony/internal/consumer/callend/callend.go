@@ -208,4 +208,3 @@ func (h *Handler) mirror(ctx context.Context, m *consumer.Message[*eventsv1.Enve
 	}
 	return nil
 }
-
