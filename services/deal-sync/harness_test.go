@@ -28,7 +28,7 @@ import (
 // portal whose pushes reach the raw-event stream through a stand-in
 // ingress, and REST clients on the portal's incoming webhook.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *natstest.Server
 	nc      *nats.Conn
 	js      jetstream.JetStream
@@ -44,7 +44,7 @@ type env struct {
 	dead     []*nats.Msg
 }
 
-func newEnv(t *testing.T, pcfg fakeportal.Config) *env {
+func newEnv(t testing.TB, pcfg fakeportal.Config) *env {
 	t.Helper()
 	e := &env{t: t}
 	e.pool = pgtest.NewPool(t)
@@ -144,7 +144,7 @@ func (e *env) start(cfg dealsync.Config, client *bitrix.Client) (stop func()) {
 // speed assertion.
 func (e *env) eventually(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(5 * time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
 			e.t.Fatalf("timed out waiting for %s", what)
