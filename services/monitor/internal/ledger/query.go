@@ -115,10 +115,22 @@ func (s *Store) SearchEvents(ctx context.Context, f EventFilter) (EventPage, err
 		if f.Consumer != "" {
 			cons = " AND d.consumer = " + a.add(f.Consumer)
 		}
-		if f.Status == StatusReceived {
+		switch f.Status {
+		case StatusReceived:
 			where = append(where, "NOT EXISTS (SELECT 1 FROM monitor.deliveries d WHERE d.event_id = e.id"+cons+")")
-		} else {
+		case StatusDone, StatusSkipped:
+			// Common statuses: walk the events in order and probe deliveries.
 			where = append(where, "e.id IN (SELECT d.event_id FROM monitor.deliveries d WHERE d.status = "+a.add(f.Status)+cons+")")
+		default:
+			// Rare statuses (dead, error, pending): collect the few ids from
+			// the partial index first, then look them up. A delivery is
+			// updated after its event was received, so From bounds it too.
+			since := ""
+			if !f.From.IsZero() {
+				since = " AND d.updated_at >= " + a.add(f.From)
+			}
+			where = append(where, "e.id = ANY(ARRAY(SELECT d.event_id FROM monitor.deliveries d WHERE d.status = "+
+				a.add(f.Status)+cons+since+"))")
 		}
 	} else if f.Consumer != "" {
 		where = append(where, "e.id IN (SELECT d.event_id FROM monitor.deliveries d WHERE d.consumer = "+a.add(f.Consumer)+")")
