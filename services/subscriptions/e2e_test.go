@@ -424,9 +424,12 @@ func first(cs []change) any {
 // TestForgedInstallStoresNothing posts installs that must be refused: an
 // unknown host, a bad token, no application token. Nothing may be stored.
 func TestForgedInstallStoresNothing(t *testing.T) {
-	a := newFake(t, memberA)
-	s := startStack(t, []*fakeportal.Portal{a}, desiredDoc)
+	a, b := newFake(t, memberA), newFake(t, memberB)
+	s := startStack(t, []*fakeportal.Portal{a, b}, desiredDoc)
 	good := a.InstallApp(fakeportal.App{ClientID: appID, ClientSecret: "secret", Code: appID})
+	// Our app genuinely installed on portal B, replayed under A's member id.
+	stolen := b.InstallApp(fakeportal.App{ClientID: appID, ClientSecret: "secret", Code: appID})
+	stolen.MemberID = memberA
 
 	unknownHost := good
 	unknownHost.ClientEndpoint, unknownHost.Domain = "https://evil.example.com/rest/", "evil.example.com"
@@ -437,6 +440,7 @@ func TestForgedInstallStoresNothing(t *testing.T) {
 	otherApp := a.InstallApp(fakeportal.App{ClientID: "local.other", ClientSecret: "x", Code: "local.other"})
 	for name, in := range map[string]fakeportal.Install{
 		"unknown host": unknownHost, "bad token": badToken, "no application token": noAppToken, "another app": otherApp,
+		"another portal's tokens": stolen,
 	} {
 		eventually(t, 10*time.Second, name, func() (bool, string) {
 			code := s.post(installBody(in))

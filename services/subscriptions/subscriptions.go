@@ -154,7 +154,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s.want.Store(want)
 	s.clients = restclient.New(restclient.Config{ClientID: cfg.AppClientID, ClientSecret: cfg.AppClientSecret,
 		HTTPClient: deps.HTTPClient, Limiter: limiter}, deps.Portals, s.creds, deps.Logger)
-	s.install, err = install.New(install.Config{AllowList: allow, ClientID: cfg.AppClientID, Timeout: cfg.InstallTimeout,
+	s.install, err = install.New(install.Config{AllowList: allow, ClientID: cfg.AppClientID, ClientSecret: cfg.AppClientSecret, Timeout: cfg.InstallTimeout,
 		HTTPClient: deps.HTTPClient}, s.creds, kvRecords{kvPortals}, deps.Portals, st, deps.Logger)
 	if err != nil {
 		return nil, err

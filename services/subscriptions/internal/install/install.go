@@ -64,6 +64,12 @@ type Config struct {
 	// ClientID, when set, must equal app.info CODE: only installs of this
 	// application are accepted (a token of another app is refused).
 	ClientID string
+	// ClientSecret, with ClientID, makes the verification also exchange the
+	// install's refresh token at the (allow-listed) OAuth server: the answer
+	// names the member_id the tokens belong to, which must be the claimed
+	// one, so nobody can register a member id with the tokens of their own
+	// portal. The fresh token pair is what gets stored.
+	ClientSecret string
 	// Timeout bounds the verification call. Default 5s (the ingress waits
 	// for the whole exchange within its publish timeout).
 	Timeout time.Duration
@@ -202,6 +208,11 @@ func (v *Verifier) install(ctx context.Context, req eventbus.InstallRequest) (st
 	if uid, err := strconv.ParseInt(str(auth, "user_id"), 10, 64); err == nil {
 		tok.UserID = bitrix.ID(uid)
 	}
+	if v.cfg.ClientID != "" && v.cfg.ClientSecret != "" {
+		if tok, err = v.confirmMember(ctx, server, endpoint, tok); err != nil {
+			return rec, err
+		}
+	}
 	if err := v.creds.Put(ctx, ev.MemberID, tok); err != nil {
 		return rec, fmt.Errorf("store credentials: %w", err)
 	}
@@ -256,6 +267,59 @@ func (v *Verifier) verify(ctx context.Context, endpoint *url.URL, accessToken st
 	var info appInfo
 	_ = json.Unmarshal(ans.Result, &info)
 	return info, nil
+}
+
+// confirmMember exchanges the install's refresh token at the OAuth server
+// and checks that the tokens belong to the claimed member id and portal.
+// It returns the rotated token pair.
+func (v *Verifier) confirmMember(ctx context.Context, server, endpoint *url.URL, tok bitrix.Token) (bitrix.Token, error) {
+	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
+	defer cancel()
+	form := url.Values{"grant_type": {"refresh_token"}, "client_id": {v.cfg.ClientID},
+		"client_secret": {v.cfg.ClientSecret}, "refresh_token": {tok.RefreshToken}}
+	target := server.Scheme + "://" + server.Host + "/oauth/token/"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form.Encode()))
+	if err != nil {
+		return tok, refuse("cannot build the token exchange")
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	resp, err := v.http.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return tok, fmt.Errorf("token exchange at %s failed: %w", server.Host, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var ans struct {
+		AccessToken    string  `json:"access_token"`
+		RefreshToken   string  `json:"refresh_token"`
+		Expires        float64 `json:"expires"`
+		MemberID       string  `json:"member_id"`
+		ClientEndpoint string  `json:"client_endpoint"`
+		Scope          string  `json:"scope"`
+		Error          string  `json:"error"`
+	}
+	if err := json.Unmarshal(raw, &ans); err != nil || resp.StatusCode != http.StatusOK || ans.Error != "" || ans.AccessToken == "" {
+		return tok, refuse("the OAuth server at %s did not accept the install's refresh token (HTTP %d %s)", server.Host, resp.StatusCode, ans.Error)
+	}
+	if ans.MemberID != tok.MemberID {
+		return tok, refuse("the tokens belong to another portal than the member_id claimed")
+	}
+	if ans.ClientEndpoint != "" && !sameHost(ans.ClientEndpoint, endpoint) {
+		return tok, refuse("the tokens belong to another host than the client_endpoint claimed")
+	}
+	tok.AccessToken, tok.RefreshToken = ans.AccessToken, ans.RefreshToken
+	if ans.Expires > 0 {
+		tok.Expires = time.Unix(int64(ans.Expires), 0)
+	}
+	if ans.Scope != "" {
+		tok.Scope = ans.Scope
+	}
+	return tok, nil
 }
 
 // Uninstall deactivates a portal after an authenticated ONAPPUNINSTALL: the

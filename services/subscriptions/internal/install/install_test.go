@@ -48,6 +48,20 @@ const (
 func portal(t *testing.T, calls *atomic.Int32) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
+		if r.URL.Path == "/oauth/token/" {
+			_ = r.ParseForm()
+			m := member
+			if r.PostForm.Get("refresh_token") == "other-portal" {
+				m = "ffff0000ffff0000ffff0000ffff0000"
+			}
+			if r.PostForm.Get("client_secret") != "s" {
+				w.WriteHeader(http.StatusUnauthorized)
+				_, _ = io.WriteString(w, `{"error":"invalid_client"}`)
+				return
+			}
+			_, _ = io.WriteString(w, `{"access_token":"rotated-access","refresh_token":"rotated-refresh","expires":4102444800,"member_id":"`+m+`"}`)
+			return
+		}
 		var body map[string]string
 		_ = json.NewDecoder(r.Body).Decode(&body)
 		switch {
@@ -67,6 +81,10 @@ func portal(t *testing.T, calls *atomic.Int32) *httptest.Server {
 }
 
 func installBody(endpoint, server, access, appToken string) []byte {
+	return installBodyRefresh(endpoint, server, access, appToken, "refresh-1")
+}
+
+func installBodyRefresh(endpoint, server, access, appToken, refresh string) []byte {
 	host := strings.TrimPrefix(strings.TrimPrefix(endpoint, "http://"), "https://")
 	host, _, _ = strings.Cut(host, "/")
 	v := url.Values{}
@@ -74,7 +92,7 @@ func installBody(endpoint, server, access, appToken string) []byte {
 	v.Set("data[VERSION]", "1")
 	v.Set("ts", "1727018926")
 	v.Set("auth[access_token]", access)
-	v.Set("auth[refresh_token]", "refresh-1")
+	v.Set("auth[refresh_token]", refresh)
 	v.Set("auth[expires_in]", "3600")
 	v.Set("auth[scope]", "crm,task")
 	v.Set("auth[domain]", host)
@@ -96,6 +114,7 @@ func TestHandle(t *testing.T) {
 		name       string
 		body       []byte
 		clientID   string
+		secret     string
 		existing   *portals.Portal
 		accepted   bool
 		reason     string
@@ -103,6 +122,9 @@ func TestHandle(t *testing.T) {
 	}{
 		{name: "valid", body: installBody(endpoint, server, goodToken, "app-token"), accepted: true, wantCalled: true},
 		{name: "valid with client id", body: installBody(endpoint, server, goodToken, "app-token"), clientID: "local.app.1", accepted: true, wantCalled: true},
+		{name: "member confirmed", body: installBody(endpoint, server, goodToken, "app-token"), clientID: "local.app.1", secret: "s", accepted: true, wantCalled: true},
+		{name: "tokens of another portal", body: installBodyRefresh(endpoint, server, goodToken, "app-token", "other-portal"), clientID: "local.app.1", secret: "s", reason: "another portal", wantCalled: true},
+		{name: "wrong client secret", body: installBody(endpoint, server, goodToken, "app-token"), clientID: "local.app.1", secret: "bad", reason: "did not accept", wantCalled: true},
 		{name: "other application", body: installBody(endpoint, server, goodToken, "app-token"), clientID: "local.app.2", reason: "application", wantCalled: true},
 		{name: "bad token", body: installBody(endpoint, server, "forged", "app-token"), reason: "HTTP 401", wantCalled: true},
 		{name: "unknown host", body: installBody("https://evil.example.com/rest/", server, goodToken, "app-token"), reason: "client_endpoint"},
@@ -127,7 +149,7 @@ func TestHandle(t *testing.T) {
 			if tt.existing != nil {
 				lookup[member] = *tt.existing
 			}
-			v, err := New(Config{AllowList: allow, ClientID: tt.clientID}, creds, records, lookup, audit, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			v, err := New(Config{AllowList: allow, ClientID: tt.clientID, ClientSecret: tt.secret}, creds, records, lookup, audit, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -149,7 +171,11 @@ func TestHandle(t *testing.T) {
 			}
 			tok := creds[member]
 			rec := records[member]
-			if tok.AccessToken != goodToken || tok.RefreshToken != "refresh-1" || tok.ClientEndpoint != endpoint || tok.ServerEndpoint != server || tok.Expires.IsZero() {
+			wantAccess, wantRefresh := goodToken, "refresh-1"
+			if tt.secret != "" {
+				wantAccess, wantRefresh = "rotated-access", "rotated-refresh"
+			}
+			if tok.AccessToken != wantAccess || tok.RefreshToken != wantRefresh || tok.ClientEndpoint != endpoint || tok.ServerEndpoint != server || tok.Expires.IsZero() {
 				t.Errorf("token = %+v", tok)
 			}
 			if !rec.Active || rec.TokenSHA256 != portals.HashToken("app-token") || rec.ClientEndpoint != endpoint {
