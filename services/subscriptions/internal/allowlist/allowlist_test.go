@@ -66,3 +66,28 @@ func TestNewRejectsURLs(t *testing.T) {
 		t.Fatal("URL accepted as a host")
 	}
 }
+
+// FuzzPortal checks that no input is accepted unless its host is a cloud
+// portal on https:443 or the configured host, and that nothing panics.
+func FuzzPortal(f *testing.F) {
+	for _, s := range []string{"https://acme.bitrix24.com/rest/", "http://127.0.0.1:8443/rest/", "https://x.bitrix24.com.evil.com/rest/",
+		"https://acme.bitrix24.com@evil.com/rest/", "https://[::1]/rest/", "https://ACME.Bitrix24.COM/rest/app.info"} {
+		f.Add(s)
+	}
+	l, _ := New([]string{"127.0.0.1:8443"})
+	f.Fuzz(func(t *testing.T, raw string) {
+		u, err := l.Portal(raw)
+		if err != nil {
+			return
+		}
+		if u.User != nil || u.RawQuery != "" {
+			t.Fatalf("accepted %q with user info or query", raw)
+		}
+		if u.Host == "127.0.0.1:8443" {
+			return
+		}
+		if u.Scheme != "https" || !cloudHost(u.Hostname()) {
+			t.Fatalf("accepted %q (host %q)", raw, u.Host)
+		}
+	})
+}
