@@ -85,7 +85,7 @@ func natsEnv(t *testing.T) (map[string]string, *nats.Conn, jetstream.JetStream) 
 }
 
 func TestTopology(t *testing.T) {
-	env, _, _ := natsEnv(t)
+	env, _, js := natsEnv(t)
 	if r := run(t, env, "", "topology", "show"); r.code != ExitFindings || !strings.Contains(r.stdout, "MISSING") {
 		t.Fatalf("show before apply: %+v", r)
 	}
@@ -103,6 +103,20 @@ func TestTopology(t *testing.T) {
 	}
 	if r := run(t, env, "", "topology", "apply", "--replicas", "9"); r.code != ExitUsage {
 		t.Errorf("9 replicas: %+v", r)
+	}
+
+	// Installed portals are listed from the bucket, without secrets.
+	ctx := context.Background()
+	kv, err := js.KeyValue(ctx, eventbus.BucketPortals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := portals.PutInstalled(ctx, kv, portals.Installed{MemberID: "m9", Domain: "x.bitrix24.com", TokenSHA256: portals.HashToken("t"), Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, env, "", "portals", "list")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "m9") || !strings.Contains(r.stdout, "install") || strings.Contains(r.stdout, portals.HashToken("t")) {
+		t.Errorf("portals list: %+v", r)
 	}
 }
 
