@@ -1,0 +1,65 @@
+package tasks
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/b24hub/b24hub/libs/consumer"
+	"github.com/b24hub/b24hub/libs/postgres"
+)
+
+// Config is the tasks service's configuration. Every field has an environment
+// variable (read by ConfigFromEnv) and says whether it is required.
+type Config struct {
+	// DatabaseURL is the PostgreSQL URL; the service uses its own schema
+	// tasks in it. B24HUB_DATABASE_URL, optional, default
+	// postgres.DefaultURL. Read by cmd/tasks.
+	DatabaseURL string
+	// PortalsFile is the portal registry file (incoming webhook URLs).
+	// B24HUB_PORTALS_FILE, optional, no default. Read by cmd/tasks.
+	PortalsFile string
+	// OutboxInterval is how often unpublished changes are retried.
+	// B24HUB_TASKS_OUTBOX_INTERVAL, optional, default 1s.
+	OutboxInterval time.Duration
+	// DrainTimeout bounds how long running handlers may finish on shutdown.
+	// B24HUB_SHUTDOWN_TIMEOUT, optional, default 20s.
+	DrainTimeout time.Duration
+	// Consumer tunes the consumer: B24HUB_TASKS_ACK_WAIT (default 30s),
+	// B24HUB_TASKS_BACKOFF (default 1m,5m,15m),
+	// B24HUB_TASKS_MAX_DELIVER (default 4), B24HUB_TASKS_CONCURRENCY
+	// (default 4), B24HUB_TASKS_BATCH_WINDOW (default 200ms). All optional.
+	Consumer consumer.Tuning
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{DatabaseURL: postgres.DefaultURL, OutboxInterval: time.Second, DrainTimeout: 20 * time.Second}
+}
+
+// ConfigFromEnv reads the configuration from B24HUB_* variables; it fails on
+// values that do not parse.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	c := DefaultConfig()
+	var errs []error
+	if v := getenv("B24HUB_DATABASE_URL"); v != "" {
+		c.DatabaseURL = v
+	}
+	c.PortalsFile = getenv("B24HUB_PORTALS_FILE")
+	for name, dst := range map[string]*time.Duration{
+		"B24HUB_TASKS_OUTBOX_INTERVAL": &c.OutboxInterval, "B24HUB_SHUTDOWN_TIMEOUT": &c.DrainTimeout,
+	} {
+		if v := getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				errs = append(errs, fmt.Errorf("%s=%q: want a positive duration like 10s", name, v))
+			}
+			*dst = d
+		}
+	}
+	var err error
+	if c.Consumer, err = consumer.TuningFromEnv(getenv, "B24HUB_TASKS_"); err != nil {
+		errs = append(errs, err)
+	}
+	return c, errors.Join(errs...)
+}
