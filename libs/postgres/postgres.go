@@ -84,6 +84,14 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string, migrations 
 		return fmt.Errorf("postgres: migrate %s: %w", schema, err)
 	}
 	defer conn.Release()
+	// Replicas starting together would race on CREATE SCHEMA (a unique
+	// violation even with IF NOT EXISTS), so serialise per schema first.
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock(hashtext('b24hub.schema.' || $1))", schema); err != nil {
+		return fmt.Errorf("postgres: lock schema %s: %w", schema, err)
+	}
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtext('b24hub.schema.' || $1))", schema)
+	}()
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{schema}.Sanitize()); err != nil {
 		return fmt.Errorf("postgres: create schema %s: %w", schema, err)
 	}

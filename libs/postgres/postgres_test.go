@@ -46,3 +46,21 @@ func TestRedact(t *testing.T) {
 		t.Fatalf("password leaked: %s", got)
 	}
 }
+
+func TestConcurrentMigrateOfOneSchema(t *testing.T) {
+	ctx := context.Background()
+	pool, err := postgres.Open(ctx, pgtest.NewDatabase(t), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() { errs <- postgres.Migrate(ctx, pool, "race", os.DirFS("testdata/migrations")) }()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent migrate: %v", err)
+		}
+	}
+}

@@ -224,6 +224,20 @@ func TestInstallIsVerifiedBeforeAcceptance(t *testing.T) {
 	if n := streamMsgs(t, st.js); n != 1 {
 		t.Fatalf("stream has %d messages, want 1", n)
 	}
+
+	// A reinstall of a known portal goes to the verifier too (it carries
+	// new tokens to store), and a refusal is a 403 even with a valid token.
+	reinstall := strings.Replace(dealUpdate(token, "1"), "ONCRMDEALUPDATE", "ONAPPINSTALL", 1)
+	if code, _ := post(t, st.base+"/bitrix24/events", form, reinstall); code != http.StatusForbidden {
+		t.Fatalf("refused reinstall of a known portal: %d", code)
+	}
+	accept = true
+	if code, _ := post(t, st.base+"/bitrix24/events", form, reinstall); code != http.StatusOK {
+		t.Fatalf("verified reinstall of a known portal: %d", code)
+	}
+	if n := streamMsgs(t, st.js); n != 2 {
+		t.Fatalf("stream has %d messages, want 2", n)
+	}
 }
 
 func TestBrokerDownAnswers503AndRecovers(t *testing.T) {

@@ -148,13 +148,23 @@ func (h *Handler) accept(ctx context.Context, c echo.Context) (string, answer) {
 		return "", answer{status: http.StatusBadRequest, reason: err.Error(), event: "unknown"}
 	}
 	portal, ok := h.auth.Authenticate(ev.MemberID, ev.ApplicationToken)
-	if !ok && ev.Name == "ONAPPINSTALL" && h.installer != nil {
+	if ev.Name == "ONAPPINSTALL" && h.installer != nil {
+		// Every install goes to the verifier, a reinstall of a known portal
+		// too: it carries new OAuth tokens that must be stored. A known
+		// portal whose token matched is still accepted when the verifier is
+		// unavailable, so its event is not lost.
 		accepted, err := h.installer.Install(ctx, ct, body)
-		if err != nil {
+		switch {
+		case err != nil && !ok:
 			return "", answer{status: http.StatusServiceUnavailable, reason: "install verification unavailable", event: "unknown"}
+		case err != nil:
+			h.log.WarnContext(ctx, "install verification unavailable; reinstall accepted on its application token", "member_id", ev.MemberID, "error", err)
+		default:
+			ok = accepted
 		}
-		ok = accepted
-		portal = portals.Portal{MemberID: ev.MemberID, Domain: ev.Domain}
+		if ok && portal.MemberID == "" {
+			portal = portals.Portal{MemberID: ev.MemberID, Domain: ev.Domain}
+		}
 	}
 	if !ok {
 		// No detail: an attacker must not learn whether the portal exists.
