@@ -98,7 +98,9 @@ func TestEventToDeliveriesAndReplay(t *testing.T) {
 			dl.DeadLetters[0].Replay != nil && dl.DeadLetters[0].Replay.Status == "done"
 	})
 	var replayed api.EventDetail
-	e.get("/api/v1/events/"+res.Replayed[0].ID, &replayed)
+	e.eventually("replayed event recorded", 10*time.Second, func() bool {
+		return e.get("/api/v1/events/"+res.Replayed[0].ID, &replayed) == http.StatusOK
+	})
 	if replayed.Event.Source != "replay" || replayed.Event.ReplayOf != "ev-2" {
 		t.Errorf("replayed event = %+v", replayed.Event)
 	}
