@@ -292,3 +292,23 @@ func TestSecretsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaseHoldersUseALease: a service deployed with a fixed replica count
+// as a lease holder really elects one active instance in its code (NATS KV
+// lease in eventbus.BucketLeases, or the monitor's PostgreSQL advisory-lock
+// lease), so its standby replica cannot double the work.
+func TestLeaseHoldersUseALease(t *testing.T) {
+	for _, s := range services {
+		if s.Scaling != "lease" {
+			continue
+		}
+		f := serviceFacts(t, s.Name)
+		if !f.Exists {
+			t.Logf("services/%s not written yet: lease not checked", s.Name)
+			continue
+		}
+		if !strings.Contains(f.OwnText, "BucketLeases") && !strings.Contains(f.OwnText, "Lease") {
+			t.Errorf("services/%s runs %s with several replicas as a lease holder, but its code takes no lease", s.Name, "Deployment/"+s.Name)
+		}
+	}
+}

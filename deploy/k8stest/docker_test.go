@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"flag"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -206,7 +205,6 @@ func TestCrossCompile(t *testing.T) {
 					t.Fatalf("GOWORK=off CGO_ENABLED=0 GOOS=linux GOARCH=%s go build ./cmd/%s in services/%s failed: %v\n%s", arch, name, name, err, out)
 				}
 				t.Logf("services/%s linux/%s: %s", name, arch, time.Since(start).Round(time.Millisecond))
-				_ = fmt.Sprint()
 			})
 		}
 	}

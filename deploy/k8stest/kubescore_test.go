@@ -25,7 +25,7 @@ var kubeScoreArgs = []string{
 }
 
 // TestKubeScore runs kube-score offline on every rendered overlay. The
-// binary is built into .bin by `task tools:k8s`; without it the test fails
+// binary is built into .bin by `task tools`; without it the test fails
 // under CI=true and is skipped elsewhere.
 func TestKubeScore(t *testing.T) {
 	bin, err := filepath.Abs(filepath.Join(repoRoot, ".bin", "kube-score"))
@@ -33,7 +33,7 @@ func TestKubeScore(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(bin); err != nil {
-		msg := "kube-score not installed at .bin/kube-score: GOBIN=$PWD/.bin go install github.com/zegl/kube-score/cmd/kube-score@v1.20.0 (task tools:k8s)"
+		msg := "kube-score not installed at .bin/kube-score: run `go tool task tools` (or GOBIN=$PWD/.bin go install github.com/zegl/kube-score/cmd/kube-score@v1.20.0 from the repository root)"
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
