@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 	_ "time/tzdata" // business-hours calendars work in images without a zoneinfo database
@@ -30,6 +32,20 @@ func main() {
 		fmt.Fprintln(os.Stderr, "monitor:", err)
 		os.Exit(1)
 	}
+}
+
+// withPoolSize sets pool_max_conns when the URL does not: the three ledger
+// consumers, the evaluator's lease connection and the API each need one, and
+// pgxpool's default is max(4, CPUs).
+func withPoolSize(dsn string, n int) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Query().Has("pool_max_conns") {
+		return dsn
+	}
+	q := u.Query()
+	q.Set("pool_max_conns", strconv.Itoa(n))
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 func envOr(getenv func(string) string, k, def string) string {
@@ -67,6 +83,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	defer func() { err = errors.Join(err, nc.Drain()) }()
 
 	dbURL := envOr(getenv, "B24HUB_DATABASE_URL", postgres.DefaultURL)
+	dbURL = withPoolSize(dbURL, 10)
 	pool, err := postgres.Open(ctx, dbURL, dbURL == postgres.DefaultURL)
 	if err != nil {
 		// PostgreSQL is down: connect lazily; the monitor waits for it.

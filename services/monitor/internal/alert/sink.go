@@ -35,8 +35,10 @@ type logSink struct {
 	log  *slog.Logger
 }
 
+// Name implements Sink.
 func (s logSink) Name() string { return s.name }
 
+// Send implements Sink: a warn record when firing, info when resolved.
 func (s logSink) Send(ctx context.Context, a Alert) error {
 	level := slog.LevelWarn
 	if a.State == StateResolved {
@@ -66,6 +68,7 @@ type webhookSink struct {
 	client *http.Client
 }
 
+// Name implements Sink.
 func (s *webhookSink) Name() string { return s.cfg.Name }
 
 func (s *webhookSink) body(a Alert) any {
@@ -80,6 +83,7 @@ func (s *webhookSink) body(a Alert) any {
 		Message: a.Message, Value: a.Value, StartedAt: a.StartedAt, ResolvedAt: a.ResolvedAt}
 }
 
+// Send implements Sink: POST the JSON body; any non-2xx status is an error.
 func (s *webhookSink) Send(ctx context.Context, a Alert) error {
 	b, err := json.Marshal(s.body(a))
 	if err != nil {
