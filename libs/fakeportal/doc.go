@@ -3,9 +3,9 @@
 // Close stops it.
 //
 // It serves the REST methods b24hub uses (crm.deal.*, tasks.task.get,
-// task.checklistitem.getlist, voximplant.statistic.get, disk.file.get,
-// event.*, event.offline.*, app.info, feature.get and batch) over both
-// incoming-webhook URLs (/rest/{user}/{code}/{method}) and OAuth
+// tasks.task.list, task.checklistitem.getlist, voximplant.statistic.get,
+// disk.file.get, event.*, event.offline.*, app.info, feature.get and batch)
+// over both incoming-webhook URLs (/rest/{user}/{code}/{method}) and OAuth
 // (/rest/{method} with auth=token), and behaves the way the documentation in
 // docs/reference/bitrix24.md says the real one does ("§n.n" below):
 //

@@ -13,6 +13,7 @@ var restMethods = map[string]methodFunc{
 	"crm.deal.delete":            crmDealDelete,
 	"crm.deal.fields":            crmDealFields,
 	"tasks.task.get":             tasksTaskGet,
+	"tasks.task.list":            tasksTaskList,
 	"task.checklistitem.getlist": taskChecklistGetList,
 	"voximplant.statistic.get":   voximplantStatisticGet,
 	"disk.file.get":              diskFileGet,

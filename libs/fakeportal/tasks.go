@@ -154,19 +154,38 @@ func tasksTaskGet(p *Portal, c *call) (any, *page, *apiError) {
 		// A missing or inaccessible task answers an empty array (§5.3).
 		return []any{}, nil, nil
 	}
+	return map[string]any{"task": p.taskView(t, taskSelection(c.params), false)}, nil, nil
+}
+
+// taskSelection reads select: UPPER_CASE names as documented, or the
+// camelCase names of the answer; "*" is the default set.
+func taskSelection(prm params) map[string]bool {
 	sel := map[string]bool{}
-	for _, s := range strList(c.params.list("select")) {
-		sel[strings.ToUpper(s)] = true
+	for _, s := range strList(prm.list("select")) {
+		name := strings.ToUpper(s)
+		for _, f := range taskSelect {
+			if strings.EqualFold(s, f.camel) {
+				name = f.upper
+			}
+		}
+		sel[name] = true
 	}
+	return sel
+}
+
+// taskView answers a task in camelCase (§5.3). An empty selection and "*"
+// take every field except UF_CRM_TASK, which comes only when selected.
+// withID adds the id whatever was selected, as lists do: their rows are
+// paged by it.
+func (p *Portal) taskView(t *task, sel map[string]bool, withID bool) map[string]any {
 	out := map[string]any{}
 	for _, f := range taskSelect {
-		// UF_CRM_TASK only when selected; select uses UPPER_CASE names but the
-		// answer is camelCase (§5.3).
-		if (len(sel) == 0 && f.upper != "UF_CRM_TASK") || sel[f.upper] || sel["*"] && f.upper != "UF_CRM_TASK" {
+		if (len(sel) == 0 && f.upper != "UF_CRM_TASK") || sel[f.upper] || sel["*"] && f.upper != "UF_CRM_TASK" ||
+			withID && f.upper == "ID" {
 			out[f.camel] = p.taskField(t, f.upper)
 		}
 	}
-	return map[string]any{"task": out}, nil, nil
+	return out
 }
 
 func (p *Portal) taskField(t *task, name string) any {
