@@ -54,6 +54,26 @@ func ExampleClient_ListDeals() {
 	// 5 Deal 5
 }
 
+// ListTasks walks tasks.task.list the same way; rows are camelCase tasks.
+func ExampleClient_ListTasks() {
+	p, _ := fakeportal.New(fakeportal.Config{})
+	defer p.Close()
+	for i := range 3 {
+		p.CreateTask(fakeportal.Task{Title: fmt.Sprint("Task ", i+1)}, false)
+	}
+	c, _ := bitrix.New(bitrix.Config{WebhookURL: p.AddWebhook(1, "code")}, bitrix.WithHTTPClient(p.Client()))
+	for tk, err := range c.ListTasks(context.Background(), bitrix.TaskQuery{Filter: map[string]any{">ID": 1}}) {
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(tk.ID, tk.Title)
+	}
+	// Output:
+	// 2 Task 2
+	// 3 Task 3
+}
+
 // Batch runs dependent commands in order; a failed command does not fail
 // the batch.
 func ExampleClient_Batch() {

@@ -276,6 +276,43 @@ func TestTasks(t *testing.T) {
 	}
 }
 
+// TestListTasksWalksEveryPage lists more than a page of tasks from the fake
+// with start=-1 and ">ID" paging, and finds the one changed since a time.
+func TestListTasksWalksEveryPage(t *testing.T) {
+	ctx := context.Background()
+	p := newFake(t, fakeportal.Config{})
+	c := webhookClient(t, p, bitrix.Config{})
+	for i := range 120 {
+		p.CreateTask(fakeportal.Task{Title: "task " + strconv.Itoa(i+1)}, false)
+	}
+	var ids []bitrix.ID
+	for tk, err := range c.ListTasks(ctx, bitrix.TaskQuery{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tk.Title != "task "+tk.ID.String() || tk.ChangedDate == "" {
+			t.Fatalf("row %+v", tk)
+		}
+		ids = append(ids, tk.ID)
+	}
+	if len(ids) != 120 || ids[0] != 1 || ids[119] != 120 {
+		t.Fatalf("%d tasks, first %v", len(ids), ids[:min(3, len(ids))])
+	}
+	if n := p.MethodCalls("tasks.task.list"); n != 3 {
+		t.Errorf("%d calls for 120 tasks, want 3", n)
+	}
+	n := 0
+	for _, err := range c.ListTasks(ctx, bitrix.TaskQuery{Filter: map[string]any{">ID": 100}, Select: []string{"ID"}}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 20 {
+		t.Fatalf("%d tasks after ID 100, want 20", n)
+	}
+}
+
 func TestCallRecordingAppearsLater(t *testing.T) {
 	ctx := context.Background()
 	clock := &settable{t: time.Date(2026, 3, 11, 17, 28, 46, 0, time.UTC)}

@@ -3,6 +3,8 @@ package bitrix
 import (
 	"context"
 	"encoding/json"
+	"iter"
+	"maps"
 )
 
 // Task is a task from tasks.task.get; the typed fields mirror the API's
@@ -70,6 +72,34 @@ func (c *Client) GetTask(ctx context.Context, id ID, selectFields ...string) (*T
 		return nil, &Error{Status: 200, Method: "tasks.task.get", Portal: c.portal, Description: "decode task: " + err.Error(), Err: err, kind: KindPermanent}
 	}
 	return &t, nil
+}
+
+// TaskQuery selects tasks for ListTasks.
+type TaskQuery struct {
+	// Filter uses tasks.task.list's UPPER_CASE fields with operator
+	// prefixes, e.g. {">CHANGED_DATE": "2026-01-01T00:00:00+00:00"}.
+	// Optional; a ">ID" key is overwritten while paging.
+	Filter map[string]any
+	// Select lists UPPER_CASE field names. Default: the fields Task types,
+	// UF_CRM_TASK included (the docs advise always naming them: the
+	// method's own default set may change).
+	Select []string
+}
+
+// taskListSelect is ListTasks' default select: Task's typed fields.
+var taskListSelect = []string{"ID", "TITLE", "DESCRIPTION", "STATUS", "CREATED_BY", "RESPONSIBLE_ID",
+	"DEADLINE", "CHANGED_DATE", "GROUP_ID", "UF_CRM_TASK"}
+
+// ListTasks walks tasks.task.list with start=-1 and ID paging (§4.8), for
+// reconciling large portals. Rows come under result.tasks in camelCase with
+// a lower-case id, sent as a string or a number (§4.8 quirks); Task accepts
+// both. The sequence stops after the first error.
+func (c *Client) ListTasks(ctx context.Context, q TaskQuery) iter.Seq2[Task, error] {
+	sel := q.Select
+	if len(sel) == 0 {
+		sel = taskListSelect
+	}
+	return Decoded[Task](c.Walk(ctx, "tasks.task.list", map[string]any{"filter": maps.Clone(q.Filter), "select": sel}))
 }
 
 // ChecklistItem is a row of task.checklistitem.getlist (§5.4); fields
