@@ -3,6 +3,7 @@ package eventbus
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -28,7 +29,8 @@ func Buckets(o StreamOptions) []jetstream.KeyValueConfig {
 	o = o.withDefaults()
 	return []jetstream.KeyValueConfig{
 		{Bucket: BucketPortals, Description: "Portals added at run time", History: 5, Storage: o.Storage, Replicas: o.Replicas},
-		{Bucket: BucketRateLimit, Description: "Per-portal REST leaky bucket state", History: 1, Storage: o.Storage, Replicas: o.Replicas},
+		// Idle portals' limiter state expires; it is rebuilt on the next call.
+		{Bucket: BucketRateLimit, Description: "Per-portal REST leaky bucket state", History: 1, TTL: time.Hour, Storage: o.Storage, Replicas: o.Replicas},
 		{Bucket: BucketTokens, Description: "OAuth tokens (encrypted) with CAS revisions", History: 5, Storage: o.Storage, Replicas: o.Replicas},
 		{Bucket: BucketLeases, Description: "Singleton leases", History: 1, Storage: o.Storage, Replicas: o.Replicas},
 	}

@@ -60,6 +60,15 @@ func createDatabase(ctx context.Context, dsn, name string) error {
 		return fmt.Errorf("postgres: parse url: %w", err)
 	}
 	u.Path = "/postgres"
+	// pool_* settings are pgxpool's, not the server's: drop them for this
+	// single connection.
+	q := u.Query()
+	for k := range q {
+		if strings.HasPrefix(k, "pool_") {
+			q.Del(k)
+		}
+	}
+	u.RawQuery = q.Encode()
 	c, err := pgx.Connect(ctx, u.String())
 	if err != nil {
 		return fmt.Errorf("postgres: connect to create database %q: %w", name, err)

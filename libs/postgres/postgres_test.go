@@ -25,7 +25,7 @@ func TestOpenCreatesDatabaseAndMigrateIsIdempotent(t *testing.T) {
 	if _, err := postgres.Open(ctx, missing, false); err == nil {
 		t.Fatal("Open without create succeeded on a missing database")
 	}
-	pool, err := postgres.Open(ctx, missing, true)
+	pool, err := postgres.Open(ctx, missing+"&pool_max_conns=4", true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"regexp"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/b24hub/b24hub/libs/pgtest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -26,6 +28,9 @@ func TestDemoCurlIsAccepted(t *testing.T) {
 		"B24HUB_INGRESS_ADDR":  "127.0.0.1:0",
 		"B24HUB_ADMIN_ADDR":    "127.0.0.1:0",
 		"B24HUB_LOG_LEVEL":     "error",
+		"B24HUB_MONITOR_ADDR":  "127.0.0.1:0",
+		"B24HUB_DEV_FAKE_ADDR": "127.0.0.1:0",
+		"B24HUB_DATABASE_URL":  pgtest.NewDatabase(t),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -38,7 +43,7 @@ func TestDemoCurlIsAccepted(t *testing.T) {
 		}
 	})
 
-	var natsURL, curl string
+	var natsURL, curl, monitorURL, token string
 	sc := bufio.NewScanner(pr)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	deadline := time.After(60 * time.Second)
@@ -57,6 +62,12 @@ func TestDemoCurlIsAccepted(t *testing.T) {
 			}
 			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "NATS JetStream: "); ok {
 				natsURL = strings.TrimSpace(v)
+			}
+			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "monitor token:"); ok {
+				token = strings.TrimSpace(v)
+			}
+			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "monitor:"); ok {
+				monitorURL = strings.TrimSuffix(strings.Fields(v)[0], "/")
 			}
 			if strings.HasPrefix(strings.TrimSpace(l), "curl ") {
 				curl = strings.TrimSpace(l)
@@ -104,4 +115,51 @@ func TestDemoCurlIsAccepted(t *testing.T) {
 	if strings.Contains(string(raw.Data), "s6p6eclrvim6da22ft9ch94ekreb52lv") || strings.Contains(string(raw.Data), "4s386p3q0tr8dy89xvmt96234v3dljg8") {
 		t.Fatal("secrets reached the stream")
 	}
+
+	// The event reaches the ledger, and deal-sync fetches deal 759 from the
+	// demo portal and reports "done": the whole pipeline in one process.
+	var accepted struct{ ID string }
+	if err := json.Unmarshal(body, &accepted); err != nil || accepted.ID == "" {
+		t.Fatalf("answer %s", body)
+	}
+	deadline = time.After(60 * time.Second)
+	for {
+		var ev struct {
+			Deliveries []struct{ Consumer, Status string }
+			TraceID    string `json:"trace_id"`
+		}
+		code := getJSON(t, monitorURL+"/api/v1/events/"+accepted.ID, token, &ev)
+		done := false
+		for _, d := range ev.Deliveries {
+			done = done || (d.Consumer == "deal-sync" && d.Status == "done")
+		}
+		if code == http.StatusOK && done && ev.TraceID != "" {
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("event not done by deal-sync in the ledger within 60s: %d %+v", code, ev)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if code := getJSON(t, monitorURL+"/api/v1/events/"+accepted.ID, "wrong", nil); code != http.StatusUnauthorized {
+		t.Fatalf("monitor API with a wrong token: %d", code)
+	}
+}
+
+func getJSON(t *testing.T, url, token string, v any) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if v != nil && resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return resp.StatusCode
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -12,39 +10,40 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/b24hub/b24hub/libs/eventbus"
-	"github.com/b24hub/b24hub/libs/portals"
+	"github.com/b24hub/b24hub/libs/postgres"
 	"github.com/b24hub/b24hub/libs/telemetry"
-	"github.com/b24hub/b24hub/services/ingress"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 )
 
 // config is the local stack's own configuration; each embedded service
-// also reads its own B24HUB_* variables (see the README).
+// also reads its own B24HUB_* variables (see the README), with the local
+// defaults below filled in where the user set nothing.
 type config struct {
 	DataDir     string // B24HUB_DEV_DATA_DIR, default ".data"
 	NATSURL     string // B24HUB_NATS_URL; empty = embed a nats-server
 	NATSPort    int    // B24HUB_DEV_NATS_PORT, default 4222 (random when taken)
-	PortalsFile string // B24HUB_PORTALS_FILE; empty = a demo portal
+	DatabaseURL string // B24HUB_DATABASE_URL, default postgres.DefaultURL (created if missing)
+	PortalsFile string // B24HUB_PORTALS_FILE; empty = the demo portal on an embedded fake Bitrix24
 	IngressAddr string // B24HUB_INGRESS_ADDR, default 127.0.0.1:8080
+	MonitorAddr string // B24HUB_MONITOR_ADDR, default 127.0.0.1:8081
 	AdminAddr   string // B24HUB_ADMIN_ADDR, default 127.0.0.1:9090
+	FakeAddr    string // B24HUB_DEV_FAKE_ADDR, default 127.0.0.1:8090 (random when taken)
 }
 
 func configFromEnv(getenv func(string) string) (config, error) {
 	c := config{DataDir: ".data", NATSURL: getenv("B24HUB_NATS_URL"), NATSPort: 4222,
-		PortalsFile: getenv("B24HUB_PORTALS_FILE"), IngressAddr: "127.0.0.1:8080", AdminAddr: "127.0.0.1:9090"}
-	if v := getenv("B24HUB_DEV_DATA_DIR"); v != "" {
-		c.DataDir = v
-	}
-	if v := getenv("B24HUB_INGRESS_ADDR"); v != "" {
-		c.IngressAddr = v
-	}
-	if v := getenv("B24HUB_ADMIN_ADDR"); v != "" {
-		c.AdminAddr = v
+		DatabaseURL: postgres.DefaultURL, PortalsFile: getenv("B24HUB_PORTALS_FILE"),
+		IngressAddr: "127.0.0.1:8080", MonitorAddr: "127.0.0.1:8081", AdminAddr: "127.0.0.1:9090", FakeAddr: "127.0.0.1:8090"}
+	for env, dst := range map[string]*string{
+		"B24HUB_DEV_DATA_DIR": &c.DataDir, "B24HUB_DATABASE_URL": &c.DatabaseURL, "B24HUB_INGRESS_ADDR": &c.IngressAddr,
+		"B24HUB_MONITOR_ADDR": &c.MonitorAddr, "B24HUB_ADMIN_ADDR": &c.AdminAddr, "B24HUB_DEV_FAKE_ADDR": &c.FakeAddr,
+	} {
+		if v := getenv(env); v != "" {
+			*dst = v
+		}
 	}
 	if v := getenv("B24HUB_DEV_NATS_PORT"); v != "" {
 		p, err := strconv.Atoi(v)
@@ -69,7 +68,7 @@ func overlayEnv(getenv func(string) string, defaults map[string]string) func(str
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) (err error) {
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-		fmt.Fprintln(stdout, "usage: devstack\n\nRuns the whole b24hub system locally in one process. Configure with B24HUB_* environment variables (see README.md).")
+		fmt.Fprintln(stdout, "usage: devstack\n\nRuns the whole b24hub system locally in one process: embedded NATS JetStream,\nthe local PostgreSQL, every service, and a fake Bitrix24 demo portal.\nConfigure with B24HUB_* environment variables (see README.md).")
 		return nil
 	}
 	cfg, err := configFromEnv(getenv)
@@ -90,61 +89,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		err = errors.Join(err, tel.Shutdown(sctx))
 	}()
 
-	natsURL := cfg.NATSURL
-	if natsURL == "" {
-		ns, err := startNATS(cfg.DataDir, cfg.NATSPort)
-		if err != nil {
-			return err
-		}
-		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-		natsURL = ns.ClientURL()
-	}
-	nc, err := nats.Connect(natsURL, nats.Name("b24hub-devstack"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
-	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", natsURL, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	st, err := build(ctx, cfg, getenv, log, tel)
 	if err != nil {
 		return err
 	}
-	if err := eventbus.Provision(ctx, js, eventbus.StreamOptions{}); err != nil {
-		return err
-	}
+	defer st.close()
 
-	reg := portals.NewRegistry()
-	var demo *demoPortal
-	if cfg.PortalsFile == "" {
-		if demo, err = ensureDemoPortal(cfg.DataDir); err != nil {
-			return err
-		}
-		cfg.PortalsFile = demo.File
-	}
-	if err := reg.LoadFile(cfg.PortalsFile); err != nil {
-		return err
-	}
-	go reg.WatchFile(ctx, cfg.PortalsFile, 2*time.Second, log)
-	kv, err := js.KeyValue(ctx, eventbus.BucketPortals)
-	if err != nil {
-		return err
-	}
-	if err := reg.WatchKV(ctx, kv, log); err != nil {
-		return err
-	}
-
-	env := overlayEnv(getenv, map[string]string{"B24HUB_INGRESS_ADDR": cfg.IngressAddr})
-	icfg, err := ingress.ConfigFromEnv(env)
-	if err != nil {
-		return err
-	}
-	ing, err := ingress.New(icfg, ingress.Deps{NC: nc, Portals: reg, Logger: log.With("service", "ingress"), Metrics: tel.MetricsHandler()})
-	if err != nil {
-		return fmt.Errorf("%w (set B24HUB_INGRESS_ADDR to a free address)", err)
-	}
-
-	health := telemetry.NewHealth(map[string]telemetry.ReadyFunc{"ingress": ing.Ready})
 	mux := http.NewServeMux()
-	health.Register(mux, tel.MetricsHandler())
+	telemetry.NewHealth(st.readiness()).Register(mux, tel.MetricsHandler())
 	adminLn, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {
 		return fmt.Errorf("admin listen %s: %w (set B24HUB_ADMIN_ADDR to a free address)", cfg.AdminAddr, err)
@@ -152,7 +104,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	admin := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return ing.Run(gctx) })
+	for name, run := range st.runners() {
+		g.Go(func() error {
+			// A service interrupted by shutdown (e.g. mid-migration) is not a failure.
+			if err := run(gctx); err != nil && !(gctx.Err() != nil && errors.Is(err, context.Canceled)) {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		go func() { <-gctx.Done(); _ = admin.Shutdown(context.WithoutCancel(gctx)) }()
 		if err := admin.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
@@ -161,78 +121,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return nil
 	})
 
-	printBanner(stdout, natsURL, "http://"+ing.Addr(), "http://"+adminLn.Addr().String(), cfg.PortalsFile, demo)
-	log.InfoContext(ctx, "b24hub local stack running", "nats", natsURL, "ingress", ing.Addr())
-	if err := g.Wait(); err != nil {
-		return err
+	st.printBanner(stdout, "http://"+adminLn.Addr().String())
+	log.InfoContext(ctx, "b24hub local stack running", "nats", st.natsURL, "ingress", st.ingress.Addr(), "monitor", st.monitor.Addr())
+	return g.Wait()
+}
+
+// secretFile returns the content of name in dir, creating it with gen()
+// on first use, so local secrets stay stable across restarts.
+func secretFile(dir, name string, gen func() string) (string, error) {
+	path := filepath.Join(dir, name)
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
 	}
-	return nc.Drain()
-}
-
-func printBanner(w io.Writer, natsURL, ingressURL, adminURL, portalsFile string, demo *demoPortal) {
-	fmt.Fprintf(w, "\nb24hub local stack is up\n")
-	fmt.Fprintf(w, "  NATS JetStream: %s\n", natsURL)
-	fmt.Fprintf(w, "  ingress:        %s/bitrix24/events\n", ingressURL)
-	fmt.Fprintf(w, "  admin:          %s/healthz  /readyz  /metrics\n", adminURL)
-	fmt.Fprintf(w, "  portals file:   %s\n", portalsFile)
-	if demo != nil {
-		fmt.Fprintf(w, "\nTry it: post a real ONCRMDEALUPDATE for the demo portal:\n\n  %s\n\n", demo.Curl(ingressURL))
+	v := gen()
+	if err := os.WriteFile(path, []byte(v), 0o600); err != nil {
+		return "", err
 	}
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// demoPortal is created when no portals file is configured, so a new user
-// can post an event straight away.
-type demoPortal struct {
-	File     string
-	MemberID string
-	Token    string
-	Domain   string
-}
-
-func ensureDemoPortal(dataDir string) (*demoPortal, error) {
-	path := filepath.Join(dataDir, "demo-portals.yaml")
-	if data, err := os.ReadFile(path); err == nil {
-		ps, err := portals.ParseFile(data)
-		if err == nil && len(ps) == 1 {
-			tok, err := os.ReadFile(filepath.Join(dataDir, "demo-token"))
-			if err == nil {
-				return &demoPortal{File: path, MemberID: ps[0].MemberID, Token: string(tok), Domain: ps[0].Domain}, nil
-			}
-		}
-	}
-	d := &demoPortal{File: path, MemberID: randomHex(16), Token: randomHex(16), Domain: "demo.bitrix24.com"}
-	yaml := fmt.Sprintf("# Created by the local stack: a demo portal. Point B24HUB_PORTALS_FILE at your own file.\nportals:\n  - member_id: %s\n    application_token: %s\n    domain: %s\n", d.MemberID, d.Token, d.Domain)
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dataDir, "demo-token"), []byte(d.Token), 0o600); err != nil {
-		return nil, err
-	}
-	return d, nil
-}
-
-// DealUpdateBody is a real ONCRMDEALUPDATE body as Bitrix24 sends it (form
-// encoded, PHP brackets, the field order of the documented example).
-func (d *demoPortal) DealUpdateBody(dealID string, ts int64) string {
-	return "event=ONCRMDEALUPDATE&event_handler_id=201&data%5BFIELDS%5D%5BID%5D=" + dealID +
-		"&ts=" + strconv.FormatInt(ts, 10) +
-		"&auth%5Baccess_token%5D=s6p6eclrvim6da22ft9ch94ekreb52lv&auth%5Bexpires_in%5D=3600&auth%5Bscope%5D=crm" +
-		"&auth%5Bdomain%5D=" + d.Domain +
-		"&auth%5Bserver_endpoint%5D=https%3A%2F%2Foauth.bitrix.info%2Frest%2F&auth%5Bstatus%5D=F" +
-		"&auth%5Bclient_endpoint%5D=https%3A%2F%2F" + d.Domain + "%2Frest%2F" +
-		"&auth%5Bmember_id%5D=" + d.MemberID +
-		"&auth%5Brefresh_token%5D=4s386p3q0tr8dy89xvmt96234v3dljg8" +
-		"&auth%5Bapplication_token%5D=" + d.Token
-}
-
-// Curl is a ready-to-paste command posting DealUpdateBody.
-func (d *demoPortal) Curl(ingressURL string) string {
-	return fmt.Sprintf("curl -sS -X POST %s/bitrix24/events -H 'Content-Type: application/x-www-form-urlencoded' --data '%s'",
-		ingressURL, d.DealUpdateBody("759", time.Now().Unix()))
+	return v, nil
 }

@@ -1,0 +1,299 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/b24hub/b24hub/libs/bitrix"
+	"github.com/b24hub/b24hub/libs/consumer/bitrixport"
+	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/b24hub/b24hub/libs/fakeportal"
+	"github.com/b24hub/b24hub/libs/portals"
+	"github.com/b24hub/b24hub/libs/postgres"
+	"github.com/b24hub/b24hub/libs/telemetry"
+	dealsync "github.com/b24hub/b24hub/services/deal-sync"
+	"github.com/b24hub/b24hub/services/ingress"
+	"github.com/b24hub/b24hub/services/monitor"
+	"github.com/b24hub/b24hub/services/subscriptions"
+	"github.com/b24hub/b24hub/services/tasks"
+	"github.com/b24hub/b24hub/services/telephony"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// stack is every component of the local system, built in dependency order.
+type stack struct {
+	natsURL string
+	ns      *server.Server // nil when B24HUB_NATS_URL is used
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	pool    *pgxpool.Pool
+	reg     *portals.Registry
+	demo    *demoPortal // nil with a user portals file
+	fake    *fakeportal.Portal
+
+	ingress       *ingress.Service
+	monitor       *monitor.Service
+	subscriptions *subscriptions.Service
+	dealSync      *dealsync.Service
+	telephony     *telephony.Service
+	tasks         *tasks.Service
+	portalsFile   string
+	watchPortals  func(ctx context.Context) error
+}
+
+func build(ctx context.Context, cfg config, getenv func(string) string, log *slog.Logger, tel *telemetry.Telemetry) (_ *stack, err error) {
+	st := &stack{natsURL: cfg.NATSURL}
+	defer func() {
+		if err != nil {
+			st.close()
+		}
+	}()
+	if st.natsURL == "" {
+		if st.ns, err = startNATS(cfg.DataDir, cfg.NATSPort); err != nil {
+			return nil, err
+		}
+		st.natsURL = st.ns.ClientURL()
+	}
+	st.nc, err = nats.Connect(st.natsURL, nats.Name("b24hub-devstack"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", st.natsURL, err)
+	}
+	if st.js, err = jetstream.New(st.nc); err != nil {
+		return nil, err
+	}
+	// The local stack is the one owner of the topology here.
+	if err := eventbus.Provision(ctx, st.js, eventbus.StreamOptions{}); err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	st.pool, err = postgres.Open(pctx, withPoolSize(cfg.DatabaseURL, 20), true)
+	if err != nil {
+		return nil, fmt.Errorf("%w\n  the local stack needs PostgreSQL: start it, or set B24HUB_DATABASE_URL", err)
+	}
+
+	// Portals: the user's file, or a demo portal served by an embedded fake
+	// Bitrix24 whose events are pushed to this stack's ingress.
+	st.portalsFile = cfg.PortalsFile
+	if st.portalsFile == "" {
+		if st.demo, err = loadDemoPortal(cfg.DataDir); err != nil {
+			return nil, err
+		}
+		if st.fake, err = startDemoFake(cfg.FakeAddr, st.demo); err != nil {
+			return nil, err
+		}
+		if err := st.demo.writePortalsFile(st.fake); err != nil {
+			return nil, err
+		}
+		st.portalsFile = st.demo.File
+	}
+	st.reg = portals.NewRegistry()
+	if err := st.reg.LoadFile(st.portalsFile); err != nil {
+		return nil, err
+	}
+	kvPortals, err := st.js.KeyValue(ctx, eventbus.BucketPortals)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.reg.WatchKV(ctx, kvPortals, log); err != nil {
+		return nil, err
+	}
+	st.watchPortals = func(ctx context.Context) error {
+		st.reg.WatchFile(ctx, st.portalsFile, 2*time.Second, log)
+		return nil
+	}
+
+	credKey, err := secretFile(cfg.DataDir, "credentials.key", func() string { return base64.StdEncoding.EncodeToString(randomBytes(32)) })
+	if err != nil {
+		return nil, err
+	}
+	monitorToken, err := secretFile(cfg.DataDir, "monitor-token", func() string { return randomHex(24) })
+	if err != nil {
+		return nil, err
+	}
+	defaults := map[string]string{
+		"B24HUB_INGRESS_ADDR":    cfg.IngressAddr,
+		"B24HUB_MONITOR_ADDR":    cfg.MonitorAddr,
+		"B24HUB_MONITOR_TOKEN":   monitorToken,
+		"B24HUB_PORTALS_FILE":    st.portalsFile,
+		"B24HUB_CREDENTIALS_KEY": credKey,
+		"B24HUB_HANDLER_URL":     "http://" + cfg.IngressAddr,
+	}
+	if st.fake != nil {
+		defaults["B24HUB_INSTALL_ALLOWED_HOSTS"] = hostOf(st.fake.URL())
+	}
+	env := overlayEnv(getenv, defaults)
+
+	// Every service that calls portals shares one leaky bucket per portal
+	// through NATS KV, as replicas do in production.
+	kvLimit, err := st.js.KeyValue(ctx, eventbus.BucketRateLimit)
+	if err != nil {
+		return nil, err
+	}
+	limiter, err := bitrix.NewKVLimiter(kvLimit, bitrix.KVLimiterConfig{})
+	if err != nil {
+		return nil, err
+	}
+	clients := bitrixport.NewRegistryClients(st.reg, bitrix.WithLimiter(limiter), bitrix.WithLogger(log))
+
+	icfg, err := ingress.ConfigFromEnv(env)
+	if err != nil {
+		return nil, err
+	}
+	if st.ingress, err = ingress.New(icfg, ingress.Deps{NC: st.nc, Portals: st.reg, Logger: log.With("service", "ingress"), Metrics: tel.MetricsHandler()}); err != nil {
+		return nil, fmt.Errorf("%w (set B24HUB_INGRESS_ADDR to a free address)", err)
+	}
+	// The bound address (a :0 port is resolved only now) is what portals push to.
+	defaults["B24HUB_HANDLER_URL"] = "http://" + st.ingress.Addr()
+	if st.fake != nil {
+		st.demo.connect(st.fake, "http://"+st.ingress.Addr()+"/bitrix24/events")
+	}
+
+	mcfg, err := monitor.ConfigFromEnv(env)
+	if err != nil {
+		return nil, err
+	}
+	if st.monitor, err = monitor.New(mcfg, monitor.Deps{NC: st.nc, Pool: st.pool, Logger: log.With("service", "monitor")}); err != nil {
+		return nil, fmt.Errorf("%w (set B24HUB_MONITOR_ADDR to a free address)", err)
+	}
+	scfg, err := subscriptions.ConfigFromEnv(env)
+	if err != nil {
+		return nil, err
+	}
+	if st.subscriptions, err = subscriptions.New(scfg, subscriptions.Deps{NC: st.nc, Pool: st.pool, Portals: st.reg, Logger: log.With("service", "subscriptions")}); err != nil {
+		return nil, err
+	}
+	dcfg, err := dealsync.ConfigFromEnv(env)
+	if err != nil {
+		return nil, err
+	}
+	if st.dealSync, err = dealsync.New(dcfg, dealsync.Deps{NC: st.nc, Pool: st.pool, Logger: log.With("service", "deal-sync"), Portals: clients}); err != nil {
+		return nil, err
+	}
+	tcfg, err := telephony.ConfigFromEnv(env)
+	if err != nil {
+		return nil, err
+	}
+	if st.telephony, err = telephony.New(tcfg, telephony.Deps{NC: st.nc, Pool: st.pool, Logger: log.With("service", "telephony"), Portals: clients}); err != nil {
+		return nil, err
+	}
+	kcfg, err := tasks.ConfigFromEnv(env)
+	if err != nil {
+		return nil, err
+	}
+	if st.tasks, err = tasks.New(kcfg, tasks.Deps{NC: st.nc, Pool: st.pool, Logger: log.With("service", "tasks"), Portals: clients}); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// runners are the long-running parts, by name.
+func (st *stack) runners() map[string]func(context.Context) error {
+	return map[string]func(context.Context) error{
+		"ingress":       st.ingress.Run,
+		"monitor":       st.monitor.Run,
+		"subscriptions": st.subscriptions.Run,
+		"deal-sync":     st.dealSync.Run,
+		"telephony":     st.telephony.Run,
+		"tasks":         st.tasks.Run,
+		"portals-file":  st.watchPortals,
+	}
+}
+
+func (st *stack) readiness() map[string]telemetry.ReadyFunc {
+	return map[string]telemetry.ReadyFunc{
+		"ingress": st.ingress.Ready, "monitor": st.monitor.Ready, "subscriptions": st.subscriptions.Ready,
+		"deal-sync": st.dealSync.Ready, "telephony": st.telephony.Ready, "tasks": st.tasks.Ready,
+	}
+}
+
+// close releases what build acquired, in reverse order.
+func (st *stack) close() {
+	if st.fake != nil {
+		st.fake.Close()
+	}
+	if st.pool != nil {
+		st.pool.Close()
+	}
+	if st.nc != nil {
+		_ = st.nc.Drain()
+	}
+	if st.ns != nil {
+		st.ns.Shutdown()
+		st.ns.WaitForShutdown()
+	}
+}
+
+func (st *stack) printBanner(w io.Writer, adminURL string) {
+	ingressURL := "http://" + st.ingress.Addr()
+	monitorURL := "http://" + st.monitor.Addr()
+	fmt.Fprintf(w, "\nb24hub local stack is up\n")
+	fmt.Fprintf(w, "  NATS JetStream: %s\n", st.natsURL)
+	fmt.Fprintf(w, "  ingress:        %s/bitrix24/events\n", ingressURL)
+	fmt.Fprintf(w, "  monitor:        %s/  (API %s/api/v1/, token in %s)\n", monitorURL, monitorURL, "B24HUB_MONITOR_TOKEN")
+	fmt.Fprintf(w, "  monitor token:  %s\n", st.monitor.Token())
+	fmt.Fprintf(w, "  admin:          %s/healthz  /readyz  /metrics\n", adminURL)
+	fmt.Fprintf(w, "  portals file:   %s\n", st.portalsFile)
+	if st.fake != nil {
+		fmt.Fprintf(w, "  fake Bitrix24:  %s  (demo portal %s)\n", st.fake.URL(), st.demo.MemberID)
+	}
+	if st.demo != nil {
+		fmt.Fprintf(w, "\nTry it: post a real ONCRMDEALUPDATE for the demo portal:\n\n  %s\n\n", st.demo.Curl(ingressURL))
+		if st.fake != nil {
+			fmt.Fprintf(w, "Or let the fake portal edit 100 deals at once (a storm):\n\n  curl -sS -X POST '%s/_fake/scenario' -d '{\"scenario\":\"bulk-edit:100\"}'\n\n", st.fake.URL())
+		}
+		fmt.Fprintf(w, "Then open the dashboard: %s/?token=%s\n\n", monitorURL, st.monitor.Token())
+	}
+}
+
+func withPoolSize(dsn string, n int) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return dsn
+	}
+	q := u.Query()
+	if q.Get("pool_max_conns") == "" {
+		q.Set("pool_max_conns", strconv.Itoa(n))
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func hostOf(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	return u.Host
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+func randomHex(n int) string { return hex.EncodeToString(randomBytes(n)) }
+
+// listenFree reports addr when it can be bound, else a random loopback port.
+func listenFree(addr string) string {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "127.0.0.1:0"
+	}
+	_ = ln.Close()
+	return addr
+}
+
