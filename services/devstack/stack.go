@@ -296,4 +296,3 @@ func listenFree(addr string) string {
 	_ = ln.Close()
 	return addr
 }
-
