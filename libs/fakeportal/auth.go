@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/b24hub/b24hub/libs/b24event"
 )
 
 // App is an application installed on the portal.
@@ -34,6 +36,11 @@ type App struct {
 	// NotInstalled models an app whose install has not finished: events are
 	// not delivered to it (§1.5) and app.info says INSTALLED=false.
 	NotInstalled bool
+	// InstallHandler is the URL the portal POSTs ONAPPINSTALL to when the
+	// app is installed (a local app's handler path); it needs no
+	// event.bind. Optional: without it InstallApp pushes nothing, and the
+	// caller hands the Install over itself.
+	InstallHandler string
 }
 
 // Install is what the portal hands an app on install (the ONAPPINSTALL auth
@@ -71,7 +78,14 @@ func token() string {
 	return hex.EncodeToString(b[:])
 }
 
-// InstallApp registers an app install and returns its credentials.
+// InstallApp registers an app install and returns its credentials. With
+// App.InstallHandler set it also POSTs ONAPPINSTALL there, carrying the same
+// tokens (data VERSION, ACTIVE, INSTALLED, LANGUAGE_ID; §3.3); like every
+// push it is sent once and may be dropped by Faults.DropRate, so wait for
+// it with Drain and check Deliveries. Installing a client ID that is
+// already installed is a reinstall: the previous install's event
+// handlers, offline records and tokens are gone first (§1.2), without an
+// ONAPPUNINSTALL.
 func (p *Portal) InstallApp(a App) Install {
 	if a.ApplicationToken == "" {
 		a.ApplicationToken = token()
@@ -99,16 +113,91 @@ func (p *Portal) InstallApp(a App) Install {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if old := p.apps[a.ClientID]; old != nil {
+		p.removeApp(old)
+	}
 	ap := &app{App: a}
 	p.apps[a.ClientID] = ap
 	exp := p.cfg.Clock.Now().Add(p.cfg.TokenTTL)
 	p.access[a.AccessToken] = &grant{app: ap, userID: a.UserID, expires: exp, refresh: a.RefreshToken}
 	p.refresh[a.RefreshToken] = &grant{app: ap, userID: a.UserID}
-	return Install{
+	in := Install{
 		MemberID: p.cfg.MemberID, Domain: p.domain, ClientEndpoint: "http://" + p.domain + "/rest/",
 		ServerEndpoint: p.base + "/rest/", ClientID: a.ClientID, ClientSecret: a.ClientSecret,
 		ApplicationToken: a.ApplicationToken, AccessToken: a.AccessToken, RefreshToken: a.RefreshToken,
 		Expires: exp, Scope: a.Scope, UserID: a.UserID,
+	}
+	if a.InstallHandler != "" && !p.closed {
+		p.push1(&handler{app: ap, event: "ONAPPINSTALL", url: a.InstallHandler},
+			firing{event: "ONAPPINSTALL", data: installData(ap), userID: a.UserID, install: &in}, p.cfg.Clock.Now())
+	}
+	return in
+}
+
+// installData is ONAPPINSTALL's data block (§3.3). INSTALLED is "N" while
+// an app with UI has not finished its install (§1.5).
+func installData(a *app) []b24event.Field {
+	installed := "Y"
+	if a.NotInstalled {
+		installed = "N"
+	}
+	return []b24event.Field{{Key: "[VERSION]", Value: strconv.Itoa(a.Version)}, {Key: "[ACTIVE]", Value: "Y"},
+		{Key: "[INSTALLED]", Value: installed}, {Key: "[LANGUAGE_ID]", Value: "en"}}
+}
+
+// UninstallApp deletes an installed app as an admin does in Bitrix24. The
+// app's online ONAPPUNINSTALL handlers get the event (data LANGUAGE_ID and
+// CLEAN=0, "keep the data"; an auth block without tokens, §3.3); it is
+// queued before anything is removed. Then every event handler of the app
+// goes (EventTable::deleteByApp, §1.2), with its offline-queue records and
+// tokens: calls with them answer 401 invalid_token and refreshing answers
+// invalid_client. It reports whether the app was installed.
+func (p *Portal) UninstallApp(clientID string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a := p.apps[clientID]
+	if a == nil {
+		return false
+	}
+	p.dispatchLocked([]firing{{event: "ONAPPUNINSTALL", onlyApp: a,
+		data: []b24event.Field{{Key: "[LANGUAGE_ID]", Value: "en"}, {Key: "[CLEAN]", Value: "0"}}}})
+	p.removeApp(a)
+	return true
+}
+
+// removeApp drops an app with its handlers, offline records and tokens.
+// Pushes already queued are still sent. Caller holds p.mu.
+func (p *Portal) removeApp(a *app) {
+	kept := p.handlers[:0]
+	for _, h := range p.handlers {
+		if h.app == a {
+			delete(p.lastNotify, h.id)
+			continue
+		}
+		kept = append(kept, h)
+	}
+	clear(p.handlers[len(kept):])
+	p.handlers = kept
+	records := p.offline[:0]
+	for _, r := range p.offline {
+		if r.app != a {
+			records = append(records, r)
+		}
+	}
+	clear(p.offline[len(records):])
+	p.offline = records
+	for t, g := range p.access {
+		if g.app == a {
+			delete(p.access, t)
+		}
+	}
+	for t, g := range p.refresh {
+		if g.app == a {
+			delete(p.refresh, t)
+		}
+	}
+	if p.apps[a.ClientID] == a {
+		delete(p.apps, a.ClientID)
 	}
 }
 

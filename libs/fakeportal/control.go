@@ -31,6 +31,7 @@ type ScenarioRequest struct {
 //	GET  /_fake/deliveries              every push (Delivery)
 //	POST /_fake/scenario                run a ScenarioRequest
 //	POST /_fake/install                 install an App, answer its Install
+//	POST /_fake/uninstall?client_id=x   uninstall an app (UninstallApp)
 //	POST /_fake/webhook?user=1&code=x   add an incoming webhook, answer its URL
 //	POST /_fake/expire-tokens           expire every access token
 //	GET  /_fake/disk/{id}/download      a Disk file's content (DOWNLOAD_URL)
@@ -60,6 +61,17 @@ func (p *Portal) serveControl(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, 200, p.InstallApp(a))
+	case path == "uninstall" && r.Method == http.MethodPost:
+		id := r.URL.Query().Get("client_id")
+		if id == "" {
+			writeJSON(w, 400, map[string]string{"error": "client_id is required"})
+			return
+		}
+		if !p.UninstallApp(id) {
+			writeJSON(w, 404, map[string]string{"error": "no such app"})
+			return
+		}
+		writeJSON(w, 200, map[string]bool{"ok": true})
 	case path == "webhook" && r.Method == http.MethodPost:
 		user, _ := strconv.ParseInt(r.URL.Query().Get("user"), 10, 64)
 		code := r.URL.Query().Get("code")

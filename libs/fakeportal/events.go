@@ -35,7 +35,11 @@ type firing struct {
 	data      []b24event.Field // keys relative to data, e.g. "[FIELDS][ID]"
 	userID    int64            // who made the change; 0 for robots (no tokens, §3.2)
 	connector string           // auth_connector of the write (§2.4)
-	onlyApp   *app             // event.test: only the calling app
+	onlyApp   *app             // event.test, ONAPPUNINSTALL: only that app
+	// install carries the tokens an install hands out, so its
+	// ONAPPINSTALL push matches what InstallApp returned; nil mints fresh
+	// ones.
+	install *Install
 }
 
 // OutgoingWebhook is an outgoing-webhook record (§1.1): a handler URL and
@@ -265,6 +269,12 @@ func (p *Portal) dispatch(fs []firing) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.dispatchLocked(fs)
+}
+
+// dispatchLocked is dispatch for callers holding p.mu, e.g. to queue an
+// event before the handlers it goes to are dropped.
+func (p *Portal) dispatchLocked(fs []firing) {
 	if p.closed {
 		return
 	}
@@ -320,12 +330,15 @@ func (p *Portal) stat(u string) *HandlerStat {
 }
 
 // eventFields builds the POST body in the order of real captures (§3.2):
-// event, event_handler_id, data[…], ts, auth[…]. Caller holds p.mu.
+// event, event_handler_id, data[…], ts, auth[…]. A push that is not for an
+// event.bind row (an app's install handler, h.id 0) has no
+// event_handler_id, like the documented ONAPPINSTALL. Caller holds p.mu.
 func (p *Portal) eventFields(h *handler, f firing, now time.Time) []b24event.Field {
 	out := make([]b24event.Field, 0, 8+len(f.data)+12)
-	out = append(out,
-		b24event.Field{Key: "event", Value: f.event},
-		b24event.Field{Key: "event_handler_id", Value: strconv.FormatInt(h.id, 10)})
+	out = append(out, b24event.Field{Key: "event", Value: f.event})
+	if h.id != 0 {
+		out = append(out, b24event.Field{Key: "event_handler_id", Value: strconv.FormatInt(h.id, 10)})
+	}
 	for _, d := range f.data {
 		out = append(out, b24event.Field{Key: "data" + d.Key, Value: d.Value})
 	}
@@ -343,17 +356,61 @@ func (p *Portal) eventFields(h *handler, f firing, now time.Time) []b24event.Fie
 		return out
 	}
 	a := h.app
+	if f.event == "ONAPPUNINSTALL" {
+		// No tokens, only the portal and the application token, in the
+		// documented order (§3.3, §3.6).
+		auth("domain", p.domain)
+		auth("server_endpoint", serverEndpoint)
+		auth("client_endpoint", clientEndpoint)
+		auth("member_id", p.cfg.MemberID)
+		auth("application_token", a.ApplicationToken)
+		return out
+	}
 	user := f.userID
 	if h.authType != 0 {
 		user = h.authType
 	}
+	var at, rt, expires, expiresIn string
 	if user != 0 {
-		at := token()
 		exp := now.Add(p.cfg.TokenTTL)
-		p.access[at] = &grant{app: a, userID: user, expires: exp}
+		if in := f.install; in != nil {
+			at, rt, exp = in.AccessToken, in.RefreshToken, in.Expires
+		} else {
+			at = token()
+			p.access[at] = &grant{app: a, userID: user, expires: exp}
+			if sendRefreshToken[f.event] {
+				rt = token()
+				p.refresh[rt] = &grant{app: a, userID: user}
+			}
+		}
+		expires, expiresIn = strconv.FormatInt(exp.Unix(), 10), strconv.Itoa(int(p.cfg.TokenTTL.Seconds()))
+	}
+	if f.event == "ONAPPINSTALL" {
+		// The documented example's order (domain and scope first, the
+		// refresh token after the access token), with the keys real
+		// captures add (expires, user_id) where those put them (§3.3, §8).
+		auth("domain", p.domain)
+		auth("scope", a.Scope)
+		if user != 0 {
+			auth("access_token", at)
+			auth("refresh_token", rt)
+			auth("expires", expires)
+			auth("expires_in", expiresIn)
+		}
+		auth("server_endpoint", serverEndpoint)
+		auth("status", a.Status)
+		auth("client_endpoint", clientEndpoint)
+		auth("member_id", p.cfg.MemberID)
+		if user != 0 {
+			auth("user_id", strconv.FormatInt(user, 10))
+		}
+		auth("application_token", a.ApplicationToken)
+		return out
+	}
+	if user != 0 {
 		auth("access_token", at)
-		auth("expires", strconv.FormatInt(exp.Unix(), 10))
-		auth("expires_in", strconv.Itoa(int(p.cfg.TokenTTL.Seconds())))
+		auth("expires", expires)
+		auth("expires_in", expiresIn)
 	}
 	auth("scope", a.Scope)
 	auth("domain", p.domain)
@@ -363,9 +420,7 @@ func (p *Portal) eventFields(h *handler, f firing, now time.Time) []b24event.Fie
 	auth("member_id", p.cfg.MemberID)
 	if user != 0 {
 		auth("user_id", strconv.FormatInt(user, 10))
-		if sendRefreshToken[f.event] {
-			rt := token()
-			p.refresh[rt] = &grant{app: a, userID: user}
+		if rt != "" {
 			auth("refresh_token", rt)
 		}
 	}

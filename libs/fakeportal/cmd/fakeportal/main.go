@@ -33,7 +33,7 @@ const usage = `fakeportal serves a fake Bitrix24 portal: REST over incoming webh
 (/rest/{user}/{code}/{method}) and OAuth (/rest/{method}?auth=…), its own OAuth
 server (/oauth/token/), the documented limits, batch, events and the offline
 queue, plus a control API under /_fake/ (stats, deliveries, scenario, install,
-webhook, expire-tokens).
+uninstall, webhook, expire-tokens).
 
 To drive an ingress, point -target at its handler URL: the scenario's events
 are POSTed there form-encoded, like an outgoing webhook, with -member-id and
