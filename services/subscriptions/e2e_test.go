@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -160,40 +162,61 @@ func newFake(t *testing.T, member string) *fakeportal.Portal {
 	return f
 }
 
-// installBody is the ONAPPINSTALL a portal POSTs after an install, in the
-// documented field order (§3.2).
-func installBody(in fakeportal.Install) []byte {
-	return b24event.EncodeForm([]b24event.Field{
-		{Key: "event", Value: "ONAPPINSTALL"},
-		{Key: "data[VERSION]", Value: "1"}, {Key: "data[ACTIVE]", Value: "Y"},
-		{Key: "data[INSTALLED]", Value: "Y"}, {Key: "data[LANGUAGE_ID]", Value: "en"},
-		{Key: "ts", Value: strconv.FormatInt(time.Now().Unix(), 10)},
-		{Key: "auth[access_token]", Value: in.AccessToken},
-		{Key: "auth[expires]", Value: strconv.FormatInt(in.Expires.Unix(), 10)},
-		{Key: "auth[expires_in]", Value: "3600"},
-		{Key: "auth[scope]", Value: in.Scope},
-		{Key: "auth[domain]", Value: in.Domain},
-		{Key: "auth[server_endpoint]", Value: in.ServerEndpoint},
-		{Key: "auth[status]", Value: "L"},
-		{Key: "auth[client_endpoint]", Value: in.ClientEndpoint},
-		{Key: "auth[member_id]", Value: in.MemberID},
-		{Key: "auth[user_id]", Value: strconv.FormatInt(in.UserID, 10)},
-		{Key: "auth[refresh_token]", Value: in.RefreshToken},
-		{Key: "auth[application_token]", Value: in.ApplicationToken},
-	})
+// app is the application as installed on every fake portal; the tests set
+// InstallHandler.
+func app(installHandler string) fakeportal.App {
+	return fakeportal.App{ClientID: appID, ClientSecret: "secret", Code: appID, InstallHandler: installHandler}
 }
 
-func uninstallBody(in fakeportal.Install) []byte {
-	return b24event.EncodeForm([]b24event.Field{
-		{Key: "event", Value: "ONAPPUNINSTALL"},
-		{Key: "data[LANGUAGE_ID]", Value: "en"}, {Key: "data[CLEAN]", Value: "0"},
-		{Key: "ts", Value: strconv.FormatInt(time.Now().Unix(), 10)},
-		{Key: "auth[domain]", Value: in.Domain},
-		{Key: "auth[server_endpoint]", Value: in.ServerEndpoint},
-		{Key: "auth[client_endpoint]", Value: in.ClientEndpoint},
-		{Key: "auth[member_id]", Value: in.MemberID},
-		{Key: "auth[application_token]", Value: in.ApplicationToken},
-	})
+// lastPush returns the portal's last push of event, after the pushes queued
+// so far were attempted.
+func lastPush(t *testing.T, f *fakeportal.Portal, event string) (fakeportal.Delivery, bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ds := f.Deliveries()
+	for i := len(ds) - 1; i >= 0; i-- {
+		if ds[i].Event == event {
+			return ds[i], true
+		}
+	}
+	return fakeportal.Delivery{}, false
+}
+
+// capturedInstall installs a on f with a throwaway install handler and
+// returns the ONAPPINSTALL body the portal sent: a genuine body, for tests
+// to replay or tamper with.
+func capturedInstall(t *testing.T, f *fakeportal.Portal, a fakeportal.App) (fakeportal.Install, []byte) {
+	t.Helper()
+	sink := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer sink.Close()
+	a.InstallHandler = sink.URL + "/install"
+	in := f.InstallApp(a)
+	d, ok := lastPush(t, f, "ONAPPINSTALL")
+	if !ok || d.Status != http.StatusOK {
+		t.Fatalf("no ONAPPINSTALL captured: %+v", d)
+	}
+	return in, d.Body
+}
+
+// tamper replaces auth fields of a pushed body, keeping everything else
+// (order included) as the portal sent it.
+func tamper(t *testing.T, body []byte, auth map[string]string) []byte {
+	t.Helper()
+	b, err := b24event.Decode(b24event.ContentTypeForm, body, b24event.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := slices.Clone(b.Fields)
+	for i, f := range out {
+		if v, ok := auth[strings.TrimSuffix(strings.TrimPrefix(f.Key, "auth["), "]")]; ok && strings.HasPrefix(f.Key, "auth[") {
+			out[i].Value = v
+		}
+	}
+	return b24event.EncodeForm(out)
 }
 
 func (s *stack) post(body []byte) int {
@@ -207,13 +230,18 @@ func (s *stack) post(body []byte) int {
 	return resp.StatusCode
 }
 
+// install installs the app on f; the portal POSTs ONAPPINSTALL to the
+// ingress. Bitrix24 never resends a push its handler refused, and the
+// ingress answers 503 until the service subscribed to install
+// verifications, so the admin installs again (with fresh tokens) until the
+// push is accepted.
 func install(t *testing.T, s *stack, f *fakeportal.Portal) fakeportal.Install {
 	t.Helper()
-	in := f.InstallApp(fakeportal.App{ClientID: appID, ClientSecret: "secret", Code: appID})
-	// 503 until the service subscribed to install verifications.
-	eventually(t, 10*time.Second, "install of "+in.MemberID, func() (bool, string) {
-		code := s.post(installBody(in))
-		return code == http.StatusOK, fmt.Sprintf("answered %d", code)
+	var in fakeportal.Install
+	eventually(t, 10*time.Second, "install of "+f.MemberID(), func() (bool, string) {
+		in = f.InstallApp(app(s.ingress + "/bitrix24/events"))
+		d, ok := lastPush(t, f, "ONAPPINSTALL")
+		return ok && d.Status == http.StatusOK, fmt.Sprintf("push %+v", d)
 	})
 	return in
 }
@@ -414,29 +442,26 @@ func first(cs []change) any {
 	return cs[0]
 }
 
-// TestForgedInstallStoresNothing posts installs that must be refused: an
-// unknown host, a bad token, no application token. Nothing may be stored.
+// TestForgedInstallStoresNothing posts installs that must be refused,
+// made from genuine ONAPPINSTALL bodies of the fake: an unknown host, a bad
+// token, no application token, another application, another portal's
+// install. Nothing may be stored.
 func TestForgedInstallStoresNothing(t *testing.T) {
 	a, b := newFake(t, memberA), newFake(t, memberB)
 	s := startStack(t, []*fakeportal.Portal{a, b}, desiredDoc)
-	good := a.InstallApp(fakeportal.App{ClientID: appID, ClientSecret: "secret", Code: appID})
+	_, good := capturedInstall(t, a, app(""))
 	// Our app genuinely installed on portal B, replayed under A's member id.
-	stolen := b.InstallApp(fakeportal.App{ClientID: appID, ClientSecret: "secret", Code: appID})
-	stolen.MemberID = memberA
-
-	unknownHost := good
-	unknownHost.ClientEndpoint, unknownHost.Domain = "https://evil.example.com/rest/", "evil.example.com"
-	badToken := good
-	badToken.AccessToken = "forged-access-token"
-	noAppToken := good
-	noAppToken.ApplicationToken = ""
-	otherApp := a.InstallApp(fakeportal.App{ClientID: "local.other", ClientSecret: "x", Code: "local.other"})
-	for name, in := range map[string]fakeportal.Install{
-		"unknown host": unknownHost, "bad token": badToken, "no application token": noAppToken, "another app": otherApp,
-		"another portal's tokens": stolen,
+	_, onB := capturedInstall(t, b, app(""))
+	_, otherApp := capturedInstall(t, a, fakeportal.App{ClientID: "local.other", ClientSecret: "x", Code: "local.other"})
+	for name, body := range map[string][]byte{
+		"unknown host":            tamper(t, good, map[string]string{"client_endpoint": "https://evil.example.com/rest/", "domain": "evil.example.com"}),
+		"bad token":               tamper(t, good, map[string]string{"access_token": "forged-access-token"}),
+		"no application token":    tamper(t, good, map[string]string{"application_token": ""}),
+		"another app":             otherApp,
+		"another portal's tokens": tamper(t, onB, map[string]string{"member_id": memberA}),
 	} {
 		eventually(t, 10*time.Second, name, func() (bool, string) {
-			code := s.post(installBody(in))
+			code := s.post(body)
 			return code == http.StatusForbidden, fmt.Sprintf("answered %d", code)
 		})
 	}
@@ -459,7 +484,7 @@ func TestForgedInstallStoresNothing(t *testing.T) {
 		t.Error("a refused install bound events")
 	}
 	// The real install still works afterwards.
-	if code := s.post(installBody(good)); code != http.StatusOK {
+	if code := s.post(good); code != http.StatusOK {
 		t.Fatalf("genuine install answered %d", code)
 	}
 }
@@ -484,22 +509,27 @@ func TestUninstallReinstallRebinds(t *testing.T) {
 		return false, "no ONAPPTEST in the stream"
 	})
 
-	// Uninstall: Bitrix24 drops every handler of the app (§1.2), then
-	// posts ONAPPUNINSTALL.
-	unbindAll(t, a, in)
-	if code := s.post(uninstallBody(in)); code != http.StatusOK {
-		t.Fatalf("uninstall answered %d", code)
+	// Uninstall: the portal POSTs ONAPPUNINSTALL to the handler the service
+	// bound for it, and drops every handler of the app (§1.2).
+	if !a.UninstallApp(appID) {
+		t.Fatal("the app was not installed")
+	}
+	uninstall, ok := lastPush(t, a, "ONAPPUNINSTALL")
+	if !ok || uninstall.Status != http.StatusOK {
+		t.Fatalf("uninstall push %+v", uninstall)
 	}
 	eventually(t, 10*time.Second, "portal deactivated", func() (bool, string) {
 		p, ok := s.reg.Lookup(memberA)
 		return ok && !p.Active, fmt.Sprintf("%+v", p)
 	})
-	if code := s.post(uninstallBody(in)); code != http.StatusForbidden {
-		t.Errorf("event of an uninstalled portal answered %d, want 403", code)
+	if code := s.post(uninstall.Body); code != http.StatusForbidden {
+		t.Errorf("a replayed uninstall of an uninstalled portal answered %d, want 403", code)
+	}
+	if left := a.Bindings(); len(left) != 0 {
+		t.Fatalf("handlers left after uninstall: %v", left)
 	}
 
 	// Reinstall with fresh tokens: everything is bound again.
-	unbindAll(t, a, in)
 	in2 := install(t, s, a)
 	if in2.AccessToken == in.AccessToken {
 		t.Fatal("reinstall reused the tokens")
