@@ -44,3 +44,7 @@ require (
 replace github.com/b24hub/b24hub/libs/fakeportal => ../fakeportal
 
 replace github.com/b24hub/b24hub/libs/natstest => ../natstest
+
+require github.com/b24hub/b24hub/libs/eventbus v0.0.0-00010101000000-000000000000
+
+replace github.com/b24hub/b24hub/libs/eventbus => ../eventbus

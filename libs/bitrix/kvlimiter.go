@@ -79,21 +79,13 @@ type kvPortal struct {
 	expires time.Time
 }
 
-// LimiterBucket is the default KV bucket name for KVLimiter.
-const LimiterBucket = "bitrix_limiter"
-
-// LimiterKVConfig is the KV bucket configuration KVLimiter expects: one
-// revision per key, and keys of idle portals expire after an hour (a bucket
-// drains completely in burst/rate seconds, so nothing is lost).
-func LimiterKVConfig(bucket string) jetstream.KeyValueConfig {
-	if bucket == "" {
-		bucket = LimiterBucket
-	}
-	return jetstream.KeyValueConfig{Bucket: bucket, History: 1, TTL: time.Hour,
-		Description: "b24hub: Bitrix24 leaky-bucket state per portal (libs/bitrix.KVLimiter)"}
-}
-
-// NewKVLimiter returns a limiter over kv (see LimiterKVConfig).
+// NewKVLimiter returns a limiter over kv. The bucket must keep one revision
+// per key and may let idle keys expire (a bucket drains completely in
+// burst/rate seconds, so nothing is lost). The platform's bucket is
+// eventbus.BucketRateLimit ("B24_RATELIMIT", TTL 1h), provisioned by
+// eventbus.Provision; every service binds that one, so that every replica
+// of every service shares one leaky bucket per portal. This package does
+// not create or name buckets.
 func NewKVLimiter(kv jetstream.KeyValue, cfg KVLimiterConfig) (*KVLimiter, error) {
 	if kv == nil {
 		return nil, errors.New("bitrix: KVLimiter needs a KeyValue bucket")

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/b24hub/b24hub/libs/bitrix"
+	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/fakeportal"
 	"github.com/b24hub/b24hub/libs/natstest"
 )
@@ -53,10 +54,7 @@ func TestReplicasShareLimiterThroughNATS(t *testing.T) {
 	for range 3 {
 		// One connection, KV handle and limiter per replica.
 		_, js := srv.JetStream(t)
-		kv, err := js.CreateOrUpdateKeyValue(ctx, bitrix.LimiterKVConfig(""))
-		if err != nil {
-			t.Fatal(err)
-		}
+		kv := platformBucket(t, js, eventbus.BucketRateLimit, "")
 		// Margin 3 at 10 req/s leaves 150ms for the lease plus the trip to
 		// the portal, ample on loopback even on a loaded machine.
 		lim, err := bitrix.NewKVLimiter(kv, bitrix.KVLimiterConfig{Margin: 3})
@@ -100,10 +98,7 @@ func TestKVLimiterSaturatedMakesEveryoneWait(t *testing.T) {
 	ctx := context.Background()
 	srv := natstest.Start(t)
 	_, js := srv.JetStream(t)
-	kv, err := js.CreateOrUpdateKeyValue(ctx, bitrix.LimiterKVConfig("sat"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := platformBucket(t, js, eventbus.BucketRateLimit, "sat")
 	clock := bitrix.NewVirtualClock()
 	a, _ := bitrix.NewKVLimiter(kv, bitrix.KVLimiterConfig{Clock: clock})
 	b, _ := bitrix.NewKVLimiter(kv, bitrix.KVLimiterConfig{Clock: clock})
@@ -133,10 +128,7 @@ func TestKVLimiterGrantsExactlyCapacityAtOnce(t *testing.T) {
 	var lims []*bitrix.KVLimiter
 	for range 3 {
 		_, js := srv.JetStream(t)
-		kv, err := js.CreateOrUpdateKeyValue(ctx, bitrix.LimiterKVConfig("cap"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		kv := platformBucket(t, js, eventbus.BucketRateLimit, "cap")
 		l, _ := bitrix.NewKVLimiter(kv, bitrix.KVLimiterConfig{Clock: clock})
 		lims = append(lims, l)
 	}

@@ -20,19 +20,6 @@ type KVTokenStore struct {
 	aead cipher.AEAD
 }
 
-// TokenBucket is the default KV bucket name for KVTokenStore.
-const TokenBucket = "bitrix_tokens"
-
-// TokenKVConfig is a KV bucket configuration for KVTokenStore: one revision
-// per key (old tokens are dead after a rotation anyway) and no TTL.
-func TokenKVConfig(bucket string) jetstream.KeyValueConfig {
-	if bucket == "" {
-		bucket = TokenBucket
-	}
-	return jetstream.KeyValueConfig{Bucket: bucket, History: 1,
-		Description: "b24hub: sealed Bitrix24 OAuth tokens per portal (libs/bitrix.KVTokenStore)"}
-}
-
 // NewKVTokenStore returns a store over kv. aead seals values; nil stores
 // plaintext JSON, which is only acceptable in tests.
 func NewKVTokenStore(kv jetstream.KeyValue, aead cipher.AEAD) (*KVTokenStore, error) {

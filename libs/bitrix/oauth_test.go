@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/b24hub/b24hub/libs/bitrix"
+	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/fakeportal"
 	"github.com/b24hub/b24hub/libs/natstest"
 )
@@ -124,12 +125,10 @@ func TestTwoReplicasRefreshOnceNATSStore(t *testing.T) {
 	for i := range stores {
 		// Each replica has its own connection and KV handle.
 		_, js := srv.JetStream(t)
-		kv, err := js.CreateOrUpdateKeyValue(ctx, bitrix.TokenKVConfig(""))
-		if err != nil {
-			t.Fatal(err)
-		}
+		kv := platformBucket(t, js, eventbus.BucketTokens, "")
 		block, _ := aes.NewCipher(key)
 		aead, _ := cipher.NewGCM(block)
+		var err error
 		if stores[i], err = bitrix.NewKVTokenStore(kv, aead); err != nil {
 			t.Fatal(err)
 		}
@@ -140,7 +139,7 @@ func TestTwoReplicasRefreshOnceNATSStore(t *testing.T) {
 
 	// Sealed at rest: the raw KV value does not contain the token.
 	_, js := srv.JetStream(t)
-	kv, _ := js.KeyValue(ctx, bitrix.TokenBucket)
+	kv, _ := js.KeyValue(ctx, eventbus.BucketTokens)
 	keys, _ := kv.ListKeys(ctx)
 	for k := range keys.Keys() {
 		e, _ := kv.Get(ctx, k)

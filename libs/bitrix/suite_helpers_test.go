@@ -12,8 +12,33 @@ import (
 
 	"github.com/b24hub/b24hub/libs/b24event"
 	"github.com/b24hub/b24hub/libs/bitrix"
+	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/fakeportal"
+	"github.com/nats-io/nats.go/jetstream"
 )
+
+// platformBucket creates (idempotently) the platform's key-value bucket
+// name with the configuration eventbus.Provision gives it, so the tests run
+// against the buckets the services bind. A non-empty as renames it, for
+// tests that need several independent buckets of that kind.
+func platformBucket(t testing.TB, js jetstream.JetStream, name, as string) jetstream.KeyValue {
+	t.Helper()
+	for _, cfg := range eventbus.Buckets(eventbus.StreamOptions{}) {
+		if cfg.Bucket != name {
+			continue
+		}
+		if as != "" {
+			cfg.Bucket = as
+		}
+		kv, err := js.CreateOrUpdateKeyValue(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kv
+	}
+	t.Fatalf("eventbus defines no bucket %s", name)
+	return nil
+}
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 

@@ -6,6 +6,7 @@ require (
 	github.com/b24hub/b24hub/libs/b24event v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/bitrix v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/eventbus v0.0.0-00010101000000-000000000000
+	github.com/b24hub/b24hub/libs/fakeportal v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/natstest v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/pgtest v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/portals v0.0.0-00010101000000-000000000000

@@ -23,7 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/b24hub/b24hub/libs/bitrix"
+	"github.com/b24hub/b24hub/libs/consumer/bitrixport"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/portals"
 	"github.com/b24hub/b24hub/services/subscriptions/internal/allowlist"
@@ -132,11 +132,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	// Every replica and service calling a portal shares its leaky bucket
 	// (§4.5), so the limiter state lives in NATS KV.
-	kvRate, err := js.KeyValue(ctx, eventbus.BucketRateLimit)
-	if err != nil {
-		return nil, fmt.Errorf("subscriptions: bucket %s: %w (run `b24ctl topology apply`)", eventbus.BucketRateLimit, err)
-	}
-	limiter, err := bitrix.NewKVLimiter(kvRate, bitrix.KVLimiterConfig{})
+	limiter, err := bitrixport.SharedLimiter(ctx, js)
 	if err != nil {
 		return nil, fmt.Errorf("subscriptions: %w", err)
 	}

@@ -76,19 +76,26 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		}
 		go reg.WatchFile(ctx, cfg.PortalsFile, 5*time.Second, log)
 	}
-	if js, err := jetstream.New(nc); err == nil {
-		if kv, err := js.KeyValue(ctx, eventbus.BucketPortals); err == nil {
-			if err := reg.WatchKV(ctx, kv, log); err != nil {
-				return err
-			}
-		} else {
-			log.WarnContext(ctx, "portals bucket missing; only the portals file is used", "error", err)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if kv, err := js.KeyValue(ctx, eventbus.BucketPortals); err == nil {
+		if err := reg.WatchKV(ctx, kv, log); err != nil {
+			return err
 		}
+	} else {
+		log.WarnContext(ctx, "portals bucket missing; only the portals file is used", "error", err)
+	}
+	// Every replica of every service shares one leaky bucket per portal.
+	clients, err := bitrixport.SharedClients(ctx, js, reg, bitrix.WithLogger(log))
+	if err != nil {
+		return err
 	}
 
 	svc, err := telephony.New(cfg, telephony.Deps{
 		NC: nc, Pool: pool, Logger: log,
-		Portals: bitrixport.NewRegistryClients(reg, bitrix.WithLogger(log)),
+		Portals: clients,
 	})
 	if err != nil {
 		return err
