@@ -195,7 +195,7 @@ func (l *KVLimiter) reserve(ctx context.Context, p *kvPortal, portal string, r R
 		case err == nil:
 			p.state, p.rev = next, rev
 			return n, 0, nil
-		case errors.Is(err, jetstream.ErrKeyExists):
+		case isRevisionConflict(err):
 			p.known = false // someone else spent slots; re-read
 		default:
 			return 0, 0, fmt.Errorf("bitrix: limiter update %s: %w", key, err)
@@ -256,7 +256,7 @@ func (l *KVLimiter) Saturated(ctx context.Context, portal string, r Rate) error 
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !isRevisionConflict(err) {
 			return fmt.Errorf("bitrix: limiter update %s: %w", key, err)
 		}
 	}
