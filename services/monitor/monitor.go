@@ -165,6 +165,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 
 	opts := ingest.Options{BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait,
+		Tracer: deps.TracerProvider.Tracer("github.com/b24hub/b24hub/services/monitor/internal/ingest"),
 		OnWrite: func(d string, n int, _ time.Duration) {
 			s.ingested.Add(context.Background(), int64(n), metric.WithAttributes(attribute.String("consumer", d)))
 		},

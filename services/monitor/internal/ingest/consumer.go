@@ -16,6 +16,7 @@ import (
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Durable consumer names. They are public API: renaming one makes the
@@ -86,6 +87,10 @@ type Options struct {
 	OnWrite func(durable string, n int, d time.Duration)
 	// OnFailure, when set, is called after every failed write attempt.
 	OnFailure func(durable string, err error)
+	// Tracer, when set, records one "process <durable>" span per message,
+	// child of the trace context in its headers, so an event's trace shows
+	// its ledger write. Default: no spans.
+	Tracer trace.Tracer
 }
 
 func (o Options) withDefaults() Options {
@@ -205,9 +210,11 @@ func (c *Consumer) flush(ctx context.Context, batch []jetstream.Msg) error {
 			raws[i].StreamSeq, raws[i].Timestamp = md.Sequence.Stream, md.Timestamp
 		}
 	}
+	wctx, spans := c.startSpans(ctx, raws)
+	defer spans.end()
 	// A write in progress at shutdown is finished, within the ack wait.
 	write := func() error {
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.AckWait/2)
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(wctx), c.opts.AckWait/2)
 		defer cancel()
 		return c.write(wctx, raws)
 	}
@@ -217,6 +224,7 @@ func (c *Consumer) flush(ctx context.Context, batch []jetstream.Msg) error {
 		start := time.Now()
 		err := write()
 		if err == nil {
+			spans.ok()
 			if c.opts.OnWrite != nil {
 				c.opts.OnWrite(c.spec.Durable, len(batch), time.Since(start))
 			}
@@ -234,6 +242,7 @@ func (c *Consumer) flush(ctx context.Context, batch []jetstream.Msg) error {
 		if c.opts.OnFailure != nil {
 			c.opts.OnFailure(c.spec.Durable, err)
 		}
+		spans.failed(attempt, err)
 		if attempt == 1 || attempt%10 == 0 {
 			c.log.ErrorContext(ctx, "monitor ledger write failed, retrying", "error", err, "batch", len(batch), "attempt", attempt)
 		}
