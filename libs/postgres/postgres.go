@@ -25,12 +25,15 @@ const DefaultURL = "postgres://postgres@127.0.0.1:5432/b24hub?sslmode=disable"
 // Open connects to dsn and returns a pool. When create is true and the
 // database does not exist, it is created first through the server's
 // "postgres" database (convenient locally; in production the database is
-// provisioned by the platform and create is false).
+// provisioned by the platform and create is false). Queries run inside a
+// recording span get a child span each (statement text, never arguments),
+// from the global tracer provider.
 func Open(ctx context.Context, dsn string, create bool) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: parse url: %w", err)
 	}
+	cfg.ConnConfig.Tracer = queryTracer{}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: pool: %w", err)
