@@ -1,0 +1,437 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/b24hub/b24hub/libs/pgtest"
+	"github.com/b24hub/b24hub/libs/telemetry"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The stack-level tests below run the local stack's build() in the test
+// process: embedded JetStream, a fresh PostgreSQL database, the demo portal
+// on an embedded fake Bitrix24 and every service. They differ from
+// TestDemoCurlIsAccepted in that they reach into the stack (restart the
+// broker, stop one service, cut PostgreSQL) and read its log output.
+
+// chaos reports whether the long fault variants were asked for
+// (B24HUB_CHAOS=1, `go tool task chaos`).
+func chaos() bool { return os.Getenv("B24HUB_CHAOS") == "1" }
+
+// pick returns short normally and long under B24HUB_CHAOS=1.
+func pick[T any](short, long T) T {
+	if chaos() {
+		return long
+	}
+	return short
+}
+
+// stackOptions configure startStack.
+type stackOptions struct {
+	// env overrides or adds B24HUB_* variables.
+	env map[string]string
+	// databaseURL is where the stack's pool connects; default a fresh
+	// pgtest database. assertDB is always a direct connection to the same
+	// database.
+	databaseURL, assertDB string
+	// without names runners the test starts itself (or never).
+	without []string
+	// noQuiesce skips waiting for the first reconciliation to be processed.
+	noQuiesce bool
+}
+
+// testStack is a running stack plus what the tests observe.
+type testStack struct {
+	*stack
+	t    *testing.T
+	dir  string
+	logs *syncBuffer
+	db   *pgxpool.Pool // direct to the database, for assertions
+	tel  *telemetry.Telemetry
+
+	mu      sync.Mutex
+	runners map[string]*runner
+	exits   []string // runners that returned while they should have run
+}
+
+type runner struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// syncBuffer is the stack's stdout and log writer.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startStack builds the stack as run() does and starts its runners. Every
+// listener is on a random loopback port. The stack stops when t ends.
+func startStack(t *testing.T, o stackOptions) *testStack {
+	t.Helper()
+	if o.databaseURL == "" {
+		o.databaseURL = pgtest.NewDatabase(t)
+		o.assertDB = o.databaseURL
+	}
+	dir := t.TempDir()
+	env := map[string]string{
+		"B24HUB_DEV_DATA_DIR":  dir,
+		"B24HUB_DEV_NATS_PORT": "-1",
+		"B24HUB_INGRESS_ADDR":  "127.0.0.1:0",
+		"B24HUB_ADMIN_ADDR":    "127.0.0.1:0",
+		"B24HUB_MONITOR_ADDR":  "127.0.0.1:0",
+		"B24HUB_DEV_FAKE_ADDR": "127.0.0.1:0",
+		"B24HUB_LOG_LEVEL":     "info",
+		"B24HUB_DATABASE_URL":  o.databaseURL,
+		// Transient failures (PostgreSQL or the portal away) retry within
+		// seconds, not minutes, so the tests can wait for recovery.
+		"B24HUB_DEALSYNC_BACKOFF":     "500ms,1s,2s",
+		"B24HUB_DEALSYNC_MAX_DELIVER": "40",
+		"B24HUB_DEALSYNC_ACK_WAIT":    "5s",
+		"B24HUB_SHUTDOWN_TIMEOUT":     "5s",
+	}
+	for k, v := range o.env {
+		env[k] = v
+	}
+	getenv := func(k string) string { return env[k] }
+	cfg, err := configFromEnv(getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	log := telemetry.NewLogger(logs, telemetry.ParseLevel(env["B24HUB_LOG_LEVEL"]), "devstack")
+	ctx := context.Background()
+	tel, err := telemetry.Setup(ctx, "b24hub-devstack-test", func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if installTracer != nil {
+		installTracer()
+	}
+	bctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	st, err := build(bctx, cfg, getenv, log, tel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &testStack{stack: st, t: t, dir: dir, logs: logs, tel: tel, runners: map[string]*runner{}}
+	db, err := pgxpool.New(ctx, o.assertDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.db = db
+	t.Cleanup(func() {
+		s.stopAll()
+		st.close()
+		db.Close()
+		_ = tel.Shutdown(context.Background())
+		if t.Failed() {
+			t.Logf("stack log (last 8 KiB):\n%s", tail(logs.String(), 8<<10))
+		}
+	})
+	skip := map[string]bool{}
+	for _, n := range o.without {
+		skip[n] = true
+	}
+	for name, fn := range st.runners() {
+		if !skip[name] {
+			s.start(name, fn)
+		}
+	}
+	// Ready: the ingress answers and every consumer exists.
+	s.eventually("stack ready", 60*time.Second, func() bool {
+		for name, ready := range st.readiness() {
+			if skip[name] {
+				continue
+			}
+			rctx, cancel := context.WithTimeout(ctx, time.Second)
+			err := ready(rctx)
+			cancel()
+			if err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	if !o.noQuiesce {
+		s.quiesce()
+	}
+	return s
+}
+
+// demoDeals is how many deals startDemoFake creates; the subscriptions
+// service's first reconciliation publishes one ONCRMDEALUPDATE for each.
+const demoDeals = 760
+
+// quiesce waits for the first reconciliation (one event per demo deal) to
+// be published and for every consumer to have processed everything, so a
+// test starts from a quiet stack whose deals are all mirrored.
+func (s *testStack) quiesce() {
+	s.t.Helper()
+	ctx := context.Background()
+	idle := 0
+	s.eventually("stack quiet after the first reconciliation", 90*time.Second, func() bool {
+		str, err := s.js.Stream(ctx, eventbus.StreamEvents)
+		if err != nil {
+			return false
+		}
+		info, err := str.Info(ctx)
+		if err != nil || info.State.Msgs < demoDeals {
+			return false
+		}
+		if s.pending() != 0 {
+			idle = 0
+			return false
+		}
+		idle++
+		return idle >= 3
+	})
+}
+
+// pending is the number of messages not yet acknowledged by some consumer
+// of the raw-event and outcome streams.
+func (s *testStack) pending() int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n := 0
+	for _, name := range []string{eventbus.StreamEvents, eventbus.StreamOutcomes} {
+		str, err := s.js.Stream(ctx, name)
+		if err != nil {
+			return -1
+		}
+		for ci := range str.ListConsumers(ctx).Info() {
+			n += int(ci.NumPending) + ci.NumAckPending
+		}
+	}
+	return n
+}
+
+// installTracer, when set by a test, replaces the global tracer provider
+// after telemetry.Setup and before the services are built.
+var installTracer func()
+
+// start runs fn as a named runner until stop or the end of the test. A
+// runner that returns on its own is recorded as a failure.
+func (s *testStack) start(name string, fn func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runner{cancel: cancel, done: make(chan error, 1)}
+	s.mu.Lock()
+	s.runners[name] = r
+	s.mu.Unlock()
+	go func() {
+		err := fn(ctx)
+		if ctx.Err() == nil {
+			s.mu.Lock()
+			s.exits = append(s.exits, fmt.Sprintf("%s: %v", name, err))
+			s.mu.Unlock()
+		}
+		r.done <- err
+	}()
+}
+
+// stop cancels one runner and waits for it (bounded).
+func (s *testStack) stop(name string) error {
+	s.mu.Lock()
+	r := s.runners[name]
+	delete(s.runners, name)
+	s.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("%s did not stop within 30s", name)
+	}
+}
+
+func (s *testStack) stopAll() {
+	s.mu.Lock()
+	var names []string
+	for n := range s.runners {
+		names = append(names, n)
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, n := range names {
+		wg.Go(func() {
+			if err := s.stop(n); err != nil {
+				s.t.Errorf("stop %s: %v", n, err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// checkRunners fails the test when a service returned on its own: in
+// run() that would have stopped the whole stack.
+func (s *testStack) checkRunners() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.exits {
+		s.t.Errorf("service exited on its own: %s", e)
+	}
+}
+
+// eventually polls cond every 100ms until it holds or timeout passes.
+func (s *testStack) eventually(what string, timeout time.Duration, cond func() bool) {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (s *testStack) ingressURL() string { return "http://" + s.ingress.Addr() + "/bitrix24/events" }
+
+// client is an HTTP client for the ingress: short timeout, no retries.
+var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+// postResult is one answered ingress request.
+type postResult struct {
+	status  int
+	id      string
+	took    time.Duration
+	err     error
+	dealID  string
+	started time.Time
+}
+
+// post sends one form body to the ingress.
+func (s *testStack) post(body string) postResult {
+	start := time.Now()
+	resp, err := client.Post(s.ingressURL(), "application/x-www-form-urlencoded", strings.NewReader(body))
+	r := postResult{took: time.Since(start), err: err, started: start}
+	if err != nil {
+		return r
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	r.status, r.took = resp.StatusCode, time.Since(start)
+	if resp.StatusCode == http.StatusOK {
+		if _, after, ok := strings.Cut(string(b), `"id":"`); ok {
+			r.id, _, _ = strings.Cut(after, `"`)
+		}
+	}
+	return r
+}
+
+// tsSeq makes every generated event unique (the message id hashes ts).
+var tsSeq atomic.Int64
+
+func init() { tsSeq.Store(time.Now().Unix()) }
+
+// dealUpdate is a real ONCRMDEALUPDATE for the demo portal about deal id,
+// unique by its ts.
+func (s *testStack) dealUpdate(id int) string {
+	return s.demo.DealUpdateBody(strconv.Itoa(id), tsSeq.Add(1))
+}
+
+// streamMsgIDs returns the Nats-Msg-Id of every message in stream.
+func (s *testStack) streamMsgIDs(stream string) map[string]int {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nc, err := nats.Connect(s.natsURL)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	str, err := js.Stream(ctx, stream)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	info, err := str.Info(ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ids := map[string]int{}
+	for n := uint64(0); n < info.State.Msgs; n++ {
+		m, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			s.t.Fatalf("reading %s: %v after %d of %d", stream, err, n, info.State.Msgs)
+		}
+		ids[m.Headers().Get(eventbus.HeaderMsgID)]++
+	}
+	return ids
+}
+
+// streamSubjects counts the messages per subject in stream.
+func (s *testStack) streamSubjects(stream, filter string) map[string]uint64 {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	str, err := s.js.Stream(ctx, stream)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	info, err := str.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return info.State.Subjects
+}
+
+// ledgerCounts returns how many of ids have a webhook_events row and how
+// many have a final deal-sync delivery (done or skipped).
+func (s *testStack) ledgerCounts(ids []string) (events, done int) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.db.QueryRow(ctx, `SELECT
+		(SELECT count(DISTINCT id) FROM monitor.webhook_events WHERE id = ANY($1)),
+		(SELECT count(*) FROM monitor.deliveries WHERE event_id = ANY($1) AND consumer = 'deal-sync' AND status IN ('done','skipped'))`,
+		ids).Scan(&events, &done)
+	if err != nil {
+		return -1, -1
+	}
+	return events, done
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
