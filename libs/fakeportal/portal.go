@@ -31,6 +31,7 @@ type Portal struct {
 	ops        *operating
 	rng        *rand.Rand
 	faults     Faults
+	qle        queryLimitFault
 	stats      Stats
 	methods    map[string]int64
 
@@ -275,6 +276,10 @@ func (p *Portal) serveREST(w http.ResponseWriter, r *http.Request) {
 	}
 	p.stats.MaxLevel = p.bucket.max
 	switch {
+	case p.injectQueryLimit(now):
+		p.mu.Unlock()
+		writeError(w, now, &apiError{503, "QUERY_LIMIT_EXCEEDED", "Too many requests"}, time.Time{}, 0)
+		return
 	case faults.HTMLRate > 0 && p.rng.Float64() < faults.HTMLRate:
 		p.stats.InjectedFaults++
 		p.mu.Unlock()
