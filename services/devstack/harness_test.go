@@ -63,6 +63,10 @@ type testStack struct {
 	logs *syncBuffer
 	db   *pgxpool.Pool // direct to the database, for assertions
 	tel  *telemetry.Telemetry
+	// getenv is the environment the services were configured from; dbURL
+	// is where the stack's pool connects.
+	getenv func(string) string
+	dbURL  string
 
 	mu      sync.Mutex
 	runners map[string]*runner
@@ -141,7 +145,8 @@ func startStack(t *testing.T, o stackOptions) *testStack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &testStack{stack: st, t: t, dir: dir, logs: logs, tel: tel, runners: map[string]*runner{}}
+	s := &testStack{stack: st, t: t, dir: dir, logs: logs, tel: tel, runners: map[string]*runner{},
+		getenv: getenv, dbURL: o.databaseURL}
 	db, err := pgxpool.New(ctx, o.assertDB)
 	if err != nil {
 		t.Fatal(err)

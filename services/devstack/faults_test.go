@@ -1,0 +1,344 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/b24hub/b24hub/libs/bitrix"
+	"github.com/b24hub/b24hub/libs/consumer/bitrixport"
+	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/b24hub/b24hub/libs/telemetry"
+	dealsync "github.com/b24hub/b24hub/services/deal-sync"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Fault tests: each runs the whole stack under load, injects one fault for
+// a bounded time and checks that nothing accepted is lost and nothing is
+// done twice. The short variants run in `go tool task test`; B24HUB_CHAOS=1
+// (`go tool task chaos`) selects longer outages and more load.
+
+// TestBrokerKilledUnderLoad shuts the embedded JetStream server down while
+// the ingress takes load, and starts it again on the same port with the
+// same store. Every request answered 200 must be in the stream and in the
+// ledger afterwards; requests during the outage must get 503 within the
+// publish timeout (2 s, plus scheduling margin), never hang; the ingress
+// must recover without help.
+func TestBrokerKilledUnderLoad(t *testing.T) {
+	s := startStack(t, stackOptions{})
+	rate := pick(100, 150)
+	outage := pick(3*time.Second, 10*time.Second)
+	cycles := pick(1, 3)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	l := s.startLoad(ctx, rate, 24, 100_000, s.randomDealUpdate)
+	type window struct{ down, up time.Time }
+	var outages []window
+	for range cycles {
+		time.Sleep(pick(1500*time.Millisecond, 5*time.Second))
+		port := s.ns.Addr().(*net.TCPAddr).Port
+		s.ns.Shutdown()
+		s.ns.WaitForShutdown()
+		// The window is from "fully down" to "about to start": a request
+		// made and answered inside it cannot have reached JetStream.
+		w := window{down: time.Now()}
+		time.Sleep(outage)
+		w.up = time.Now()
+		ns, err := startNATS(s.dir, port)
+		if err != nil {
+			t.Fatalf("restart broker: %v", err)
+		}
+		s.ns = ns
+		if got := ns.Addr().(*net.TCPAddr).Port; got != port {
+			t.Fatalf("broker restarted on port %d, want %d", got, port)
+		}
+		outages = append(outages, w)
+	}
+	time.Sleep(pick(4*time.Second, 8*time.Second))
+	cancel()
+	rs := l.wait()
+
+	// Classify every answer.
+	const maxUnavailable = 3 * time.Second // 2 s publish timeout + margin on a busy 2-core machine
+	var ok, unavailable, during, afterRecovery, afterRecoveryOK int
+	var slowest time.Duration
+	lastUp := outages[len(outages)-1].up
+	for _, r := range rs {
+		switch {
+		case r.err != nil:
+			t.Errorf("request at %s: transport error %v (the ingress must stay up)", r.started.Format("15:04:05.000"), r.err)
+		case r.status == http.StatusOK:
+			ok++
+		case r.status == http.StatusServiceUnavailable:
+			unavailable++
+			slowest = max(slowest, r.took)
+			if r.took > maxUnavailable {
+				t.Errorf("503 after %s, want within %s", r.took, maxUnavailable)
+			}
+		default:
+			t.Errorf("unexpected status %d", r.status)
+		}
+		for _, w := range outages {
+			if r.started.After(w.down) && r.started.Add(r.took).Before(w.up) {
+				during++
+				if r.status == http.StatusOK {
+					t.Errorf("200 for a request made and answered while the broker was down")
+				}
+			}
+		}
+		// Recovery: everything sent 3 s after the last restart succeeds.
+		if r.started.After(lastUp.Add(3 * time.Second)) {
+			afterRecovery++
+			if r.status == http.StatusOK {
+				afterRecoveryOK++
+			}
+		}
+	}
+	t.Logf("%d requests: %d accepted, %d answered 503 (slowest %s), %d made and answered during %d outage(s) of %s; after recovery %d/%d accepted",
+		len(rs), ok, unavailable, slowest.Round(time.Millisecond), during, len(outages), outage, afterRecoveryOK, afterRecovery)
+	if during == 0 || unavailable == 0 {
+		t.Errorf("no request was answered during the outage: the fault did not bite")
+	}
+	if afterRecovery == 0 || afterRecoveryOK != afterRecovery {
+		t.Errorf("ingress did not recover by itself: %d of %d requests after recovery accepted", afterRecoveryOK, afterRecovery)
+	}
+
+	// Nothing accepted is lost: in the stream, then in the ledger, processed by deal-sync.
+	ids := accepted(rs)
+	inStream := s.streamMsgIDs(eventbus.StreamEvents)
+	var missing []string
+	for _, id := range ids {
+		if inStream[id] == 0 {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		t.Fatalf("%d of %d accepted events are not in the stream, e.g. %v", len(missing), len(ids), missing[:min(3, len(missing))])
+	}
+	s.waitLedger(ids, pick(90*time.Second, 5*time.Minute))
+	s.checkRunners()
+}
+
+// waitLedger waits until every id has a ledger row and a final deal-sync
+// delivery (done or skipped).
+func (s *testStack) waitLedger(ids []string, timeout time.Duration) {
+	s.t.Helper()
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	var ev, done int
+	deadline := time.Now().Add(timeout)
+	for {
+		ev, done = s.ledgerCounts(ids)
+		if ev == len(ids) && done == len(ids) {
+			s.t.Logf("ledger complete: %d events recorded, %d done or skipped by deal-sync", ev, done)
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("ledger after %s: %d of %d events recorded, %d done or skipped by deal-sync; dead letters: %v",
+				timeout, ev, len(ids), done, s.deadLetters())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// deadLetters counts the dead-letter stream's messages by subject.
+func (s *testStack) deadLetters() map[string]uint64 {
+	return s.streamSubjects(eventbus.StreamDead, ">")
+}
+
+// stackEnv joins extra variables for startStack.
+func stackEnv(kv ...string) map[string]string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m
+}
+
+// TestConsumerKilledMidBatch runs deal-sync as its own "process" (own NATS
+// connection, own PostgreSQL pool, both through proxies) over a backlog of
+// 760 reconciliation events plus 200 pushes about edited deals, and kills
+// it while it is mirroring: both links are cut at once, so transactions in
+// flight roll back and nothing is acknowledged, as when the process dies.
+// The stack's own deal-sync then takes over. Every deal must be mirrored in
+// its final state with exactly one domain change, and every event must be
+// done in the ledger: no lost event, no double effect.
+func TestConsumerKilledMidBatch(t *testing.T) {
+	// A short ack wait lets the next process get the killed one's messages
+	// soon; a short drain ends the killed one's goroutines soon.
+	s := startStack(t, stackOptions{without: []string{"deal-sync"},
+		env: stackEnv("B24HUB_DEALSYNC_ACK_WAIT", "2s", "B24HUB_SHUTDOWN_TIMEOUT", "1s")})
+	ctx := context.Background()
+	began := time.Now()
+	const edited = 200
+	var ids []string
+	for i := 1; i <= edited; i++ {
+		s.fake.UpdateDeal(int64(i), map[string]string{"STAGE_ID": "WON", "TITLE": fmt.Sprint("Edited deal ", i)}, false)
+		r := s.post(s.dealUpdate(i))
+		if r.status != http.StatusOK {
+			t.Fatalf("push %d: %d %v", i, r.status, r.err)
+		}
+		ids = append(ids, r.id)
+	}
+
+	// The doomed processes: each is killed once it mirrored a few more
+	// batches while others are in flight (three in a row under chaos).
+	for k := range pick(1, 3) {
+		s.runAndKillDealSync(t, began, 120+k*200)
+	}
+
+	// The next process.
+	t.Logf("%s: next deal-sync starts", time.Since(began).Round(time.Millisecond))
+	s.start("deal-sync", s.dealSync.Run)
+	all := s.streamMsgIDs(eventbus.StreamEvents)
+	var every []string
+	for id := range all {
+		every = append(every, id)
+	}
+	s.waitLedger(every, pick(90*time.Second, 3*time.Minute))
+	s.eventually("stack idle", 60*time.Second, func() bool { return s.pending() == 0 })
+	t.Logf("%s: caught up", time.Since(began).Round(time.Millisecond))
+
+	// Exactly one effect per deal.
+	var deals, won int
+	if err := s.db.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE stage_id = 'WON') FROM deal_sync.deals`).Scan(&deals, &won); err != nil {
+		t.Fatal(err)
+	}
+	if deals != demoDeals || won != edited {
+		t.Errorf("mirror: %d deals (%d WON), want %d (%d WON)", deals, won, demoDeals, edited)
+	}
+	s.eventually("outbox published", 30*time.Second, func() bool {
+		var unpublished int
+		_ = s.db.QueryRow(ctx, `SELECT count(*) FROM deal_sync.outbox WHERE published_at IS NULL`).Scan(&unpublished)
+		return unpublished == 0
+	})
+	changes := s.streamSubjects(eventbus.StreamChanges, eventbus.ChangesPrefix+".deal.>")
+	if len(changes) != demoDeals {
+		t.Errorf("%d deals have domain changes, want %d", len(changes), demoDeals)
+	}
+	for subj, n := range changes {
+		if n != 1 {
+			t.Errorf("%s: %d domain changes, want exactly 1", subj, n)
+		}
+	}
+	if dl := s.deadLetters(); len(dl) > 0 {
+		t.Errorf("dead letters: %v", dl)
+	}
+	s.checkRunners()
+}
+
+// newDealSync builds a deal-sync like the stack's, on its own connections.
+func (s *testStack) newDealSync(t *testing.T, nc *nats.Conn, pool *pgxpool.Pool) *dealsync.Service {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(context.Background(), eventbus.BucketRateLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limiter, err := bitrix.NewKVLimiter(kv, bitrix.KVLimiterConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := dealsync.ConfigFromEnv(s.getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := dealsync.New(cfg, dealsync.Deps{NC: nc, Pool: pool, Logger: telemetry.NewLogger(s.logs, slog.LevelInfo, "doomed-deal-sync"),
+		Portals: bitrixport.NewRegistryClients(s.reg, bitrix.WithLimiter(limiter))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+func (s *testStack) consumerInfo(stream, durable string) (*jetstream.ConsumerInfo, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := s.js.Consumer(ctx, stream, durable)
+	if err != nil {
+		return nil, err
+	}
+	return c.Info(ctx)
+}
+
+// hostPort is the host:port of a database URL.
+func hostPort(t testing.TB, dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "5432")
+	}
+	return u.Host
+}
+
+// viaProxy is dsn with its host:port replaced by addr.
+func viaProxy(t testing.TB, dsn, addr string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = addr
+	return u.String()
+}
+
+// runAndKillDealSync starts a deal-sync on its own links and kills it once
+// at least killAt deals are mirrored.
+func (s *testStack) runAndKillDealSync(t *testing.T, began time.Time, killAt int) {
+	ctx := context.Background()
+	t.Logf("%s: doomed deal-sync starts", time.Since(began).Round(time.Millisecond))
+	natsProxy := newProxy(t, s.ns.Addr().String())
+	pgProxy := newProxy(t, hostPort(t, s.dbURL))
+	doomedNC, err := nats.Connect("nats://"+natsProxy.Addr(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doomedPool, err := pgxpool.New(ctx, viaProxy(t, s.dbURL, pgProxy.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doomed := s.newDealSync(t, doomedNC, doomedPool)
+	dctx, dcancel := context.WithCancel(ctx)
+	ddone := make(chan error, 1)
+	go func() { ddone <- doomed.Run(dctx) }()
+
+	var mirrored, ackPending int
+	s.eventually("doomed deal-sync mirroring", 60*time.Second, func() bool {
+		_ = s.db.QueryRow(ctx, `SELECT count(*) FROM deal_sync.deals`).Scan(&mirrored)
+		return mirrored >= killAt
+	})
+	natsProxy.cut()
+	pgProxy.cut()
+	if ci, err := s.consumerInfo(eventbus.StreamEvents, "deal-sync"); err == nil {
+		ackPending = ci.NumAckPending
+	}
+	_ = s.db.QueryRow(ctx, `SELECT count(*) FROM deal_sync.deals`).Scan(&mirrored)
+	t.Logf("%s: killed with %d of %d deals mirrored and %d messages delivered but unacknowledged",
+		time.Since(began).Round(time.Millisecond), mirrored, demoDeals, ackPending)
+	if ackPending == 0 || mirrored >= demoDeals {
+		t.Fatalf("the kill did not land mid-work (ack pending %d, mirrored %d)", ackPending, mirrored)
+	}
+	// A dead process does not drain: close what is left of it and go on.
+	doomedNC.Close()
+	dcancel()
+	t.Cleanup(func() {
+		select {
+		case <-ddone:
+		case <-time.After(30 * time.Second):
+			t.Log("killed deal-sync goroutines still running after 30s")
+		}
+		doomedPool.Close()
+	})
+}
