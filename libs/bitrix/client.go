@@ -362,9 +362,13 @@ func (c *Client) endpoint(ctx context.Context) (*url.URL, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	u, err := url.Parse(tok.ClientEndpoint)
+	base := tok.ClientEndpoint
+	if base == "" {
+		base = c.oauth.cfg.ClientEndpoint
+	}
+	u, err := url.Parse(base)
 	if err != nil || u.Host == "" {
-		return nil, "", &Error{Description: fmt.Sprintf("stored token has no usable client_endpoint %q", tok.ClientEndpoint), kind: KindAuth}
+		return nil, "", &Error{Description: fmt.Sprintf("stored token has no usable client_endpoint %q", base), kind: KindAuth}
 	}
 	if !strings.HasSuffix(u.Path, "/") {
 		u.Path += "/"

@@ -32,6 +32,11 @@ type OAuthConfig struct {
 	// LeaseTTL bounds how long one replica may hold the refresh lease before
 	// another may take over. Default 30s.
 	LeaseTTL time.Duration
+	// ClientEndpoint is the portal's REST base (https://{portal}/rest/),
+	// e.g. from the portal registry, used while the stored token names
+	// none. Optional: the stored token's client_endpoint wins, because the
+	// client keeps it current when the portal is renamed (§4.1).
+	ClientEndpoint string
 }
 
 // Validate checks required fields.

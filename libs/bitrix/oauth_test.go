@@ -2,9 +2,8 @@ package bitrix_test
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"errors"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -44,6 +43,71 @@ func TestOAuthRefreshOnExpiry(t *testing.T) {
 	if _, err := c.GetDeal(ctx, 999); !errors.Is(err, bitrix.KindNotFound) || p.Stats().Refreshes != 1 {
 		t.Fatalf("not found refreshed: %v", err)
 	}
+}
+
+// TestOAuthClientEndpointFallback: a stored token without a
+// client_endpoint is used with the configured one (the portal registry's);
+// a stored one wins.
+func TestOAuthClientEndpointFallback(t *testing.T) {
+	ctx := context.Background()
+	p := newFake(t, fakeportal.Config{})
+	in := p.InstallApp(fakeportal.App{ClientID: "local.b24hub", ClientSecret: "s3cret"})
+	id := bitrix.ID(p.CreateDeal(nil, false))
+	for _, tt := range []struct {
+		name           string
+		stored, config string
+		wantHost       string // "" means no call may be made
+	}{
+		{"stored only", in.ClientEndpoint, "", in.Domain},
+		{"config only", "", in.ClientEndpoint, in.Domain},
+		{"stored wins", in.ClientEndpoint, "http://elsewhere.invalid/rest/", in.Domain},
+		{"neither", "", "", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			store := &bitrix.MemoryTokenStore{}
+			store.Put(in.MemberID, bitrix.Token{AccessToken: in.AccessToken, RefreshToken: in.RefreshToken,
+				ClientEndpoint: tt.stored, ServerEndpoint: in.ServerEndpoint, MemberID: in.MemberID})
+			hc := p.Client()
+			hosts := &hostRecorder{next: hc.Transport}
+			hc.Transport = hosts
+			c, err := bitrix.New(bitrix.Config{OAuth: &bitrix.OAuthConfig{ClientID: in.ClientID, ClientSecret: in.ClientSecret,
+				MemberID: in.MemberID, Store: store, ClientEndpoint: tt.config}},
+				bitrix.WithHTTPClient(hc), bitrix.WithLogger(quiet()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.GetDeal(ctx, id)
+			switch {
+			case tt.wantHost == "" && !errors.Is(err, bitrix.KindAuth):
+				t.Fatalf("want an auth error, got %v", err)
+			case tt.wantHost != "" && err != nil:
+				t.Fatalf("GetDeal: %v", err)
+			}
+			if got := hosts.seen(); (tt.wantHost == "" && len(got) != 0) || (tt.wantHost != "" && (len(got) != 1 || got[0] != tt.wantHost)) {
+				t.Fatalf("called hosts %v, want %q", got, tt.wantHost)
+			}
+		})
+	}
+}
+
+// hostRecorder records the host of every request.
+type hostRecorder struct {
+	next  http.RoundTripper
+	mu    sync.Mutex
+	hosts []string
+}
+
+func (h *hostRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
+	h.mu.Lock()
+	h.hosts = append(h.hosts, r.URL.Host)
+	h.mu.Unlock()
+	return h.next.RoundTrip(r)
+}
+
+func (h *hostRecorder) seen() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.hosts...)
 }
 
 func TestInvalidGrantAsksToReauthorize(t *testing.T) {
@@ -126,10 +190,11 @@ func TestTwoReplicasRefreshOnceNATSStore(t *testing.T) {
 		// Each replica has its own connection and KV handle.
 		_, js := srv.JetStream(t)
 		kv := platformBucket(t, js, eventbus.BucketTokens, "")
-		block, _ := aes.NewCipher(key)
-		aead, _ := cipher.NewGCM(block)
-		var err error
-		if stores[i], err = bitrix.NewKVTokenStore(kv, aead); err != nil {
+		sealer, err := bitrix.NewTokenCipher(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stores[i], err = bitrix.NewKVTokenStore(kv, sealer); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/b24hub/b24hub/libs/consumer"
+	"github.com/b24hub/b24hub/libs/consumer/bitrixport"
 	"github.com/b24hub/b24hub/libs/postgres"
 )
 
@@ -23,6 +24,15 @@ type Config struct {
 	// optional (portals installed as apps arrive through NATS KV), no
 	// default. Read by cmd/deal-sync.
 	PortalsFile string
+	// App holds what calling portals installed as the application needs:
+	// B24HUB_CREDENTIALS_KEY (or _FILE) opens the tokens the subscriptions
+	// service stores in B24_TOKENS, B24HUB_CREDENTIALS_OLD_KEYS during a key
+	// rotation, B24HUB_APP_CLIENT_ID and B24HUB_APP_CLIENT_SECRET (or
+	// _FILE) refresh them. All optional: without them only webhook portals
+	// are called, and events of installed portals are dead-lettered (replay
+	// them once configured). Secrets are never logged. Read by
+	// cmd/deal-sync (the local stack reads it too).
+	App bitrixport.App
 	// SyncLockField is the deal field an external writer sets to flag a
 	// sync write. B24HUB_DEALSYNC_SYNC_LOCK_FIELD, optional, default
 	// UF_CRM_SYNC_LOCK; "-" disables the flag.
@@ -74,6 +84,11 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		c.DatabaseURL = v
 	}
 	c.PortalsFile = getenv("B24HUB_PORTALS_FILE")
+	app, err := bitrixport.AppFromEnv(getenv)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.App = app
 	switch v := getenv("B24HUB_DEALSYNC_SYNC_LOCK_FIELD"); v {
 	case "":
 	case "-":
@@ -102,7 +117,6 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			*dst = d
 		}
 	}
-	var err error
 	if c.Events, err = consumer.TuningFromEnv(getenv, "B24HUB_DEALSYNC_"); err != nil {
 		errs = append(errs, err)
 	}

@@ -118,8 +118,15 @@ func fastConfig() dealsync.Config {
 // ends or stop is called.
 func (e *env) start(cfg dealsync.Config, client *bitrix.Client) (stop func()) {
 	e.t.Helper()
+	return e.startWith(cfg, bitrixport.Static{Client: client})
+}
+
+// startWith is start with the service's own source of clients, e.g. the
+// one its command builds (bitrixport.SharedClients).
+func (e *env) startWith(cfg dealsync.Config, clients bitrixport.Clients) (stop func()) {
+	e.t.Helper()
 	nc := e.srv.Connect(e.t)
-	svc, err := dealsync.New(cfg, dealsync.Deps{NC: nc, Pool: e.pool, Logger: quiet(), Portals: bitrixport.Static{Client: client}})
+	svc, err := dealsync.New(cfg, dealsync.Deps{NC: nc, Pool: e.pool, Logger: quiet(), Portals: clients})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -136,17 +136,19 @@ func build(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	}
 	env := overlayEnv(getenv, defaults)
 
-	// Every service that calls portals shares one leaky bucket per portal
-	// through NATS KV, as replicas do in production.
-	kvLimit, err := st.js.KeyValue(ctx, eventbus.BucketRateLimit)
+	// Every service that calls portals builds its clients as its command
+	// does: one leaky bucket per portal shared through NATS KV, as replicas
+	// do in production, and installed portals called with the tokens the
+	// subscriptions service stores (when B24HUB_APP_CLIENT_ID and _SECRET
+	// are set).
+	app, err := bitrixport.AppFromEnv(env)
 	if err != nil {
 		return nil, err
 	}
-	limiter, err := bitrix.NewKVLimiter(kvLimit, bitrix.KVLimiterConfig{})
+	clients, err := bitrixport.SharedClients(ctx, st.js, st.reg, app, bitrix.WithLogger(log))
 	if err != nil {
 		return nil, err
 	}
-	clients := bitrixport.NewRegistryClients(st.reg, bitrix.WithLimiter(limiter), bitrix.WithLogger(log))
 
 	icfg, err := ingress.ConfigFromEnv(env)
 	if err != nil {

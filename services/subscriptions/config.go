@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/b24hub/b24hub/services/subscriptions/internal/credentials"
+	"github.com/b24hub/b24hub/libs/consumer/bitrixport"
 )
 
 // Config is the service configuration. Every field is read from one
@@ -87,13 +87,19 @@ func mask(s string) string {
 	return "***"
 }
 
+// App returns the application settings in the form every service shares
+// (bitrixport.App): the credentials key and the app's client id and secret.
+func (c Config) App() bitrixport.App {
+	return bitrixport.App{ClientID: c.AppClientID, ClientSecret: c.AppClientSecret,
+		CredentialsKey: c.CredentialsKey, OldCredentialsKeys: c.OldCredentialsKeys}
+}
+
 // ConfigFromEnv reads the configuration. It fails on a value that does not
 // parse and when the credentials key is missing, naming the variable.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c := Config{
 		SubscriptionsFile: getenv("B24HUB_SUBSCRIPTIONS_FILE"),
 		HandlerURL:        strings.TrimRight(getenv("B24HUB_HANDLER_URL"), "/"),
-		AppClientID:       getenv("B24HUB_APP_CLIENT_ID"),
 		SyncInterval:      10 * time.Minute, ReconcileInterval: 5 * time.Minute,
 		ReconcileOverlap: time.Minute, ReconcileLookback: time.Hour,
 		OfflinePollInterval: time.Minute, ProbeInterval: 5 * time.Minute,
@@ -101,28 +107,16 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		InstanceID: getenv("B24HUB_INSTANCE_ID"),
 	}
 	var errs []error
-	key, err := secret(getenv, "B24HUB_CREDENTIALS_KEY")
-	switch {
-	case err != nil:
+	// The application settings are read like every service reads them
+	// (bitrixport.AppFromEnv); only here is the key required.
+	app, err := bitrixport.AppFromEnv(getenv)
+	if err != nil {
 		errs = append(errs, err)
-	case key == "":
+	} else if len(app.CredentialsKey) == 0 {
 		errs = append(errs, errors.New("B24HUB_CREDENTIALS_KEY (or B24HUB_CREDENTIALS_KEY_FILE) is required: a base64 32-byte key, e.g. from `openssl rand -base64 32`"))
-	default:
-		if c.CredentialsKey, err = credentials.ParseKey(key); err != nil {
-			errs = append(errs, fmt.Errorf("B24HUB_CREDENTIALS_KEY: %w", err))
-		}
 	}
-	for _, k := range splitList(getenv("B24HUB_CREDENTIALS_OLD_KEYS")) {
-		b, err := credentials.ParseKey(k)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("B24HUB_CREDENTIALS_OLD_KEYS: %w", err))
-			continue
-		}
-		c.OldCredentialsKeys = append(c.OldCredentialsKeys, b)
-	}
-	if c.AppClientSecret, err = secret(getenv, "B24HUB_APP_CLIENT_SECRET"); err != nil {
-		errs = append(errs, err)
-	}
+	c.CredentialsKey, c.OldCredentialsKeys = app.CredentialsKey, app.OldCredentialsKeys
+	c.AppClientID, c.AppClientSecret = app.ClientID, app.ClientSecret
 	c.AllowedHosts = splitList(getenv("B24HUB_INSTALL_ALLOWED_HOSTS"))
 	for name, dst := range map[string]*time.Duration{
 		"B24HUB_SYNC_INTERVAL": &c.SyncInterval, "B24HUB_RECONCILE_INTERVAL": &c.ReconcileInterval,
@@ -149,22 +143,6 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		c.InstanceID = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 	return c, errors.Join(errs...)
-}
-
-// secret reads NAME or the file named by NAME_FILE (not both).
-func secret(getenv func(string) string, name string) (string, error) {
-	v, path := getenv(name), getenv(name+"_FILE")
-	if path == "" {
-		return strings.TrimSpace(v), nil
-	}
-	if v != "" {
-		return "", fmt.Errorf("set %s or %s_FILE, not both", name, name)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("%s_FILE: %w", name, err)
-	}
-	return strings.TrimSpace(string(b)), nil
 }
 
 func splitList(s string) []string {

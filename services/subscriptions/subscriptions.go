@@ -23,11 +23,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/b24hub/b24hub/libs/bitrix"
 	"github.com/b24hub/b24hub/libs/consumer/bitrixport"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/portals"
 	"github.com/b24hub/b24hub/services/subscriptions/internal/allowlist"
-	"github.com/b24hub/b24hub/services/subscriptions/internal/credentials"
 	"github.com/b24hub/b24hub/services/subscriptions/internal/desired"
 	"github.com/b24hub/b24hub/services/subscriptions/internal/install"
 	"github.com/b24hub/b24hub/services/subscriptions/internal/lease"
@@ -78,7 +78,7 @@ type Service struct {
 
 	want    atomic.Pointer[desired.Set]
 	clients *restclient.Factory
-	creds   *credentials.Store
+	creds   *bitrix.KVTokenStore
 	install *install.Verifier
 	pump    *offline.Pump
 	recon   *reconcile.Reconciler
@@ -112,19 +112,16 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("subscriptions: B24HUB_INSTALL_ALLOWED_HOSTS: %w", err)
 	}
-	cipher, err := credentials.NewCipher(cfg.CredentialsKey, cfg.OldCredentialsKeys...)
-	if err != nil {
-		return nil, fmt.Errorf("subscriptions: B24HUB_CREDENTIALS_KEY: %w", err)
-	}
 	js, err := jetstream.New(deps.NC)
 	if err != nil {
 		return nil, fmt.Errorf("subscriptions: jetstream: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	kvTokens, err := js.KeyValue(ctx, eventbus.BucketTokens)
+	// Installs are stored where, and how, every consumer reads them.
+	creds, err := bitrixport.SharedTokens(ctx, js, cfg.App())
 	if err != nil {
-		return nil, fmt.Errorf("subscriptions: bucket %s: %w (run `b24ctl topology apply`)", eventbus.BucketTokens, err)
+		return nil, fmt.Errorf("subscriptions: %w", err)
 	}
 	kvPortals, err := js.KeyValue(ctx, eventbus.BucketPortals)
 	if err != nil {
@@ -140,7 +137,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	pub := eventbus.NewPublisher(js)
 	s := &Service{
 		cfg: cfg, deps: deps, log: deps.Logger, m: m, js: js, store: st, pub: pub,
-		creds:     credentials.NewStore(kvTokens, cipher),
+		creds:     creds,
 		pump:      offline.New(pub, st),
 		recon:     reconcile.New(reconcile.Config{Overlap: cfg.ReconcileOverlap, InitialLookback: cfg.ReconcileLookback}, pub, st),
 		prober:    probe.New(st),

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/b24hub/b24hub/libs/consumer"
+	"github.com/b24hub/b24hub/libs/consumer/bitrixport"
 	"github.com/b24hub/b24hub/libs/postgres"
 )
 
@@ -19,6 +20,15 @@ type Config struct {
 	// PortalsFile is the portal registry file (incoming webhook URLs).
 	// B24HUB_PORTALS_FILE, optional, no default. Read by cmd/telephony.
 	PortalsFile string
+	// App holds what calling portals installed as the application needs:
+	// B24HUB_CREDENTIALS_KEY (or _FILE) opens the tokens the subscriptions
+	// service stores in B24_TOKENS, B24HUB_CREDENTIALS_OLD_KEYS during a key
+	// rotation, B24HUB_APP_CLIENT_ID and B24HUB_APP_CLIENT_SECRET (or
+	// _FILE) refresh them. All optional: without them only webhook portals
+	// are called, and events of installed portals are dead-lettered (replay
+	// them once configured). Secrets are never logged. Read by
+	// cmd/telephony (the local stack reads it too).
+	App bitrixport.App
 	// RecordingWait is how long after a call ends a missing recording is
 	// waited for before "none" is recorded. B24HUB_TELEPHONY_RECORDING_WAIT,
 	// optional, default 60s.
@@ -54,6 +64,11 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		c.DatabaseURL = v
 	}
 	c.PortalsFile = getenv("B24HUB_PORTALS_FILE")
+	app, err := bitrixport.AppFromEnv(getenv)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.App = app
 	for name, dst := range map[string]*time.Duration{
 		"B24HUB_TELEPHONY_RECORDING_WAIT": &c.RecordingWait, "B24HUB_TELEPHONY_RECORDING_POLL": &c.RecordingPoll,
 		"B24HUB_TELEPHONY_OUTBOX_INTERVAL": &c.OutboxInterval, "B24HUB_SHUTDOWN_TIMEOUT": &c.DrainTimeout,
@@ -66,7 +81,6 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			*dst = d
 		}
 	}
-	var err error
 	if c.Consumer, err = consumer.TuningFromEnv(getenv, "B24HUB_TELEPHONY_"); err != nil {
 		errs = append(errs, err)
 	}

@@ -1,8 +1,11 @@
-// Package bitrixport connects consumers to Bitrix24: a source of REST
-// clients per portal built from the portal registry (stored credentials,
-// never an event's own token), and the mapping of the REST client's error
-// kinds onto the consumer runtime's error vocabulary, so that
-// OVERLOAD_LIMIT or a rejected refresh token shows up in Outcome.error_kind.
+// Package bitrixport connects consumers to Bitrix24: REST clients per
+// portal built from the portal registry and stored credentials (an
+// incoming webhook from the portals file, or an installed application's
+// OAuth tokens from B24_TOKENS; never an event's own token), all sharing
+// one leaky bucket per portal in B24_RATELIMIT ([SharedClients]); and the
+// mapping of the REST client's error kinds onto the consumer runtime's
+// error vocabulary, so that OVERLOAD_LIMIT or a rejected refresh token
+// shows up in Outcome.error_kind.
 package bitrixport
 
 import (
@@ -34,50 +37,125 @@ type Lookup interface {
 	Lookup(memberID string) (portals.Portal, bool)
 }
 
-// RegistryClients builds one bitrix.Client per portal from the registry's
-// incoming-webhook URL and rate plan, and keeps it (so its rate limiter and
-// method pauses persist). A changed webhook URL or plan builds a new client.
+// OAuthApp lets RegistryClients call portals installed as an application:
+// the application's credentials and the store holding each install's
+// tokens.
+type OAuthApp struct {
+	// ClientID and ClientSecret authenticate token refreshes. Required.
+	ClientID     string
+	ClientSecret string // see ClientID
+	// Tokens holds each installed portal's tokens by member_id. Required:
+	// in services a bitrix.KVTokenStore on eventbus.BucketTokens, which the
+	// subscriptions service fills on install (see SharedClients).
+	Tokens bitrix.TokenStore
+}
+
+// Validate reports a missing field.
+func (a OAuthApp) Validate() error {
+	if a.ClientID == "" || a.ClientSecret == "" || a.Tokens == nil {
+		return errors.New("bitrixport: OAuthApp needs ClientID, ClientSecret and Tokens")
+	}
+	return nil
+}
+
+// RegistryClients builds one bitrix.Client per portal from the registry
+// record and keeps it (so its access token, rate limiter and method pauses
+// persist); a changed record builds a new one:
+//
+//   - a portal with an incoming-webhook URL (the portals file) gets a
+//     webhook client;
+//   - a portal installed as an application (a record with a
+//     client_endpoint and no webhook URL, written by the subscriptions
+//     service) gets an OAuth client whose tokens come from the OAuthApp's
+//     store and are refreshed through the portal's OAuth server
+//     (server_endpoint), once per expiry across every replica.
 type RegistryClients struct {
-	reg  Lookup
-	opts []bitrix.Option
+	reg   Lookup
+	opts  []bitrix.Option
+	oauth *OAuthApp // nil: installed portals cannot be called
+	// noOAuth says why installed portals cannot be called.
+	noOAuth string
 
 	mu      sync.Mutex
 	clients map[string]cached
 }
 
 type cached struct {
-	webhook, plan string
-	c             *bitrix.Client
+	webhook, endpoint, plan string
+	c                       *bitrix.Client
 }
 
-// NewRegistryClients returns Clients backed by reg; opts are passed to every
-// bitrix.New (limiter, logger, tracer...).
+// NewRegistryClients returns Clients backed by reg for portals with an
+// incoming-webhook URL; installed (OAuth) portals fail with
+// ErrNoCredentials. opts are passed to every bitrix.New (limiter, logger,
+// tracer...).
 func NewRegistryClients(reg Lookup, opts ...bitrix.Option) *RegistryClients {
-	return &RegistryClients{reg: reg, opts: opts, clients: map[string]cached{}}
+	return &RegistryClients{reg: reg, opts: opts, clients: map[string]cached{},
+		noOAuth: "this service has no application credentials (B24HUB_CREDENTIALS_KEY, B24HUB_APP_CLIENT_ID, B24HUB_APP_CLIENT_SECRET)"}
+}
+
+// NewOAuthRegistryClients is NewRegistryClients that also calls portals
+// installed as app.
+func NewOAuthRegistryClients(reg Lookup, app OAuthApp, opts ...bitrix.Option) (*RegistryClients, error) {
+	if err := app.Validate(); err != nil {
+		return nil, err
+	}
+	r := NewRegistryClients(reg, opts...)
+	r.oauth, r.noOAuth = &app, ""
+	return r, nil
 }
 
 // ClientFor returns the portal's client. It fails with ErrNoCredentials
-// (permanent) for an unknown or inactive portal or one without a webhook URL
-// (OAuth portals are not supported here yet).
-func (r *RegistryClients) ClientFor(_ context.Context, memberID string) (*bitrix.Client, error) {
+// (permanent) for an unknown or inactive portal, a portal with neither a
+// webhook URL nor a client_endpoint, an installed portal when this service
+// has no application credentials, and an installed portal without stored
+// tokens or whose tokens the configured key cannot open (fix the
+// configuration or reinstall, then replay). Failing to reach the token
+// store is transient.
+func (r *RegistryClients) ClientFor(ctx context.Context, memberID string) (*bitrix.Client, error) {
 	p, ok := r.reg.Lookup(memberID)
-	if !ok || !p.Active || p.WebhookURL == "" {
-		return nil, consumer.Permanent(fmt.Errorf("%w %s", ErrNoCredentials, memberID))
+	if !ok || !p.Active {
+		return nil, consumer.Permanent(fmt.Errorf("%w %s: unknown or inactive portal", ErrNoCredentials, memberID))
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if c, ok := r.clients[memberID]; ok && c.webhook == p.WebhookURL && c.plan == p.Plan {
+	want := cached{webhook: p.WebhookURL, plan: p.Plan}
+	if p.WebhookURL == "" {
+		want.endpoint = p.ClientEndpoint
+	}
+	if c, ok := r.clients[memberID]; ok && c.webhook == want.webhook && c.endpoint == want.endpoint && c.plan == want.plan {
 		return c.c, nil
 	}
-	rate := bitrix.DefaultRate
+	cfg := bitrix.Config{MemberID: memberID, Rate: bitrix.DefaultRate}
 	if p.Plan == "enterprise" {
-		rate = bitrix.EnterpriseRate
+		cfg.Rate = bitrix.EnterpriseRate
 	}
-	c, err := bitrix.New(bitrix.Config{WebhookURL: p.WebhookURL, MemberID: memberID, Rate: rate}, r.opts...)
+	switch {
+	case p.WebhookURL != "":
+		cfg.WebhookURL = p.WebhookURL
+	case p.ClientEndpoint == "":
+		return nil, consumer.Permanent(fmt.Errorf("%w %s: neither a webhook URL nor an app install", ErrNoCredentials, memberID))
+	case r.oauth == nil:
+		return nil, consumer.Permanent(fmt.Errorf("%w %s: installed as an app, but %s", ErrNoCredentials, memberID, r.noOAuth))
+	default:
+		if _, _, err := r.oauth.Tokens.Load(ctx, memberID); err != nil {
+			switch {
+			case errors.Is(err, bitrix.ErrTokenNotFound):
+				return nil, consumer.Permanent(fmt.Errorf("%w %s: installed as an app, but no tokens are stored (reinstall the app)", ErrNoCredentials, memberID))
+			case errors.Is(err, bitrix.ErrTokenDecrypt):
+				return nil, consumer.Permanent(fmt.Errorf("%w %s: %w", ErrNoCredentials, memberID, err))
+			}
+			return nil, fmt.Errorf("bitrixport: portal %s: %w", memberID, err)
+		}
+		cfg.OAuth = &bitrix.OAuthConfig{ClientID: r.oauth.ClientID, ClientSecret: r.oauth.ClientSecret,
+			MemberID: memberID, Store: r.oauth.Tokens, ClientEndpoint: p.ClientEndpoint}
+	}
+	c, err := bitrix.New(cfg, r.opts...)
 	if err != nil {
 		return nil, consumer.Permanent(fmt.Errorf("bitrixport: portal %s: %w", memberID, err))
 	}
-	r.clients[memberID] = cached{webhook: p.WebhookURL, plan: p.Plan, c: c}
+	want.c = c
+	r.clients[memberID] = want
 	return c, nil
 }
 

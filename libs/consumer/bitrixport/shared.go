@@ -23,15 +23,52 @@ func SharedLimiter(ctx context.Context, js jetstream.JetStream) (*bitrix.KVLimit
 	return bitrix.NewKVLimiter(kv, bitrix.KVLimiterConfig{})
 }
 
-// SharedClients returns RegistryClients whose every client uses the shared
-// limiter (SharedLimiter). This is how a service builds its clients; opts
-// add the logger, tracer and so on, and cannot replace the limiter.
-func SharedClients(ctx context.Context, js jetstream.JetStream, reg Lookup, opts ...bitrix.Option) (*RegistryClients, error) {
+// SharedClients returns the RegistryClients a service calls portals with:
+// every client uses the shared limiter (SharedLimiter), and when app has a
+// credentials key, portals installed as the application are called with
+// the tokens the subscriptions service stored in eventbus.BucketTokens
+// (sealed with that key; refreshed with app's client id and secret). opts
+// add the logger, tracer and so on; they cannot replace the limiter.
+//
+// It fails when a bucket it needs does not exist. With a key but without
+// the client id or secret, installed portals fail with ErrNoCredentials
+// saying so, as they do without a key.
+func SharedClients(ctx context.Context, js jetstream.JetStream, reg Lookup, app App, opts ...bitrix.Option) (*RegistryClients, error) {
 	lim, err := SharedLimiter(ctx, js)
 	if err != nil {
 		return nil, err
 	}
 	// Last, so that it wins over a WithLimiter in opts.
 	opts = append(append([]bitrix.Option(nil), opts...), bitrix.WithLimiter(lim))
-	return NewRegistryClients(reg, opts...), nil
+	if len(app.CredentialsKey) == 0 {
+		r := NewRegistryClients(reg, opts...)
+		r.noOAuth = "B24HUB_CREDENTIALS_KEY is not set for this service"
+		return r, nil
+	}
+	tokens, err := SharedTokens(ctx, js, app)
+	if err != nil {
+		return nil, err
+	}
+	if !app.CanRefresh() {
+		r := NewRegistryClients(reg, opts...)
+		r.noOAuth = "B24HUB_APP_CLIENT_ID and B24HUB_APP_CLIENT_SECRET are not set for this service"
+		return r, nil
+	}
+	return NewOAuthRegistryClients(reg, OAuthApp{ClientID: app.ClientID, ClientSecret: app.ClientSecret, Tokens: tokens}, opts...)
+}
+
+// SharedTokens returns the platform's token store: a bitrix.KVTokenStore
+// on eventbus.BucketTokens sealed with app's credentials key. The
+// subscriptions service writes installs through it; consumers read and
+// refresh through it. The bucket must exist (eventbus.Provision).
+func SharedTokens(ctx context.Context, js jetstream.JetStream, app App) (*bitrix.KVTokenStore, error) {
+	cipher, err := app.Cipher()
+	if err != nil {
+		return nil, err
+	}
+	kv, err := js.KeyValue(ctx, eventbus.BucketTokens)
+	if err != nil {
+		return nil, fmt.Errorf("bitrixport: bucket %s: %w (run `b24ctl topology apply`)", eventbus.BucketTokens, err)
+	}
+	return bitrix.NewKVTokenStore(kv, cipher)
 }

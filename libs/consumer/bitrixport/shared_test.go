@@ -55,7 +55,7 @@ func TestSharedClientsShareOneBucket(t *testing.T) {
 	const perService = 10
 	for range 2 {
 		_, js := srv.JetStream(t)
-		rc, err := bitrixport.SharedClients(ctx, js, reg, bitrix.WithHTTPClient(p.Client()),
+		rc, err := bitrixport.SharedClients(ctx, js, reg, bitrixport.App{}, bitrix.WithHTTPClient(p.Client()),
 			bitrix.WithLimiter(bitrix.NewLocalLimiter(-1, nil))) // must not win over the shared one
 		if err != nil {
 			t.Fatal(err)
@@ -103,7 +103,7 @@ func TestSharedClientsShareOneBucket(t *testing.T) {
 func TestSharedClientsNeedTheBucket(t *testing.T) {
 	srv := natstest.Start(t) // not provisioned
 	_, js := srv.JetStream(t)
-	_, err := bitrixport.SharedClients(context.Background(), js, portals.NewRegistry())
+	_, err := bitrixport.SharedClients(context.Background(), js, portals.NewRegistry(), bitrixport.App{})
 	if err == nil || !strings.Contains(err.Error(), eventbus.BucketRateLimit) || !strings.Contains(err.Error(), "topology apply") {
 		t.Fatalf("err = %v", err)
 	}

@@ -36,7 +36,8 @@ import (
 )
 
 // Credentials stores a portal's OAuth credentials (encrypted);
-// *credentials.Store implements it.
+// *bitrix.KVTokenStore on B24_TOKENS implements it, the store every service
+// reads installed portals' tokens from.
 type Credentials interface {
 	Put(ctx context.Context, memberID string, tok bitrix.Token) error
 	Delete(ctx context.Context, memberID string) error

@@ -87,8 +87,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	} else {
 		log.WarnContext(ctx, "portals bucket missing; only the portals file is used", "error", err)
 	}
-	// Every replica of every service shares one leaky bucket per portal.
-	clients, err := bitrixport.SharedClients(ctx, js, reg, bitrix.WithLogger(log))
+	// Every replica of every service shares one leaky bucket per portal;
+	// installed portals are called with the tokens in B24_TOKENS.
+	clients, err := bitrixport.SharedClients(ctx, js, reg, cfg.App, bitrix.WithLogger(log))
 	if err != nil {
 		return err
 	}
@@ -110,7 +111,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		return fmt.Errorf("admin listener %s: %w", admin, err)
 	}
 	log.InfoContext(ctx, "tasks starting", "admin", ln.Addr().String(), "nats", natsURL,
-		"database", postgres.Redact(cfg.DatabaseURL), "outbox_interval", cfg.OutboxInterval.String())
+		"database", postgres.Redact(cfg.DatabaseURL), "app", cfg.App.String(), "outbox_interval", cfg.OutboxInterval.String())
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return svc.Run(gctx) })
