@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,14 +49,6 @@ func parseJSON(b []byte) (params, error) {
 		p = map[string]any{}
 	}
 	return params(p), nil
-}
-
-func mergeQuery(p params, q url.Values) {
-	for k, v := range q {
-		if _, ok := p.get(k); !ok && len(v) > 0 {
-			p[k] = v[0]
-		}
-	}
 }
 
 func (p params) get(key string) (any, bool) {

@@ -134,5 +134,5 @@ func Redact(dsn string) string {
 	if _, ok := u.User.Password(); ok {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
 	}
-	return strings.Replace(u.String(), "%2A", "*", -1)
+	return strings.ReplaceAll(u.String(), "%2A", "*")
 }

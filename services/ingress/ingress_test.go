@@ -211,7 +211,7 @@ func TestInstallIsVerifiedBeforeAcceptance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sub.Unsubscribe()
+	defer func() { _ = sub.Unsubscribe() }()
 	install := strings.Replace(strings.Replace(dealUpdate("fresh", "1"), "ONCRMDEALUPDATE", "ONAPPINSTALL", 1), member, "newportal", 1)
 	form := "application/x-www-form-urlencoded"
 	if code, body := post(t, st.base+"/bitrix24/events", form, install); code != http.StatusOK {

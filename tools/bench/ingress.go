@@ -105,7 +105,7 @@ func benchIngress(ctx context.Context, out io.Writer, d time.Duration) error {
 	if err != nil {
 		return err
 	}
-	defer tel.Shutdown(context.Background())
+	defer func() { _ = tel.Shutdown(context.Background()) }()
 
 	reg := portals.NewRegistry()
 	if err := reg.Put(portals.SourceFile, portals.Portal{MemberID: benchMember, TokenSHA256: portals.HashToken(benchToken), Active: true}); err != nil {

@@ -167,7 +167,7 @@ func TestConsumerRetriesAndAcksOnlyAfterWrite(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	var _ jetstream.Consumer = cons
+	_ = jetstream.Consumer(cons)
 }
 
 func waitFor(t *testing.T, ctx context.Context, cond func() bool) {
