@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/b24hub/b24hub/libs/eventbus"
 )
 
 // ErrPermanent marks an error that no retry can fix (bad input, an entity
@@ -68,20 +70,23 @@ func RetryAfter(d time.Duration, err error) error {
 
 // ErrorKinder is implemented by errors that classify themselves for
 // alerting (for example the Bitrix24 client's OVERLOAD_LIMIT or
-// reauthorization errors). The kind lands in Outcome.error_kind.
+// reauthorization errors, see bitrixport.Kinded). The kind lands in
+// Outcome.error_kind; it must be one of the eventbus.ErrorKind constants,
+// the vocabulary the monitor's alert rules accept.
 type ErrorKinder interface {
 	ErrorKind() string
 }
 
 // Error kinds the runtime itself assigns when no error in the chain
-// implements [ErrorKinder].
+// implements [ErrorKinder]. They are eventbus's (the one definition of the
+// vocabulary), named here for handlers and tests.
 const (
-	KindPermanent     = "permanent"
-	KindTransient     = "transient"
-	KindUndecodable   = "undecodable"
-	KindPanic         = "panic"
-	KindMaxDeliveries = "max_deliveries"
-	KindShutdown      = "shutdown"
+	KindPermanent     = eventbus.ErrorKindPermanent
+	KindTransient     = eventbus.ErrorKindTransient
+	KindUndecodable   = eventbus.ErrorKindUndecodable
+	KindPanic         = eventbus.ErrorKindPanic
+	KindMaxDeliveries = eventbus.ErrorKindMaxDeliveries
+	KindShutdown      = eventbus.ErrorKindShutdown
 )
 
 // PanicError is what a recovered handler panic becomes. It is transient:

@@ -218,7 +218,7 @@ func TestPermanentErrorDeadLettersOnce(t *testing.T) {
 type overload struct{}
 
 func (overload) Error() string     { return "OVERLOAD_LIMIT" }
-func (overload) ErrorKind() string { return "overload_limit" }
+func (overload) ErrorKind() string { return eventbus.ErrorKindOverload }
 
 func TestTransientRetriesThenDeadLetters(t *testing.T) {
 	h := newHarness(t)
@@ -235,9 +235,9 @@ func TestTransientRetriesThenDeadLetters(t *testing.T) {
 		got = append(got, fmt.Sprintf("%d:%s:%s", o.Attempt, o.Status, o.ErrorKind))
 	}
 	want := []string{
-		"1:OUTCOME_STATUS_RETRY:overload_limit",
-		"2:OUTCOME_STATUS_RETRY:overload_limit",
-		"3:OUTCOME_STATUS_DEAD:overload_limit",
+		"1:OUTCOME_STATUS_RETRY:overload",
+		"2:OUTCOME_STATUS_RETRY:overload",
+		"3:OUTCOME_STATUS_DEAD:overload",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("outcomes %v, want %v", got, want)

@@ -3,7 +3,10 @@ module github.com/b24hub/b24hub/services/monitor
 go 1.26.0
 
 require (
+	github.com/b24hub/b24hub/libs/bitrix v0.0.0-00010101000000-000000000000
+	github.com/b24hub/b24hub/libs/consumer v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/eventbus v0.0.0-00010101000000-000000000000
+	github.com/b24hub/b24hub/libs/fakeportal v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/natstest v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/pgtest v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/postgres v0.0.0-00010101000000-000000000000
@@ -19,7 +22,7 @@ require (
 	go.opentelemetry.io/otel/sdk v1.47.0
 	go.opentelemetry.io/otel/trace v1.47.0
 	go.yaml.in/yaml/v3 v3.0.5
-	golang.org/x/sync v0.24.0
+	golang.org/x/sync v0.25.0
 	google.golang.org/protobuf v1.36.12
 )
 
@@ -29,7 +32,10 @@ require (
 	github.com/Masterminds/semver/v3 v3.3.0 // indirect
 	github.com/Masterminds/sprig/v3 v3.3.0 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
+	github.com/b24hub/b24hub/libs/b24event v0.0.0-00010101000000-000000000000 // indirect
+	github.com/b24hub/b24hub/libs/portals v0.0.0-00010101000000-000000000000 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/chromedp/cdproto v0.0.0-20260321001828-e3e3800016bc // indirect
@@ -85,12 +91,18 @@ require (
 	google.golang.org/genproto/googleapis/api v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/grpc v1.83.2 // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
 
 replace (
+	github.com/b24hub/b24hub/libs/b24event => ../../libs/b24event
+	github.com/b24hub/b24hub/libs/bitrix => ../../libs/bitrix
+	github.com/b24hub/b24hub/libs/consumer => ../../libs/consumer
 	github.com/b24hub/b24hub/libs/eventbus => ../../libs/eventbus
+	github.com/b24hub/b24hub/libs/fakeportal => ../../libs/fakeportal
 	github.com/b24hub/b24hub/libs/natstest => ../../libs/natstest
 	github.com/b24hub/b24hub/libs/pgtest => ../../libs/pgtest
+	github.com/b24hub/b24hub/libs/portals => ../../libs/portals
 	github.com/b24hub/b24hub/libs/postgres => ../../libs/postgres
 	github.com/b24hub/b24hub/libs/telemetry => ../../libs/telemetry
 	github.com/b24hub/b24hub/proto => ../../proto

@@ -54,7 +54,7 @@ func TestEventToDeliveriesAndReplay(t *testing.T) {
 	traceID := span.SpanContext().TraceID().String()
 	e.publishEvent(parent, envelope("ev-1", "m1", "ONCRMDEALUPDATE", "42", e.clock.Now(), eventsv1.Source_SOURCE_PUSH))
 	span.End()
-	e.publishOutcome(ctx, "ev-1", "deal-sync", "m1", eventsv1.OutcomeStatus_OUTCOME_STATUS_RETRY, 1, "OVERLOAD_LIMIT", "overload_limit")
+	e.publishOutcome(ctx, "ev-1", "deal-sync", "m1", eventsv1.OutcomeStatus_OUTCOME_STATUS_RETRY, 1, "OVERLOAD_LIMIT", eventbus.ErrorKindOverload)
 	e.publishOutcome(ctx, "ev-1", "deal-sync", "m1", eventsv1.OutcomeStatus_OUTCOME_STATUS_DONE, 2, "", "")
 	e.publishOutcome(ctx, "ev-1", "telephony", "m1", eventsv1.OutcomeStatus_OUTCOME_STATUS_SKIPPED, 1, "", "")
 

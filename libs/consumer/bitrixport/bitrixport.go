@@ -17,6 +17,7 @@ import (
 
 	"github.com/b24hub/b24hub/libs/bitrix"
 	"github.com/b24hub/b24hub/libs/consumer"
+	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/portals"
 )
 
@@ -172,14 +173,41 @@ type Kinded struct{ Err error }
 func (k Kinded) Error() string { return k.Err.Error() }
 func (k Kinded) Unwrap() error { return k.Err }
 
-// ErrorKind implements consumer.ErrorKinder with the bitrix kind name
-// (overload, reauthorize, query_limit, ...).
+// ErrorKind implements consumer.ErrorKinder: the bitrix error's kind in the
+// platform vocabulary (eventbus.ErrorKindOverload for OVERLOAD_LIMIT,
+// eventbus.ErrorKindReauthorize, ...), "" for an error that is not from the
+// bitrix client (the runtime then assigns its own).
 func (k Kinded) ErrorKind() string {
 	var e *bitrix.Error
 	if errors.As(k.Err, &e) {
-		return e.Kind().String()
+		return ErrorKind(e.Kind())
 	}
 	return ""
+}
+
+// ErrorKind names a bitrix.Kind in the Outcome.error_kind vocabulary
+// (eventbus.ErrorKinds). An unknown kind is transient, like the errors the
+// runtime cannot classify.
+func ErrorKind(k bitrix.Kind) string {
+	switch k {
+	case bitrix.KindPermanent:
+		return eventbus.ErrorKindPermanent
+	case bitrix.KindTransient:
+		return eventbus.ErrorKindTransient
+	case bitrix.KindQueryLimit:
+		return eventbus.ErrorKindQueryLimit
+	case bitrix.KindOverload:
+		return eventbus.ErrorKindOverload
+	case bitrix.KindOperationLimit:
+		return eventbus.ErrorKindOperationLimit
+	case bitrix.KindAuth:
+		return eventbus.ErrorKindAuth
+	case bitrix.KindReauthorize:
+		return eventbus.ErrorKindReauthorize
+	case bitrix.KindNotFound:
+		return eventbus.ErrorKindNotFound
+	}
+	return eventbus.ErrorKindTransient
 }
 
 // Classify maps an error from the bitrix client onto the consumer

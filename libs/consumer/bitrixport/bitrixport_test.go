@@ -3,11 +3,13 @@ package bitrixport_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/b24hub/b24hub/libs/bitrix"
 	"github.com/b24hub/b24hub/libs/consumer"
 	"github.com/b24hub/b24hub/libs/consumer/bitrixport"
+	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/portals"
 )
 
@@ -18,12 +20,12 @@ func TestClassify(t *testing.T) {
 		verb consumer.Verb
 		kind string
 	}{
-		{&bitrix.Error{Status: 503, Code: bitrix.CodeOverloadLimit}, consumer.VerbNak, "overload"},
-		{&bitrix.Error{Status: 503, Code: bitrix.CodeQueryLimitExceeded}, consumer.VerbNak, "query_limit"},
-		{&bitrix.Error{Status: 400, Code: bitrix.CodeInvalidGrant}, consumer.VerbDead, "reauthorize"},
-		{&bitrix.Error{Status: 401, Code: "INVALID_CREDENTIALS"}, consumer.VerbDead, "auth"},
-		{&bitrix.Error{Status: 400, Code: "ERROR_CORE", Description: "bad"}, consumer.VerbDead, "permanent"},
-		{&bitrix.Error{Status: 502}, consumer.VerbNak, "transient"},
+		{&bitrix.Error{Status: 503, Code: bitrix.CodeOverloadLimit}, consumer.VerbNak, eventbus.ErrorKindOverload},
+		{&bitrix.Error{Status: 503, Code: bitrix.CodeQueryLimitExceeded}, consumer.VerbNak, eventbus.ErrorKindQueryLimit},
+		{&bitrix.Error{Status: 400, Code: bitrix.CodeInvalidGrant}, consumer.VerbDead, eventbus.ErrorKindReauthorize},
+		{&bitrix.Error{Status: 401, Code: "INVALID_CREDENTIALS"}, consumer.VerbDead, eventbus.ErrorKindAuth},
+		{&bitrix.Error{Status: 400, Code: "ERROR_CORE", Description: "bad"}, consumer.VerbDead, eventbus.ErrorKindPermanent},
+		{&bitrix.Error{Status: 502}, consumer.VerbNak, eventbus.ErrorKindTransient},
 		{errors.New("plain"), consumer.VerbNak, consumer.KindTransient},
 	} {
 		act := consumer.Decide(spec, consumer.Attempt{Delivery: 1}, bitrixport.Classify(tt.err))
@@ -33,6 +35,29 @@ func TestClassify(t *testing.T) {
 	}
 	if bitrixport.Classify(nil) != nil {
 		t.Error("Classify(nil) != nil")
+	}
+}
+
+// TestErrorKindVocabulary: every kind of the bitrix client has its own
+// name in the platform vocabulary (eventbus.ErrorKinds), the names the
+// monitor's alert rules accept.
+func TestErrorKindVocabulary(t *testing.T) {
+	seen := map[string]bitrix.Kind{}
+	for k := bitrix.Kind(1); k < 255; k++ {
+		if strings.HasPrefix(k.String(), "kind(") {
+			continue // not a kind the client defines
+		}
+		name := bitrixport.ErrorKind(k)
+		if !eventbus.IsErrorKind(name) {
+			t.Errorf("bitrix kind %v maps to %q, not in eventbus.ErrorKinds %v", k, name, eventbus.ErrorKinds())
+		}
+		if other, dup := seen[name]; dup {
+			t.Errorf("bitrix kinds %v and %v both map to %q", other, k, name)
+		}
+		seen[name] = k
+	}
+	if got := bitrixport.ErrorKind(bitrix.Kind(200)); got != eventbus.ErrorKindTransient {
+		t.Errorf("unknown kind maps to %q", got)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/services/monitor/internal/alert"
 	"github.com/b24hub/b24hub/services/monitor/internal/ledger"
 )
@@ -28,20 +29,36 @@ func TestDefaultRulesParse(t *testing.T) {
 	if len(r.Rules) != 6 || r.Rules[0].Event != "ONCRMDEALUPDATE" || time.Duration(r.Rules[0].MaxQuiet) != 10*time.Minute {
 		t.Fatalf("defaults = %+v", r.Rules)
 	}
+	// The error-kind rules wait for what consumers report.
+	want := map[string]string{"overload-limit": eventbus.ErrorKindOverload, "reauthorization": eventbus.ErrorKindReauthorize}
+	for _, rule := range r.Rules {
+		if rule.Kind != alert.KindErrorKind {
+			continue
+		}
+		if want[rule.Name] != rule.ErrorKind {
+			t.Errorf("default rule %s counts error_kind %q, want %q", rule.Name, rule.ErrorKind, want[rule.Name])
+		}
+		delete(want, rule.Name)
+	}
+	if len(want) != 0 {
+		t.Errorf("default error_kind rules missing: %v", want)
+	}
 }
 
 func TestParseRulesErrors(t *testing.T) {
 	tests := map[string]string{
-		"unknown kind":     "rules: [{name: a, kind: nope}]",
-		"silence no event": "rules: [{name: a, kind: silence, max_quiet: 1m}]",
-		"missing calendar": "rules: [{name: a, kind: silence, event: E, max_quiet: 1m, calendar: x}]",
-		"bad zone":         "calendars: {x: {timezone: Mars/Base}}",
-		"bad day":          "calendars: {x: {days: [someday]}}",
-		"duplicate rule":   "rules: [{name: a, kind: dead_letters}, {name: a, kind: dead_letters}]",
-		"webhook no url":   "sinks: [{type: webhook}]",
-		"unknown field":    "rulez: []",
-		"bad duration":     "evaluate_every: soon",
-		"bad share":        "rules: [{name: a, kind: error_rate, threshold: 3}]",
+		"unknown kind":      "rules: [{name: a, kind: nope}]",
+		"silence no event":  "rules: [{name: a, kind: silence, max_quiet: 1m}]",
+		"missing calendar":  "rules: [{name: a, kind: silence, event: E, max_quiet: 1m, calendar: x}]",
+		"bad zone":          "calendars: {x: {timezone: Mars/Base}}",
+		"bad day":           "calendars: {x: {days: [someday]}}",
+		"duplicate rule":    "rules: [{name: a, kind: dead_letters}, {name: a, kind: dead_letters}]",
+		"webhook no url":    "sinks: [{type: webhook}]",
+		"unknown field":     "rulez: []",
+		"bad duration":      "evaluate_every: soon",
+		"bad share":         "rules: [{name: a, kind: error_rate, threshold: 3}]",
+		"no error kind":     "rules: [{name: a, kind: error_kind}]",
+		"unknown kind name": "rules: [{name: a, kind: error_kind, error_kind: overload_limit}]",
 	}
 	for name, y := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -112,7 +129,7 @@ rules:
   - {name: probe, kind: probe, max_quiet: 15m, portals: [m1]}
   - {name: errors, kind: error_rate, window: 10m, threshold: 0.5, min_attempts: 4}
   - {name: dead, kind: dead_letters, window: 10m}
-  - {name: overload, kind: error_kind, error_kind: overload_limit, window: 10m}
+  - {name: overload, kind: error_kind, error_kind: overload, window: 10m}
 `)
 	now := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC) // Monday noon
 	in := alert.Input{Now: now, Since: now.Add(-time.Hour),
@@ -125,7 +142,7 @@ rules:
 		},
 		Counts: map[time.Duration][]ledger.OutcomeCount{10 * time.Minute: {
 			{Consumer: "deal-sync", Portal: "m1", Kind: "done", N: 2},
-			{Consumer: "deal-sync", Portal: "m1", Kind: "retry", ErrorKind: "overload_limit", N: 3},
+			{Consumer: "deal-sync", Portal: "m1", Kind: "retry", ErrorKind: "overload", N: 3},
 			{Consumer: "tasks", Portal: "m1", Kind: "done", N: 9},
 			{Consumer: "tasks", Portal: "m1", Kind: "dead", N: 1},
 			{Consumer: "tasks", Portal: "m1", Kind: "dead_letter", N: 1},

@@ -14,8 +14,10 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/b24hub/b24hub/libs/eventbus"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -33,9 +35,9 @@ const (
 	// KindDeadLetters fires when a consumer dead-lettered at least
 	// Threshold events in Window.
 	KindDeadLetters = "dead_letters"
-	// KindErrorKind fires when attempts failed with ErrorKind (e.g.
-	// overload_limit, reauthorize) at least Threshold times in Window for a
-	// portal.
+	// KindErrorKind fires when attempts failed with ErrorKind (one of
+	// eventbus.ErrorKinds, e.g. overload, reauthorize) at least Threshold
+	// times in Window for a portal.
 	KindErrorKind = "error_kind"
 )
 
@@ -80,7 +82,10 @@ type Rule struct {
 	// Consumers restrict error_rate, dead_letters and error_kind rules.
 	// Empty means every consumer.
 	Consumers []string `yaml:"consumers" json:"consumers,omitempty"`
-	// ErrorKind is the outcome error_kind an error_kind rule counts; required there.
+	// ErrorKind is the outcome error_kind an error_kind rule counts;
+	// required there, and one of eventbus.ErrorKinds (the vocabulary
+	// consumers emit), so that a misspelt kind is an error, not a rule that
+	// never fires.
 	ErrorKind string `yaml:"error_kind" json:"error_kind,omitempty"`
 	// Window is the look-back of error_rate, dead_letters and error_kind
 	// rules. Default 15m.
@@ -157,7 +162,7 @@ rules:
     threshold: 1
   - name: overload-limit
     kind: error_kind
-    error_kind: overload_limit
+    error_kind: overload
     window: 15m
     threshold: 1
   - name: reauthorization
@@ -310,8 +315,13 @@ func (r *Rule) compile(cals map[string]*Calendar) error {
 		if r.Threshold <= 0 {
 			r.Threshold = 1
 		}
-		if r.Kind == KindErrorKind && r.ErrorKind == "" {
-			return errors.New("error_kind is required")
+		if r.Kind == KindErrorKind {
+			if r.ErrorKind == "" {
+				return errors.New("error_kind is required")
+			}
+			if !eventbus.IsErrorKind(r.ErrorKind) {
+				return fmt.Errorf("error_kind %q is not one consumers report (%s)", r.ErrorKind, strings.Join(eventbus.ErrorKinds(), ", "))
+			}
 		}
 	default:
 		return fmt.Errorf("kind %q is not silence, probe, error_rate, dead_letters or error_kind", r.Kind)

@@ -104,7 +104,8 @@ type Outcome struct {
 	Event    string                 `protobuf:"bytes,9,opt,name=event,proto3" json:"event,omitempty"`
 	EntityId string                 `protobuf:"bytes,10,opt,name=entity_id,json=entityId,proto3" json:"entity_id,omitempty"`
 	At       *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=at,proto3" json:"at,omitempty"`
-	// error_kind classifies error for alerting: e.g. overload_limit, reauthorize,
+	// error_kind classifies error for alerting, one of the kinds defined in
+	// libs/eventbus (ErrorKinds; docs/monitor.md): e.g. overload, reauthorize,
 	// query_limit, permanent, transient, undecodable.
 	ErrorKind     string `protobuf:"bytes,12,opt,name=error_kind,json=errorKind,proto3" json:"error_kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
