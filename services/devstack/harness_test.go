@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -220,9 +221,10 @@ func (s *testStack) quiesce() {
 	})
 }
 
-// pending is the number of messages not yet acknowledged by some consumer
-// of the raw-event and outcome streams.
-func (s *testStack) pending() int {
+// pending is the number of messages not yet acknowledged by the durable
+// consumers named (every consumer when none is named) of the raw-event and
+// outcome streams.
+func (s *testStack) pending(durables ...string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	n := 0
@@ -232,7 +234,9 @@ func (s *testStack) pending() int {
 			return -1
 		}
 		for ci := range str.ListConsumers(ctx).Info() {
-			n += int(ci.NumPending) + ci.NumAckPending
+			if len(durables) == 0 || slices.Contains(durables, ci.Name) {
+				n += int(ci.NumPending) + ci.NumAckPending
+			}
 		}
 	}
 	return n
