@@ -74,6 +74,11 @@ type Options struct {
 	// multi-field bulk edit arriving in a later batch) costs no second
 	// fetch. Default 1m.
 	CoalesceFor time.Duration
+	// Settle is how long after an event's ts the deal is fetched, so that
+	// a second change within the same second (same message id, de-duplicated
+	// by JetStream) is seen too; see consumer.WaitSettled. Default
+	// consumer.DefaultSettle; negative disables.
+	Settle time.Duration
 }
 
 // Handler is the deal-event consumer.
@@ -102,6 +107,9 @@ func New(clients bitrixport.Clients, st *store.Store, relay *outbox.Relay, opt O
 	}
 	if opt.CoalesceFor == 0 {
 		opt.CoalesceFor = time.Minute
+	}
+	if opt.Settle == 0 {
+		opt.Settle = consumer.DefaultSettle
 	}
 	return &Handler{clients: clients, store: st, relay: relay, opt: opt, log: log, now: time.Now, fetched: map[string]time.Time{}}
 }
@@ -174,6 +182,15 @@ func (h *Handler) HandleBatch(ctx context.Context, batch []*consumer.Message[*ev
 	}
 	got, perID := map[bitrix.ID]*bitrix.Deal{}, map[bitrix.ID]error{}
 	if len(fetch) > 0 {
+		var ts []time.Time
+		for _, m := range batch {
+			if m.Payload != nil && m.Payload.GetEventTs() != nil {
+				ts = append(ts, m.Payload.GetEventTs().AsTime())
+			}
+		}
+		if err := consumer.WaitSettled(ctx, h.now(), h.opt.Settle, ts...); err != nil {
+			return fill(errs, deals, err)
+		}
 		got, perID, err = client.GetDeals(ctx, fetch)
 		if err != nil {
 			return fill(errs, deals, bitrixport.Classify(err))
