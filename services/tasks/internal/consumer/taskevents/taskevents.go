@@ -100,6 +100,17 @@ func (h *Handler) HandleBatch(ctx context.Context, batch []*consumer.Message[*ev
 	if err != nil {
 		return consumer.FailAll(len(batch), bitrixport.Classify(err))
 	}
+	// Two changes of one task within the same second share a message id
+	// (whole-second ts), so fetch only once that second has settled.
+	var ts []time.Time
+	for _, m := range batch {
+		if m.Payload != nil && m.Payload.GetEventTs() != nil {
+			ts = append(ts, m.Payload.GetEventTs().AsTime())
+		}
+	}
+	if err := consumer.WaitSettled(ctx, h.now(), consumer.DefaultSettle, ts...); err != nil {
+		return consumer.FailAll(len(batch), err)
+	}
 	var cmds []bitrix.BatchCommand
 	for _, id := range order {
 		if deleted[id] {
