@@ -26,16 +26,81 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
+// usage is printed for -h and, with exit status 2, for arguments the
+// command does not know.
+const usage = `usage: deal-sync [migrate]
+
+Without arguments deal-sync runs until SIGINT or SIGTERM, configured by B24HUB_*
+environment variables (see services/deal-sync/README.md).
+
+  migrate  apply the schema migrations (schema deal_sync) to B24HUB_DATABASE_URL
+           and exit. Needs PostgreSQL only. The service migrates when it starts
+           too; this is for deploy pipelines (the Kubernetes migrate Job).
+`
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "deal-sync:", err)
-		os.Exit(1)
-	}
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
 }
 
-func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) (err error) {
+// run dispatches on args (the command line without the program name).
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	switch {
+	case len(args) == 0:
+		return serve(ctx, getenv, stdout)
+	case len(args) == 1 && args[0] == "migrate":
+		return migrate(ctx, getenv, stdout)
+	case len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help"):
+		_, err := fmt.Fprint(stdout, usage)
+		return err
+	}
+	return usageError(fmt.Sprintf("unexpected arguments %q", args))
+}
+
+// usageError is a command line the command does not understand.
+type usageError string
+
+func (e usageError) Error() string { return string(e) }
+
+// exitCode writes err to w and returns the exit status: 0 without an error,
+// 2 (after the usage) for a usage error, 1 for any other error.
+func exitCode(err error, w io.Writer) int {
+	var u usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &u):
+		fmt.Fprintf(w, "deal-sync: %s\n\n%s", u, usage)
+		return 2
+	}
+	fmt.Fprintln(w, "deal-sync:", err)
+	return 1
+}
+
+// migrate applies the schema migrations and returns. It needs PostgreSQL
+// only (B24HUB_DATABASE_URL): no NATS, no other setting.
+func migrate(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	log := telemetry.NewLogger(stdout, telemetry.ParseLevel(getenv("B24HUB_LOG_LEVEL")), "deal-sync")
+	dbURL := getenv("B24HUB_DATABASE_URL")
+	if dbURL == "" {
+		dbURL = postgres.DefaultURL
+	}
+	pool, err := postgres.Open(ctx, dbURL, true)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := dealsync.Migrate(ctx, pool); err != nil {
+		return err
+	}
+	log.InfoContext(ctx, "schema migrated", "schema", dealsync.Schema, "database", postgres.Redact(dbURL))
+	return nil
+}
+
+// serve runs the service until ctx ends, then drains and returns.
+func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) (err error) {
 	const name = "deal-sync"
 	log := telemetry.NewLogger(stdout, telemetry.ParseLevel(getenv("B24HUB_LOG_LEVEL")), name)
 	cfg, err := dealsync.ConfigFromEnv(getenv)
