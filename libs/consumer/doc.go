@@ -28,7 +28,7 @@
 //
 // Every message is processed inside a span whose parent is the trace context
 // from its NATS headers (plus a link to it); a batch gets its own span that
-// links every message. Logs carry member_id, event, entity_id, consumer and
+// links every message, and every message span links back to it. Logs carry member_id, event, entity_id, consumer and
 // delivery; metrics count processed, failed and dead messages and record
 // duration and lag.
 //

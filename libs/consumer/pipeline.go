@@ -285,6 +285,11 @@ func (p *pipeline[T]) process(runCtx, hardStop context.Context, batch []*deliver
 					semconv.MessagingConsumerGroupName(p.sp.Durable),
 					semconv.MessagingBatchMessageCount(len(batch)),
 					attribute.String("b24.member_id", batch[0].msg.MemberID)))
+			// And back: from one event's trace, its message span leads to
+			// the batch that did the REST and database work for it.
+			for i := range batch {
+				spans[i].AddLink(trace.Link{SpanContext: bspan.SpanContext()})
+			}
 		}
 		errs := p.call(hctx, hardStop, handled)
 		if bspan != nil {

@@ -58,6 +58,9 @@ func (c *Consumer) startSpans(ctx context.Context, batch []Raw) (context.Context
 		trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
 		trace.WithAttributes(attribute.String("messaging.system", "nats"), semconv.MessagingOperationTypeProcess,
 			semconv.MessagingConsumerGroupName(c.spec.Durable), semconv.MessagingBatchMessageCount(len(batch))))
+	for _, s := range bs.spans { // and back, from each event's trace to the batch write
+		s.AddLink(trace.Link{SpanContext: bs.batch.SpanContext()})
+	}
 	return bctx, bs
 }
 
