@@ -247,3 +247,84 @@ func describe(spans []sdktrace.ReadOnlySpan) string {
 	}
 	return b.String()
 }
+
+// TestBatchedEventsLinkToTheirBatch: two events of one portal arriving
+// together are handled in one deal-sync batch, whose REST and database work
+// runs under a "process batch" span (a trace of its own, linked to both
+// messages). Each event's trace must lead there: its message span links to
+// the batch span, and the batch span links to it.
+func TestBatchedEventsLinkToTheirBatch(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	prev := otel.GetTracerProvider()
+	installTracer = func() { otel.SetTracerProvider(tp) }
+	t.Cleanup(func() { installTracer = nil; otel.SetTracerProvider(prev); _ = tp.Shutdown(context.Background()) })
+
+	s := startStack(t, stackOptions{})
+	s.fake.UpdateDeal(757, map[string]string{"STAGE_ID": "WON"}, false)
+	s.fake.UpdateDeal(758, map[string]string{"STAGE_ID": "WON"}, false)
+	// Both inside deal-sync's 200 ms batch window.
+	a, b := s.post(s.dealUpdate(757)), s.post(s.dealUpdate(758))
+	if a.status != http.StatusOK || b.status != http.StatusOK {
+		t.Fatalf("ingress: %d, %d", a.status, b.status)
+	}
+	var batch sdktrace.ReadOnlySpan
+	var msgs []sdktrace.ReadOnlySpan
+	s.eventually("both events processed in one batch", 30*time.Second, func() bool {
+		msgs, batch = nil, nil
+		for _, sp := range rec.Ended() {
+			id := attr(sp, "messaging.message.id")
+			if sp.Name() == "process deal-sync" && (id == a.id || id == b.id) {
+				msgs = append(msgs, sp)
+			}
+		}
+		if len(msgs) != 2 {
+			return false
+		}
+		for _, sp := range rec.Ended() {
+			if sp.Name() == "process batch deal-sync" && linked(sp, msgs[0]) && linked(sp, msgs[1]) {
+				batch = sp
+			}
+		}
+		return batch != nil
+	})
+	if batch.Parent().IsValid() {
+		t.Errorf("the batch span has a parent %s; it must be a root linked to its messages", batch.Parent().SpanID())
+	}
+	for _, m := range msgs {
+		if !linked(m, batch) {
+			t.Errorf("message span of %s does not link to its batch", attr(m, "messaging.message.id"))
+		}
+		if m.SpanContext().TraceID() == batch.SpanContext().TraceID() {
+			t.Error("a message span shares the batch's trace")
+		}
+	}
+	var rest int
+	for _, sp := range rec.Ended() {
+		if strings.HasPrefix(sp.Name(), "bitrix ") && sp.Parent().SpanID() == batch.SpanContext().SpanID() {
+			rest++
+		}
+	}
+	if rest == 0 {
+		t.Error("no REST span under the batch span")
+	}
+	t.Logf("batch trace %s:\n%s", batch.SpanContext().TraceID(), describe(inTrace(rec.Ended(), batch.SpanContext().TraceID().String())))
+}
+
+func attr(sp sdktrace.ReadOnlySpan, key string) string {
+	for _, a := range sp.Attributes() {
+		if string(a.Key) == key {
+			return a.Value.Emit()
+		}
+	}
+	return ""
+}
+
+func linked(from, to sdktrace.ReadOnlySpan) bool {
+	for _, l := range from.Links() {
+		if l.SpanContext.SpanID() == to.SpanContext().SpanID() {
+			return true
+		}
+	}
+	return false
+}
