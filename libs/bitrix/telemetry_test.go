@@ -70,7 +70,7 @@ func TestSpansAndMetrics(t *testing.T) {
 func attr(kvs []attribute.KeyValue, k attribute.Key) string {
 	for _, kv := range kvs {
 		if kv.Key == k {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
@@ -101,7 +101,7 @@ func sumByAttr(t *testing.T, rm metricdata.ResourceMetrics, name string, key att
 			}
 			for _, dp := range sum.DataPoints {
 				v, _ := dp.Attributes.Value(key)
-				out[v.Emit()] += dp.Value
+				out[v.String()] += dp.Value
 			}
 		}
 	}

@@ -63,8 +63,14 @@ func TestOneLeaderAndHandover(t *testing.T) {
 	}
 	// A long TTL: a handover faster than it proves the release works.
 	ttl := time.Minute
-	a, _ := lease.New(kv, "test", "a", ttl, log)
-	b, _ := lease.New(kv, "test", "b", ttl, log)
+	a, err := lease.New(kv, "test", "a", ttl, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := lease.New(kv, "test", "b", ttl, log)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctxA, cancelA := context.WithCancel(context.Background())
 	ctxB, cancelB := context.WithCancel(context.Background())
 	defer cancelB()
@@ -77,7 +83,9 @@ func TestOneLeaderAndHandover(t *testing.T) {
 		t.Fatal("b leads while a holds the lease")
 	}
 	cancelA()
-	<-doneA
+	if err := <-doneA; err != nil {
+		t.Fatalf("a.Run after cancel: %v", err)
+	}
 	waitFor(t, "b to take over", led[1].Load)
 	if m := maxLeaders.Load(); m != 1 {
 		t.Fatalf("%d leaders at once", m)
@@ -94,7 +102,10 @@ func TestTakeoverAfterExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := lease.New(kv, "test", "b", 600*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b, err := lease.New(kv, "test", "b", 600*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var led atomic.Bool
 	go func() { _ = b.Run(ctx, func(ctx context.Context) { led.Store(true); <-ctx.Done() }) }()
 	waitFor(t, "takeover", led.Load)
