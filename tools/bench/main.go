@@ -3,6 +3,7 @@
 // the numbers compare designs on one machine; they are not SLOs.
 //
 //	go run ./tools/bench ingress [-duration 10s]
+//	go run ./tools/bench e2e [-rate 1000] [-duration 30s] [-portals 20]
 package main
 
 import (
@@ -15,6 +16,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -28,7 +30,7 @@ func main() {
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: bench ingress [flags]")
+		return fmt.Errorf("usage: bench ingress|e2e [flags]")
 	}
 	fmt.Fprintf(out, "machine: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
 	switch args[0] {
@@ -51,7 +53,22 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			defer pprof.StopCPUProfile()
 		}
 		return benchIngress(ctx, out, *d)
+	case "e2e":
+		fs := flag.NewFlagSet("e2e", flag.ContinueOnError)
+		var cfg e2eConfig
+		fs.IntVar(&cfg.rate, "rate", 1000, "events offered per second")
+		fs.DurationVar(&cfg.duration, "duration", 30*time.Second, "measured load")
+		fs.DurationVar(&cfg.warmup, "warmup", 5*time.Second, "load before the measurement")
+		fs.IntVar(&cfg.portals, "portals", 20, "fake portals the events are spread over")
+		fs.IntVar(&cfg.dealsPerPortal, "deals", 1000, "deals per portal")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if cfg.rate <= 0 || cfg.portals <= 0 || cfg.dealsPerPortal <= 0 || cfg.duration <= 0 {
+			return fmt.Errorf("e2e: rate, portals, deals and duration must be positive")
+		}
+		return benchE2E(ctx, out, cfg)
 	default:
-		return fmt.Errorf("unknown benchmark %q (want: ingress)", args[0])
+		return fmt.Errorf("unknown benchmark %q (want: ingress, e2e)", args[0])
 	}
 }
