@@ -4,6 +4,7 @@ CREATE TABLE events (
     event_id    text        NOT NULL,
     event       text        NOT NULL,
     entity_id   text        NOT NULL DEFAULT '',
+    domain      text        NOT NULL DEFAULT '',
     recorded_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (member_id, event_id)
 );

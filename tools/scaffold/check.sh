@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# check.sh — prove the consumer scaffold still produces a working service:
+# generate one into a temporary directory (outside the repository, so its
+# replace lines must resolve from there), with new-consumer.sh's own checks
+# (go mod tidy, gofmt, vet, every generated test with GOWORK=off), then lint
+# it with the repository's golangci-lint configuration when .bin/golangci-lint
+# exists (`go tool task tools:lint`). Run by `go tool task scaffold:check`,
+# which `go tool task test` runs.
+#
+# Any failure exits non-zero; nothing is skipped. The generated tests need
+# PostgreSQL like every other test: they skip without it locally and fail
+# under CI=true.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/../.." && pwd -P)"
+dir="$(mktemp -d "${TMPDIR:-/tmp}/b24hub-scaffold.XXXXXX")"
+trap 'rm -rf "$dir"' EXIT
+
+start=$SECONDS
+# Two events, so the generated filter list is exercised.
+SCAFFOLD_DEST="$dir" SCAFFOLD_NO_WORK=1 \
+  bash "$root/tools/scaffold/new-consumer.sh" scaffold-check ONCRMDEALADD,ONCRMDEALUPDATE
+gen="$dir/scaffold-check"
+
+# The module must not have been added to go.work, and must build on its own.
+if grep -q scaffold-check "$root/go.work"; then
+  echo "scaffold check: the temporary module leaked into go.work" >&2
+  exit 1
+fi
+for want in cmd/scaffold-check/main.go migrate.go config.go conformance_test.go cmd/scaffold-check/migrate_test.go; do
+  [[ -f "$gen/$want" ]] || { echo "scaffold check: $want was not generated" >&2; exit 1; }
+done
+
+lint="$root/.bin/golangci-lint"
+if [[ -x "$lint" ]]; then
+  (cd "$gen" && GOWORK=off "$lint" run --config "$root/.golangci.yml" ./...)
+else
+  echo "scaffold check: $lint not built (go tool task tools:lint); generated code not linted"
+fi
+echo "scaffold check: ok in $((SECONDS - start))s"
