@@ -25,9 +25,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
-	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -140,7 +138,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	e.Use(routePattern)
+	e.Use(serverSpans(deps.TracerProvider))
 	h.Register(e)
 	mux := http.NewServeMux()
 	s.health.Register(mux, deps.Metrics)
@@ -159,16 +157,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	return s, nil
 }
 
-// routePattern exposes echo's route template to otelhttp, so span names are
-// "POST /bitrix24/events/:route" rather than one name per URL.
-func routePattern(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		c.Request().Pattern = c.Path()
-		trace.SpanFromContext(c.Request().Context()).SetAttributes(semconv.HTTPRoute(c.Path()))
-		return next(c)
-	}
-}
-
 // Addr is the bound listen address.
 func (s *Service) Addr() string { return s.ln.Addr().String() }
 
@@ -181,11 +169,7 @@ func (s *Service) Ready(ctx context.Context) error {
 // fails first) and finishes the ones in flight within ShutdownTimeout.
 func (s *Service) Run(ctx context.Context) error {
 	srv := &http.Server{
-		Handler: otelhttp.NewHandler(s.echo, "http.server",
-			otelhttp.WithTracerProvider(s.deps.TracerProvider),
-			otelhttp.WithFilter(func(r *http.Request) bool {
-				return r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && r.URL.Path != "/metrics"
-			})),
+		Handler:           s.echo,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
