@@ -131,7 +131,9 @@ func (c *Client) Call(ctx context.Context, method string, params, out any, opts 
 //     operating_reset_at (§4.6) and fails fast unless MaxOperationWait allows
 //     waiting;
 //   - never retries OVERLOAD_LIMIT (KindOverload);
-//   - with OAuth, refreshes once on expired_token/invalid_token (§4.2);
+//   - with OAuth, refreshes on expired_token/invalid_token (§4.2): once, or
+//     twice when the first refresh found a newer but also expired token
+//     stored by another client;
 //   - retries transient failures of reads up to Config.MaxRetries times; a
 //     write that failed ambiguously is returned with Error.Ambiguous set;
 //   - follows a 302 by re-POSTing the same body (§4.1).
@@ -172,7 +174,12 @@ func (c *Client) do(ctx context.Context, method string, body []byte, idempotent 
 	transient := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(500*time.Millisecond), backoff.WithMultiplier(2),
 		backoff.WithRandomizationFactor(0.5), backoff.WithMaxInterval(10*time.Second), backoff.WithMaxElapsedTime(0))
-	retries, refreshed := 0, false
+	// refreshes counts token refreshes in this call. The first may hand back
+	// a token another client stored that has expired too (this client's
+	// cached token was two rotations behind), so a second is allowed; it
+	// calls the OAuth server only if the stored token is the one that just
+	// failed.
+	retries, refreshes := 0, 0
 
 	for {
 		if err := c.waitOperation(ctx, method); err != nil {
@@ -216,10 +223,10 @@ func (c *Client) do(ctx context.Context, method string, body []byte, idempotent 
 			c.log.ErrorContext(ctx, "bitrix: OVERLOAD_LIMIT: REST is blocked for the portal, not retrying", "member_id", c.portal, "method", method)
 			return nil, e
 		case KindAuth:
-			if c.oauth == nil || refreshed || (e.Code != CodeExpiredToken && e.Code != CodeInvalidToken) {
+			if c.oauth == nil || refreshes >= 2 || (e.Code != CodeExpiredToken && e.Code != CodeInvalidToken) {
 				return nil, e
 			}
-			refreshed = true
+			refreshes++
 			// Refresh the token this attempt used, not whatever is cached now:
 			// a concurrent call may already have refreshed it.
 			if _, err := c.oauth.refresh(ctx, used); err != nil {

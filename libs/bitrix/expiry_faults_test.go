@@ -2,6 +2,7 @@ package bitrix_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"os"
 	"testing"
@@ -74,5 +75,41 @@ func TestExpiringTokensRefreshOncePerExpiry(t *testing.T) {
 	}
 	if st.QueryLimitExceeded != 0 || st.MaxLevel > float64(scaled.Burst) {
 		t.Errorf("limit exceeded: %d bucket rejections, max level %.1f of %d", st.QueryLimitExceeded, st.MaxLevel, scaled.Burst)
+	}
+}
+
+// TestCachedTokenTwoRotationsBehind: client a cached T1; b refreshed it to
+// T2 after an expiry, and T2 expired too before anyone refreshed it again
+// (a quiet consumer while another service called the portal once an hour).
+// a's call fails with T1, finds T2 in the store, fails with T2 — and must
+// then refresh T2 itself rather than give up with KindAuth (which consumers
+// dead-letter as "re-authorize the portal").
+func TestCachedTokenTwoRotationsBehind(t *testing.T) {
+	ctx := context.Background()
+	p := newFake(t, roomy)
+	store := &bitrix.MemoryTokenStore{}
+	in := install(t, p, store)
+	a := oauthClient(t, p, in, store, bitrix.Config{})
+	b := oauthClient(t, p, in, store, bitrix.Config{})
+	id := bitrix.ID(p.CreateDeal(nil, false))
+	if _, err := a.GetDeal(ctx, id); err != nil { // a caches T1
+		t.Fatal(err)
+	}
+	p.ExpireTokens()
+	if _, err := b.GetDeal(ctx, id); err != nil { // b refreshes: T2 stored
+		t.Fatal(err)
+	}
+	p.ExpireTokens() // T2 expires before anyone refreshes it
+	if _, err := a.GetDeal(ctx, id); err != nil {
+		t.Fatalf("a, two rotations behind: %v", err)
+	}
+	if got := p.Stats().Refreshes; got != 2 {
+		t.Fatalf("%d refreshes, want 2 (one per expiry)", got)
+	}
+	// A token that is still rejected after that is a real auth failure.
+	p.RevokeRefreshTokens(in.ClientID)
+	p.ExpireTokens()
+	if _, err := b.GetDeal(ctx, id); !errors.Is(err, bitrix.KindReauthorize) && !errors.Is(err, bitrix.KindAuth) {
+		t.Fatalf("after revocation: %v, want an auth error", err)
 	}
 }
