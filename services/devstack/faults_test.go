@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/b24hub/b24hub/libs/bitrix"
 	"github.com/b24hub/b24hub/libs/consumer/bitrixport"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/fakeportal"
@@ -247,11 +246,13 @@ func (s *testStack) newDealSync(t *testing.T, nc *nats.Conn, pool *pgxpool.Pool)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := js.KeyValue(context.Background(), eventbus.BucketRateLimit)
+	// The clients as the stack (and cmd/deal-sync) builds them: the shared
+	// limiter and token store on this process's own connection.
+	app, err := bitrixport.AppFromEnv(s.getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	limiter, err := bitrix.NewKVLimiter(kv, bitrix.KVLimiterConfig{})
+	clients, err := bitrixport.SharedClients(context.Background(), js, s.reg, app)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +261,7 @@ func (s *testStack) newDealSync(t *testing.T, nc *nats.Conn, pool *pgxpool.Pool)
 		t.Fatal(err)
 	}
 	svc, err := dealsync.New(cfg, dealsync.Deps{NC: nc, Pool: pool, Logger: telemetry.NewLogger(s.logs, slog.LevelInfo, "doomed-deal-sync"),
-		Portals: bitrixport.NewRegistryClients(s.reg, bitrix.WithLimiter(limiter))})
+		Portals: clients})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,9 +454,10 @@ func sameAmount(a, b string) bool {
 // (done in the ledger, mirror equal to the portal, one change per edit, no
 // dead letter) and the platform must never exceed the limit itself: the
 // bucket rejected nothing and its highest level stayed within the burst.
-// Expiring OAuth tokens are covered at the client level
-// (libs/bitrix TestExpiringTokensRefreshOncePerExpiry): the stack's
-// consumers call webhook portals, which have no tokens.
+// The demo portal is a webhook portal (no tokens); expiring OAuth tokens
+// under the same faults are TestAppPortalTokensExpireUnderFaults (an
+// app-installed portal through the stack) and, with four replicas of the
+// client, libs/bitrix TestExpiringTokensRefreshOncePerExpiry.
 func TestPortalFaults(t *testing.T) {
 	s := startStack(t, stackOptions{})
 	n, rounds := pick(300, demoDeals), pick(2, 6)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -140,8 +141,10 @@ func startStack(t *testing.T, o stackOptions) *testStack {
 	if installTracer != nil {
 		installTracer()
 	}
-	bctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
+	// build's context must live as long as the stack: it runs the portal
+	// registry's KV watch (as run() passes its own long-lived context).
+	bctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
 	st, err := build(bctx, cfg, getenv, log, tel)
 	if err != nil {
 		t.Fatal(err)
@@ -160,6 +163,13 @@ func startStack(t *testing.T, o stackOptions) *testStack {
 		_ = tel.Shutdown(context.Background())
 		if t.Failed() {
 			t.Logf("stack log (last 8 KiB):\n%s", tail(logs.String(), 8<<10))
+			// B24HUB_STACK_LOG_DIR keeps the whole log of a failed test.
+			if d := os.Getenv("B24HUB_STACK_LOG_DIR"); d != "" {
+				f := filepath.Join(d, strings.ReplaceAll(t.Name(), "/", "_")+".log")
+				if err := os.WriteFile(f, []byte(logs.String()), 0o644); err == nil {
+					t.Logf("whole stack log: %s", f)
+				}
+			}
 		}
 	})
 	skip := map[string]bool{}
