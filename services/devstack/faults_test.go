@@ -48,7 +48,7 @@ func TestBrokerKilledUnderLoad(t *testing.T) {
 	type window struct{ down, up time.Time }
 	var outages []window
 	for range cycles {
-		time.Sleep(pick(1500*time.Millisecond, 5*time.Second))
+		time.Sleep(pick(time.Second, 5*time.Second))
 		port := s.ns.Addr().(*net.TCPAddr).Port
 		s.ns.Shutdown()
 		s.ns.WaitForShutdown()
@@ -67,7 +67,7 @@ func TestBrokerKilledUnderLoad(t *testing.T) {
 		}
 		outages = append(outages, w)
 	}
-	time.Sleep(pick(4*time.Second, 8*time.Second))
+	time.Sleep(pick(3*time.Second, 8*time.Second))
 	cancel()
 	rs := l.wait()
 
@@ -99,8 +99,8 @@ func TestBrokerKilledUnderLoad(t *testing.T) {
 				}
 			}
 		}
-		// Recovery: everything sent 3 s after the last restart succeeds.
-		if r.started.After(lastUp.Add(3 * time.Second)) {
+		// Recovery: everything sent 2 s after the last restart succeeds.
+		if r.started.After(lastUp.Add(2 * time.Second)) {
 			afterRecovery++
 			if r.status == http.StatusOK {
 				afterRecoveryOK++
@@ -378,13 +378,13 @@ func TestPostgresOutageUnderLoad(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	l := s.startLoad(ctx, pick(50, 80), 8, 100_000, send)
-	time.Sleep(2 * time.Second)
+	time.Sleep(time.Second)
 	proxy.cut()
 	t.Logf("PostgreSQL cut for %s", outage)
 	time.Sleep(outage)
 	proxy.restore()
 	restored := time.Now()
-	time.Sleep(3 * time.Second)
+	time.Sleep(2 * time.Second)
 	cancel()
 	rs := l.wait()
 	for _, r := range rs {
@@ -396,7 +396,7 @@ func TestPostgresOutageUnderLoad(t *testing.T) {
 	t.Logf("%d events accepted", len(ids))
 	s.waitLedger(ids, pick(2*time.Minute, 4*time.Minute))
 	s.eventually("stack idle", 60*time.Second, func() bool { return s.pending() == 0 })
-	t.Logf("caught up %s after PostgreSQL came back (load stopped 3 s after)", time.Since(restored).Round(100*time.Millisecond))
+	t.Logf("caught up %s after PostgreSQL came back (load stopped 2 s after)", time.Since(restored).Round(100*time.Millisecond))
 
 	// Mirrors equal the portal.
 	dbctx, dbcancel := context.WithTimeout(context.Background(), 30*time.Second)
