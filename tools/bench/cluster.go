@@ -72,6 +72,8 @@ type clusterConfig struct {
 	// on the path of a pushed event, and its first reconciliation of every
 	// portal is a storm of its own).
 	withoutSubscriptions bool
+	// env is added to every service's environment (KEY=VALUE).
+	env []string
 }
 
 // startCluster builds the service binaries and starts everything. close
@@ -148,6 +150,10 @@ func startCluster(ctx context.Context, out io.Writer, cc clusterConfig) (_ *clus
 		"B24HUB_RECONCILE_LOOKBACK=1s",
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + os.Getenv("HOME"),
+	}
+	env = append(env, cc.env...)
+	if len(cc.env) > 0 {
+		fmt.Fprintf(out, "service environment: %s\n", strings.Join(cc.env, " "))
 	}
 	for _, s := range names {
 		admin := freeAddr()

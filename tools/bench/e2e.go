@@ -23,6 +23,7 @@ type e2eConfig struct {
 	warmup         time.Duration // load before the measurement starts
 	portals        int
 	dealsPerPortal int
+	env            []string // extra KEY=VALUE for every service
 }
 
 // benchE2E runs every service binary as its own process and offers a steady
@@ -34,7 +35,7 @@ type e2eConfig struct {
 // done with the event (deliveries.updated_at, the monitor's commit), and
 // each service's resident memory before, during and after the load.
 func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) error {
-	c, err := startCluster(ctx, out, clusterConfig{portals: cfg.portals, dealsPerPortal: cfg.dealsPerPortal})
+	c, err := startCluster(ctx, out, clusterConfig{portals: cfg.portals, dealsPerPortal: cfg.dealsPerPortal, env: cfg.env})
 	if err != nil {
 		return err
 	}
@@ -155,6 +156,24 @@ func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) error {
 		return err
 	}
 	fmt.Fprintf(out, "accepted → event row in the ledger (monitor-ledger's commit): p50 %s, p99 %s\n", secs(p50), secs(p99))
+	// Where the time goes, per event: waiting before deal-sync's handler
+	// started (batch window, queue, workers busy), the handler (limiter
+	// wait, REST, SQL for the whole batch), and the outcome's way into the
+	// ledger.
+	var w50, w99, h50, h99, o50, o99 float64
+	if err := db.QueryRow(ctx, `WITH x AS (
+			SELECT extract(epoch FROM d.last_attempt_at - e.received_at) - d.duration_ms / 1000 AS wait,
+				d.duration_ms / 1000 AS handler, extract(epoch FROM d.updated_at - d.last_attempt_at) AS fold
+			FROM monitor.webhook_events e JOIN monitor.deliveries d ON d.event_id = e.id AND d.consumer = 'deal-sync'
+			WHERE e.id = ANY($1))
+		SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY wait), percentile_cont(0.99) WITHIN GROUP (ORDER BY wait),
+			percentile_cont(0.5) WITHIN GROUP (ORDER BY handler), percentile_cont(0.99) WITHIN GROUP (ORDER BY handler),
+			percentile_cont(0.5) WITHIN GROUP (ORDER BY fold), percentile_cont(0.99) WITHIN GROUP (ORDER BY fold) FROM x`, ids).
+		Scan(&w50, &w99, &h50, &h99, &o50, &o99); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "  of which: before deal-sync's handler p50 %s / p99 %s; handler (its batch) p50 %s / p99 %s; outcome → ledger p50 %s / p99 %s\n",
+		secs(w50), secs(w99), secs(h50), secs(h99), secs(o50), secs(o99))
 	// The same per five-second slice of the load: a rising line means the
 	// stack did not keep up with the rate.
 	rows, err := db.Query(ctx, `SELECT floor(extract(epoch FROM e.received_at - $2::timestamptz) / 5)::int AS slice, count(*),

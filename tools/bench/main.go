@@ -3,7 +3,7 @@
 // the numbers compare designs on one machine; they are not SLOs.
 //
 //	go run ./tools/bench ingress [-duration 10s]
-//	go run ./tools/bench e2e [-rate 1000] [-duration 30s] [-portals 20]
+//	go run ./tools/bench e2e [-rate 1000] [-duration 30s] [-portals 20] [-env K=V,...]
 package main
 
 import (
@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -61,8 +62,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fs.DurationVar(&cfg.warmup, "warmup", 5*time.Second, "load before the measurement")
 		fs.IntVar(&cfg.portals, "portals", 20, "fake portals the events are spread over")
 		fs.IntVar(&cfg.dealsPerPortal, "deals", 1000, "deals per portal")
+		env := fs.String("env", "", "extra service environment, KEY=VALUE[,KEY=VALUE...] (e.g. B24HUB_DEALSYNC_CONCURRENCY=16)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
+		}
+		for _, kv := range strings.Split(*env, ",") {
+			if kv = strings.TrimSpace(kv); kv != "" {
+				if !strings.Contains(kv, "=") {
+					return fmt.Errorf("e2e: -env %q: want KEY=VALUE", kv)
+				}
+				cfg.env = append(cfg.env, kv)
+			}
 		}
 		if cfg.rate <= 0 || cfg.portals <= 0 || cfg.dealsPerPortal <= 0 || cfg.duration <= 0 {
 			return fmt.Errorf("e2e: rate, portals, deals and duration must be positive")
