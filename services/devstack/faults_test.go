@@ -37,6 +37,7 @@ import (
 // publish timeout (2 s, plus scheduling margin), never hang; the ingress
 // must recover without help.
 func TestBrokerKilledUnderLoad(t *testing.T) {
+	parallelShort(t)
 	s := startStack(t, stackOptions{})
 	rate := pick(100, 150)
 	outage := pick(3*time.Second, 10*time.Second)
@@ -176,6 +177,7 @@ func stackEnv(kv ...string) map[string]string {
 // its final state with exactly one domain change, and every event must be
 // done in the ledger: no lost event, no double effect.
 func TestConsumerKilledMidBatch(t *testing.T) {
+	parallelShort(t)
 	// A short ack wait lets the next process get the killed one's messages
 	// soon; a short drain ends the killed one's goroutines soon.
 	s := startStack(t, stackOptions{without: []string{"deal-sync"},
@@ -358,6 +360,7 @@ func (s *testStack) runAndKillDealSync(t *testing.T, began time.Time, killAt int
 // mirror equals the portal's state, nothing was dead-lettered, and no
 // service gave up.
 func TestPostgresOutageUnderLoad(t *testing.T) {
+	parallelShort(t)
 	direct := pgtest.NewDatabase(t)
 	proxy := newProxy(t, hostPort(t, direct))
 	s := startStack(t, stackOptions{databaseURL: viaProxy(t, direct, proxy.Addr()), assertDB: direct})
@@ -459,6 +462,7 @@ func sameAmount(a, b string) bool {
 // app-installed portal through the stack) and, with four replicas of the
 // client, libs/bitrix TestExpiringTokensRefreshOncePerExpiry.
 func TestPortalFaults(t *testing.T) {
+	parallelShort(t)
 	s := startStack(t, stackOptions{})
 	n, rounds := pick(300, demoDeals), pick(2, 6)
 	s.fake.ResetStats()

@@ -43,6 +43,18 @@ func pick[T any](short, long T) T {
 	return short
 }
 
+// parallelShort runs a fault test in parallel with the other fault tests
+// in the short variants: they mostly wait (outages, back-off), each has its
+// own broker, database, ports and fake portal, and together they stay
+// within the test suite's time budget. Tests that set the global tracer
+// provider never call it, so they run alone, before these start. The long
+// variants run one after another.
+func parallelShort(t *testing.T) {
+	if !chaos() {
+		t.Parallel()
+	}
+}
+
 // stackOptions configure startStack.
 type stackOptions struct {
 	// env overrides or adds B24HUB_* variables.

@@ -27,6 +27,7 @@ import (
 // cached token was two rotations behind (fixed in libs/bitrix, see
 // TestCachedTokenTwoRotationsBehind).
 func TestAppPortalTokensExpireUnderFaults(t *testing.T) {
+	parallelShort(t)
 	const clientID, secret = "local.b24hub.test", "app-secret-for-tests-only"
 	app, err := fakeportal.New(fakeportal.Config{MemberID: "a0a0a0a0b1b1b1b1c2c2c2c2d3d3d3d3"})
 	if err != nil {
