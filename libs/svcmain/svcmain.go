@@ -1,0 +1,110 @@
+// Package svcmain is the process plumbing every b24hub service command
+// shares: the command line (no argument serves, `migrate` migrates, help,
+// exit statuses 0/1/2), the `migrate` subcommand, opening telemetry, NATS
+// and PostgreSQL, and serving the admin endpoints (/healthz, /readyz,
+// /metrics) next to the service until a signal, then draining.
+//
+// A service's main declares one Command and calls its Main; only its
+// Config, its constructor and its Migrate differ between services.
+package svcmain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// CreatePolicy says when `migrate` creates a missing database.
+type CreatePolicy int
+
+const (
+	// CreateLocalOnly creates the database only when B24HUB_DATABASE_URL is
+	// unset (the local postgres.DefaultURL). The zero value.
+	CreateLocalOnly CreatePolicy = iota
+	// CreateAlways creates the database whatever its URL.
+	CreateAlways
+)
+
+// Command is a service's command line.
+type Command struct {
+	// Name is the program name (e.g. "deal-sync"); required. It prefixes
+	// error output, names the logger and is the README directory
+	// (services/<Name>/README.md) the usage points to.
+	Name string
+	// Schema is the PostgreSQL schema Migrate creates; required, shown in
+	// the usage and the "schema migrated" log line.
+	Schema string
+	// Migrate applies the service's schema migrations; required.
+	Migrate func(ctx context.Context, pool *pgxpool.Pool) error
+	// Create says when `migrate` creates a missing database; default
+	// CreateLocalOnly.
+	Create CreatePolicy
+	// Serve runs the service until ctx ends; required.
+	Serve func(ctx context.Context, getenv func(string) string, stdout io.Writer) error
+}
+
+// Main runs the command with the process's arguments and environment,
+// cancelled by SIGINT or SIGTERM, and exits with ExitCode's status.
+func (c Command) Main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := c.Run(ctx, os.Args[1:], os.Getenv, os.Stdout)
+	stop()
+	os.Exit(c.ExitCode(err, os.Stderr))
+}
+
+// Run dispatches on args (the command line without the program name). An
+// unknown command line returns a *UsageError.
+func (c Command) Run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	switch {
+	case len(args) == 0:
+		return c.Serve(ctx, getenv, stdout)
+	case len(args) == 1 && args[0] == "migrate":
+		return c.migrate(ctx, getenv, stdout)
+	case len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help"):
+		_, err := fmt.Fprint(stdout, c.Usage())
+		return err
+	}
+	return &UsageError{Args: args}
+}
+
+// Usage is printed for -h and, with exit status 2, for arguments the
+// command does not know.
+func (c Command) Usage() string {
+	return fmt.Sprintf(`usage: %[1]s [migrate]
+
+Without arguments %[1]s runs until SIGINT or SIGTERM, configured by B24HUB_*
+environment variables (see services/%[1]s/README.md).
+
+  migrate  apply the schema migrations (schema %[2]s) to B24HUB_DATABASE_URL
+           and exit. Needs PostgreSQL only. The service migrates when it starts
+           too; this is for deploy pipelines (the Kubernetes migrate Job).
+`, c.Name, c.Schema)
+}
+
+// UsageError is a command line the command does not understand.
+type UsageError struct {
+	Args []string
+}
+
+func (e *UsageError) Error() string { return fmt.Sprintf("unexpected arguments %q", e.Args) }
+
+// ExitCode writes err to w and returns the exit status: 0 without an error,
+// 2 (after the usage) for a *UsageError, 1 for any other error.
+func (c Command) ExitCode(err error, w io.Writer) int {
+	var u *UsageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &u):
+		fmt.Fprintf(w, "%s: %s\n\n%s", c.Name, u, c.Usage())
+		return 2
+	}
+	fmt.Fprintln(w, c.Name+":", err)
+	return 1
+}
