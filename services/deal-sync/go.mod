@@ -11,7 +11,7 @@ require (
 	github.com/b24hub/b24hub/libs/pgtest v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/portals v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/postgres v0.0.0-00010101000000-000000000000
-	github.com/b24hub/b24hub/libs/telemetry v0.0.0-00010101000000-000000000000
+	github.com/b24hub/b24hub/libs/svcmain v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/proto v0.0.0-00010101000000-000000000000
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/nats-io/nats.go v1.55.0
@@ -20,6 +20,8 @@ require (
 	golang.org/x/sync v0.25.0
 	google.golang.org/protobuf v1.36.12
 )
+
+require github.com/b24hub/b24hub/libs/telemetry v0.0.0-00010101000000-000000000000 // indirect
 
 require (
 	dario.cat/mergo v1.0.1 // indirect
@@ -88,6 +90,7 @@ replace (
 	github.com/b24hub/b24hub/libs/pgtest => ../../libs/pgtest
 	github.com/b24hub/b24hub/libs/portals => ../../libs/portals
 	github.com/b24hub/b24hub/libs/postgres => ../../libs/postgres
+	github.com/b24hub/b24hub/libs/svcmain => ../../libs/svcmain
 	github.com/b24hub/b24hub/libs/telemetry => ../../libs/telemetry
 	github.com/b24hub/b24hub/proto => ../../proto
 )

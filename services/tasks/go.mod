@@ -10,9 +10,8 @@ require (
 	github.com/b24hub/b24hub/libs/fakeportal v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/natstest v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/pgtest v0.0.0-00010101000000-000000000000
-	github.com/b24hub/b24hub/libs/portals v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/postgres v0.0.0-00010101000000-000000000000
-	github.com/b24hub/b24hub/libs/telemetry v0.0.0-00010101000000-000000000000
+	github.com/b24hub/b24hub/libs/svcmain v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/proto v0.0.0-00010101000000-000000000000
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/nats-io/nats.go v1.55.0
@@ -28,6 +27,8 @@ require (
 	github.com/Masterminds/semver/v3 v3.3.0 // indirect
 	github.com/Masterminds/sprig/v3 v3.3.0 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
+	github.com/b24hub/b24hub/libs/portals v0.0.0-00010101000000-000000000000 // indirect
+	github.com/b24hub/b24hub/libs/telemetry v0.0.0-00010101000000-000000000000 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
@@ -88,6 +89,7 @@ replace (
 	github.com/b24hub/b24hub/libs/pgtest => ../../libs/pgtest
 	github.com/b24hub/b24hub/libs/portals => ../../libs/portals
 	github.com/b24hub/b24hub/libs/postgres => ../../libs/postgres
+	github.com/b24hub/b24hub/libs/svcmain => ../../libs/svcmain
 	github.com/b24hub/b24hub/libs/telemetry => ../../libs/telemetry
 	github.com/b24hub/b24hub/proto => ../../proto
 )

@@ -5,203 +5,54 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
 	"github.com/b24hub/b24hub/libs/bitrix"
 	"github.com/b24hub/b24hub/libs/consumer/bitrixport"
-	"github.com/b24hub/b24hub/libs/eventbus"
-	"github.com/b24hub/b24hub/libs/portals"
-	"github.com/b24hub/b24hub/libs/postgres"
-	"github.com/b24hub/b24hub/libs/telemetry"
+	"github.com/b24hub/b24hub/libs/svcmain"
 	dealsync "github.com/b24hub/b24hub/services/deal-sync"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/sync/errgroup"
 )
 
-// usage is printed for -h and, with exit status 2, for arguments the
-// command does not know.
-const usage = `usage: deal-sync [migrate]
-
-Without arguments deal-sync runs until SIGINT or SIGTERM, configured by B24HUB_*
-environment variables (see services/deal-sync/README.md).
-
-  migrate  apply the schema migrations (schema deal_sync) to B24HUB_DATABASE_URL
-           and exit. Needs PostgreSQL only. The service migrates when it starts
-           too; this is for deploy pipelines (the Kubernetes migrate Job).
-`
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
-	stop()
-	os.Exit(exitCode(err, os.Stderr))
+// command is the deal-sync command line: serve by default, or `migrate`.
+var command = svcmain.Command{
+	Name: "deal-sync", Schema: dealsync.Schema, Migrate: dealsync.Migrate,
+	Create: svcmain.CreateAlways, Serve: serve,
 }
 
-// run dispatches on args (the command line without the program name).
-func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	switch {
-	case len(args) == 0:
-		return serve(ctx, getenv, stdout)
-	case len(args) == 1 && args[0] == "migrate":
-		return migrate(ctx, getenv, stdout)
-	case len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help"):
-		_, err := fmt.Fprint(stdout, usage)
-		return err
-	}
-	return usageError(fmt.Sprintf("unexpected arguments %q", args))
-}
-
-// usageError is a command line the command does not understand.
-type usageError string
-
-func (e usageError) Error() string { return string(e) }
-
-// exitCode writes err to w and returns the exit status: 0 without an error,
-// 2 (after the usage) for a usage error, 1 for any other error.
-func exitCode(err error, w io.Writer) int {
-	var u usageError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &u):
-		fmt.Fprintf(w, "deal-sync: %s\n\n%s", u, usage)
-		return 2
-	}
-	fmt.Fprintln(w, "deal-sync:", err)
-	return 1
-}
-
-// migrate applies the schema migrations and returns. It needs PostgreSQL
-// only (B24HUB_DATABASE_URL): no NATS, no other setting.
-func migrate(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
-	log := telemetry.NewLogger(stdout, telemetry.ParseLevel(getenv("B24HUB_LOG_LEVEL")), "deal-sync")
-	dbURL := getenv("B24HUB_DATABASE_URL")
-	if dbURL == "" {
-		dbURL = postgres.DefaultURL
-	}
-	pool, err := postgres.Open(ctx, dbURL, true)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if err := dealsync.Migrate(ctx, pool); err != nil {
-		return err
-	}
-	log.InfoContext(ctx, "schema migrated", "schema", dealsync.Schema, "database", postgres.Redact(dbURL))
-	return nil
-}
+func main() { command.Main() }
 
 // serve runs the service until ctx ends, then drains and returns.
 func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) (err error) {
-	const name = "deal-sync"
-	log := telemetry.NewLogger(stdout, telemetry.ParseLevel(getenv("B24HUB_LOG_LEVEL")), name)
 	cfg, err := dealsync.ConfigFromEnv(getenv)
 	if err != nil {
 		return err
 	}
-	tel, err := telemetry.Setup(ctx, name, getenv)
+	p, err := svcmain.Open(ctx, "deal-sync", getenv, stdout, cfg.DatabaseURL, true)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		err = errors.Join(err, tel.Shutdown(sctx))
-	}()
+	defer func() { err = errors.Join(err, p.Close(ctx)) }()
 
-	natsURL := getenv("B24HUB_NATS_URL")
-	if natsURL == "" {
-		natsURL = nats.DefaultURL
-	}
-	nc, err := nats.Connect(natsURL, nats.Name("b24hub-"+name), nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(true))
-	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", natsURL, err)
-	}
-	defer nc.Close()
-
-	pool, err := postgres.Open(ctx, cfg.DatabaseURL, true)
+	js, err := jetstream.New(p.NATS)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-
-	reg := portals.NewRegistry()
-	if cfg.PortalsFile != "" {
-		if err := reg.LoadFile(cfg.PortalsFile); err != nil {
-			return err
-		}
-		go reg.WatchFile(ctx, cfg.PortalsFile, 5*time.Second, log)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
+	reg, err := svcmain.WatchPortals(ctx, js, cfg.PortalsFile, p.Log)
+	if errors.Is(err, svcmain.ErrNoPortalsBucket) {
+		p.Log.WarnContext(ctx, "portals bucket missing; only the portals file is used", "error", err)
+	} else if err != nil {
 		return err
-	}
-	if kv, err := js.KeyValue(ctx, eventbus.BucketPortals); err == nil {
-		if err := reg.WatchKV(ctx, kv, log); err != nil {
-			return err
-		}
-	} else {
-		log.WarnContext(ctx, "portals bucket missing; only the portals file is used", "error", err)
 	}
 	// Every replica of every service shares one leaky bucket per portal;
 	// installed portals are called with the tokens in B24_TOKENS.
-	clients, err := bitrixport.SharedClients(ctx, js, reg, cfg.App, bitrix.WithLogger(log))
+	clients, err := bitrixport.SharedClients(ctx, js, reg, cfg.App, bitrix.WithLogger(p.Log))
 	if err != nil {
 		return err
 	}
-
-	svc, err := dealsync.New(cfg, dealsync.Deps{
-		NC: nc, Pool: pool, Logger: log,
-		Portals: clients,
-	})
+	svc, err := dealsync.New(cfg, dealsync.Deps{NC: p.NATS, Pool: p.Pool, Logger: p.Log, Portals: clients})
 	if err != nil {
 		return err
 	}
-	admin := adminAddr(getenv)
-	health := telemetry.NewHealth(map[string]telemetry.ReadyFunc{name: svc.Ready})
-	mux := http.NewServeMux()
-	health.Register(mux, tel.MetricsHandler())
-	srv := &http.Server{Addr: admin, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	ln, err := net.Listen("tcp", admin)
-	if err != nil {
-		return fmt.Errorf("admin listener %s: %w", admin, err)
-	}
-	log.InfoContext(ctx, "deal-sync starting", "admin", ln.Addr().String(), "nats", natsURL,
-		"database", postgres.Redact(cfg.DatabaseURL), "app", cfg.App.String(), "sync_lock_field", cfg.SyncLockField)
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return svc.Run(gctx) })
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		health.Drain()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	})
-	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nc.Drain()
-}
-
-func adminAddr(getenv func(string) string) string {
-	if v := getenv("B24HUB_ADMIN_ADDR"); v != "" {
-		return v
-	}
-	return ":9090"
+	return p.Serve(ctx, svc.Ready, svc.Run, "app", cfg.App.String(), "sync_lock_field", cfg.SyncLockField)
 }

@@ -37,7 +37,7 @@ func TestRunOnItsOwn(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var out syncBuffer
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, &out) }()
+	go func() { done <- command.Run(ctx, nil, func(k string) string { return env[k] }, &out) }()
 	deadline := time.Now().Add(time.Minute)
 	for _, name := range []string{"telephony"} {
 		stream := eventbus.StreamEvents
