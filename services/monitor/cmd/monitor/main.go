@@ -10,14 +10,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"time"
 	_ "time/tzdata" // business-hours calendars work in images without a zoneinfo database
 
 	"github.com/b24hub/b24hub/libs/postgres"
+	"github.com/b24hub/b24hub/libs/svcmain"
 	"github.com/b24hub/b24hub/libs/telemetry"
 	"github.com/b24hub/b24hub/services/monitor"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -25,78 +23,13 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// usage is printed for -h and, with exit status 2, for arguments the
-// command does not know.
-const usage = `usage: monitor [migrate]
-
-Without arguments monitor runs until SIGINT or SIGTERM, configured by B24HUB_*
-environment variables (see services/monitor/README.md).
-
-  migrate  apply the schema migrations (schema monitor) to B24HUB_DATABASE_URL
-           and exit. Needs PostgreSQL only. The service migrates when it starts
-           too; this is for deploy pipelines (the Kubernetes migrate Job).
-`
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
-	stop()
-	os.Exit(exitCode(err, os.Stderr))
+// command is the monitor command line: serve by default, or `migrate`.
+var command = svcmain.Command{
+	Name: "monitor", Schema: monitor.Schema, Migrate: monitor.Migrate,
+	Create: svcmain.CreateLocalOnly, Serve: serve,
 }
 
-// run dispatches on args (the command line without the program name).
-func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	switch {
-	case len(args) == 0:
-		return serve(ctx, getenv, stdout)
-	case len(args) == 1 && args[0] == "migrate":
-		return migrate(ctx, getenv, stdout)
-	case len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help"):
-		_, err := fmt.Fprint(stdout, usage)
-		return err
-	}
-	return usageError(fmt.Sprintf("unexpected arguments %q", args))
-}
-
-// usageError is a command line the command does not understand.
-type usageError string
-
-func (e usageError) Error() string { return string(e) }
-
-// exitCode writes err to w and returns the exit status: 0 without an error,
-// 2 (after the usage) for a usage error, 1 for any other error.
-func exitCode(err error, w io.Writer) int {
-	var u usageError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &u):
-		fmt.Fprintf(w, "monitor: %s\n\n%s", u, usage)
-		return 2
-	}
-	fmt.Fprintln(w, "monitor:", err)
-	return 1
-}
-
-// migrate applies the schema migrations and returns. It needs PostgreSQL
-// only (B24HUB_DATABASE_URL): no NATS, no other setting.
-func migrate(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
-	log := telemetry.NewLogger(stdout, telemetry.ParseLevel(getenv("B24HUB_LOG_LEVEL")), "monitor")
-	dbURL := getenv("B24HUB_DATABASE_URL")
-	if dbURL == "" {
-		dbURL = postgres.DefaultURL
-	}
-	pool, err := postgres.Open(ctx, dbURL, dbURL == postgres.DefaultURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if err := monitor.Migrate(ctx, pool); err != nil {
-		return err
-	}
-	log.InfoContext(ctx, "schema migrated", "schema", monitor.Schema, "database", postgres.Redact(dbURL))
-	return nil
-}
+func main() { command.Main() }
 
 // withPoolSize sets pool_max_conns when the URL does not: the three ledger
 // consumers, the evaluator's lease connection and the API each need one, and
@@ -110,13 +43,6 @@ func withPoolSize(dsn string, n int) string {
 	q.Set("pool_max_conns", strconv.Itoa(n))
 	u.RawQuery = q.Encode()
 	return u.String()
-}
-
-func envOr(getenv func(string) string, k, def string) string {
-	if v := getenv(k); v != "" {
-		return v
-	}
-	return def
 }
 
 // serve starts the monitor and blocks until ctx ends. NATS or PostgreSQL being
@@ -138,7 +64,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) (e
 		err = errors.Join(err, tel.Shutdown(sctx))
 	}()
 
-	natsURL := envOr(getenv, "B24HUB_NATS_URL", nats.DefaultURL)
+	natsURL := svcmain.EnvOr(getenv, "B24HUB_NATS_URL", nats.DefaultURL)
 	nc, err := nats.Connect(natsURL, nats.Name("b24hub-monitor"), nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true), nats.ReconnectWait(time.Second))
 	if err != nil {
@@ -146,7 +72,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) (e
 	}
 	defer func() { err = errors.Join(err, nc.Drain()) }()
 
-	dbURL := envOr(getenv, "B24HUB_DATABASE_URL", postgres.DefaultURL)
+	dbURL := svcmain.EnvOr(getenv, "B24HUB_DATABASE_URL", postgres.DefaultURL)
 	dbURL = withPoolSize(dbURL, 10)
 	pool, err := postgres.Open(ctx, dbURL, dbURL == postgres.DefaultURL)
 	if err != nil {
@@ -169,7 +95,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) (e
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return svc.Run(gctx) })
-	if admin := envOr(getenv, "B24HUB_ADMIN_ADDR", ":9090"); admin != "off" {
+	if admin := svcmain.EnvOr(getenv, "B24HUB_ADMIN_ADDR", ":9090"); admin != "off" {
 		mux := http.NewServeMux()
 		telemetry.NewHealth(map[string]telemetry.ReadyFunc{"monitor": svc.Ready}).Register(mux, tel.MetricsHandler())
 		srv := &http.Server{Addr: admin, Handler: mux, ReadHeaderTimeout: 10 * time.Second}

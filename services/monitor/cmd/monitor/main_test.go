@@ -27,7 +27,7 @@ func TestRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, nil, func(k string) string { return env[k] }, pw)
+		done <- command.Run(ctx, nil, func(k string) string { return env[k] }, pw)
 		pw.Close()
 	}()
 	var addr, token string
