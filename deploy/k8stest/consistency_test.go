@@ -168,7 +168,7 @@ func TestJobsMatchCode(t *testing.T) {
 				a := c.Args[i]
 				if name, ok := strings.CutPrefix(a, "--"); ok {
 					name, _, hasValue := strings.Cut(name, "=")
-					if !strings.Contains(f.OwnText, `"`+name+`"`) {
+					if !strings.Contains(f.CommandText, `"`+name+`"`) {
 						t.Errorf("Job %s passes flag --%s, which services/%s does not define", j.Name, name, svc)
 					}
 					if !hasValue {
@@ -179,10 +179,10 @@ func TestJobsMatchCode(t *testing.T) {
 				words = append(words, a)
 			}
 			cmd := strings.Join(words, " ")
-			whole := strings.Contains(f.OwnText, `"`+cmd+`"`)
+			whole := strings.Contains(f.CommandText, `"`+cmd+`"`)
 			each := true
 			for _, w := range words {
-				each = each && strings.Contains(f.OwnText, `"`+w+`"`)
+				each = each && strings.Contains(f.CommandText, `"`+w+`"`)
 			}
 			if !whole && !each {
 				t.Errorf("Job %s runs `%s %s`, but services/%s has no %q command", j.Name, svc, strings.Join(c.Args, " "), svc, cmd)
@@ -194,7 +194,7 @@ func TestJobsMatchCode(t *testing.T) {
 			continue
 		}
 		f := serviceFacts(t, s.Name)
-		if f.Exists && strings.Contains(f.OwnText, `"migrate"`) && !jobFor[s.Name] {
+		if f.Exists && strings.Contains(f.CommandText, `"migrate"`) && !jobFor[s.Name] {
 			t.Errorf("services/%s implements `migrate` but has no migrate Job: add k8s/base/jobs/migrate.yaml with a Job b24hub-migrate-%s running `%s migrate` (labels app.kubernetes.io/component=migrate, b24hub.io/postgres-client=true; see the topology Job) and list it in k8s/base/kustomization.yaml", s.Name, s.Name, s.Name)
 		}
 	}
