@@ -96,6 +96,7 @@ replace (
 	github.com/b24hub/b24hub/libs/pgtest => ../../libs/pgtest
 	github.com/b24hub/b24hub/libs/portals => ../../libs/portals
 	github.com/b24hub/b24hub/libs/postgres => ../../libs/postgres
+	github.com/b24hub/b24hub/libs/svcmain => ../../libs/svcmain
 	github.com/b24hub/b24hub/libs/telemetry => ../../libs/telemetry
 	github.com/b24hub/b24hub/proto => ../../proto
 	github.com/b24hub/b24hub/services/ingress => ../ingress
