@@ -191,7 +191,7 @@ func TestBadInputOnlyGets4xx(t *testing.T) {
 	// (telephony and tasks retry lookups of the documents' made-up ids for
 	// minutes; their outcomes so far are in the ledger), then look
 	// everywhere.
-	s.eventually("ledger and deal-sync caught up", 60*time.Second, func() bool {
+	s.eventually("ledger and deal-sync caught up", 3*time.Minute, func() bool {
 		return s.pending("monitor-ledger", "monitor-outcomes", "deal-sync") == 0
 	})
 	time.Sleep(time.Second)

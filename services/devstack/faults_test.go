@@ -210,7 +210,7 @@ func TestConsumerKilledMidBatch(t *testing.T) {
 		every = append(every, id)
 	}
 	s.waitLedger(every, pick(90*time.Second, 3*time.Minute))
-	s.eventually("stack idle", 60*time.Second, func() bool { return s.pending() == 0 })
+	s.eventually("stack idle", 3*time.Minute, func() bool { return s.pending() == 0 })
 	t.Logf("%s: caught up", time.Since(began).Round(time.Millisecond))
 
 	// Exactly one effect per deal.
@@ -398,7 +398,7 @@ func TestPostgresOutageUnderLoad(t *testing.T) {
 	ids := accepted(rs)
 	t.Logf("%d events accepted", len(ids))
 	s.waitLedger(ids, pick(2*time.Minute, 4*time.Minute))
-	s.eventually("stack idle", 60*time.Second, func() bool { return s.pending() == 0 })
+	s.eventually("stack idle", 3*time.Minute, func() bool { return s.pending() == 0 })
 	t.Logf("caught up %s after PostgreSQL came back (load stopped 2 s after)", time.Since(restored).Round(100*time.Millisecond))
 
 	// Mirrors equal the portal.
@@ -487,7 +487,7 @@ func TestPortalFaults(t *testing.T) {
 		}
 		s.waitLedger(ids, pick(2*time.Minute, 5*time.Minute))
 	}
-	s.eventually("stack idle", 60*time.Second, func() bool { return s.pending() == 0 })
+	s.eventually("stack idle", 3*time.Minute, func() bool { return s.pending() == 0 })
 	st := s.fake.Stats()
 	t.Logf("%d events processed in %s: %d REST requests, %d injected QUERY_LIMIT_EXCEEDED, %d injected 500/HTML, %d bucket rejections, max bucket level %.1f of %d",
 		n*rounds, time.Since(began).Round(100*time.Millisecond), st.Requests, s.fake.InjectedQueryLimits(), st.InjectedFaults, st.QueryLimitExceeded, st.MaxLevel, 50)

@@ -70,7 +70,7 @@ func TestAppPortalTokensExpireUnderFaults(t *testing.T) {
 		return false
 	})
 	// The install's own work (first reconciliation, bindings) settles first.
-	s.eventually("stack idle after the install", 60*time.Second, func() bool { return s.pending() == 0 })
+	s.eventually("stack idle after the install", 3*time.Minute, func() bool { return s.pending() == 0 })
 
 	app.ResetStats()
 	app.SetFaults(fakeportal.Faults{ServerErrorRate: 0.05, HTMLRate: 0.05, HTMLStatus: http.StatusBadGateway})
