@@ -109,7 +109,11 @@ func TestWatchFileKeepsLastGoodSet(t *testing.T) {
 	go r.WatchFile(ctx, path, 10*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	_ = os.WriteFile(path, []byte("portals: ["), 0o600) // broken edit
-	time.Sleep(50 * time.Millisecond)
+	// Deterministic: the reload the watcher runs fails and keeps the set.
+	if err := r.LoadFile(path); err == nil {
+		t.Fatal("broken file loaded")
+	}
+	time.Sleep(50 * time.Millisecond) // and the watcher has had several ticks at it
 	if _, ok := r.Authenticate("a223c6b3710f85df22e9377d6c4f7553", "tok-1"); !ok {
 		t.Fatal("broken edit dropped the portals")
 	}
