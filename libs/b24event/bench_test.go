@@ -123,3 +123,18 @@ func BenchmarkDecodeJSONDealUpdate(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDeliveryDealUpdate is BenchmarkIngressDealUpdate through the
+// ingress's fast path, DecodeDelivery.
+func BenchmarkDeliveryDealUpdate(b *testing.B) {
+	b.SetBytes(int64(len(benchDeal)))
+	b.ReportAllocs()
+	buf := make([]byte, 0, 2048)
+	for b.Loop() {
+		d, err := DecodeDelivery(ContentTypeForm, benchDeal, Limits{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf = d.AppendRedacted(buf[:0])
+	}
+}

@@ -55,9 +55,19 @@ type Body struct {
 // An empty form body decodes to a Body without fields; Event then reports
 // what is missing.
 func Decode(contentType string, body []byte, lim Limits) (*Body, error) {
+	ct, fields, err := decodeFields(contentType, body, lim)
+	if err != nil {
+		return nil, err
+	}
+	return &Body{ContentType: ct, Fields: fields, Tree: buildTree(fields), rawLen: len(body)}, nil
+}
+
+// decodeFields is Decode up to the pairs: the limits, the media type and
+// the percent- or JSON-decoding.
+func decodeFields(contentType string, body []byte, lim Limits) (string, []Field, error) {
 	lim = lim.withDefaults()
 	if len(body) > lim.MaxBodyBytes {
-		return nil, fmt.Errorf("%w: %d bytes > %d", ErrBodyTooLarge, len(body), lim.MaxBodyBytes)
+		return "", nil, fmt.Errorf("%w: %d bytes > %d", ErrBodyTooLarge, len(body), lim.MaxBodyBytes)
 	}
 	var (
 		fields []Field
@@ -70,12 +80,9 @@ func Decode(contentType string, body []byte, lim Limits) (*Body, error) {
 	case ContentTypeJSON:
 		fields, err = flattenJSON(body, lim)
 	default:
-		return nil, fmt.Errorf("%w: %q", ErrUnsupportedContentType, clip(contentType))
+		return "", nil, fmt.Errorf("%w: %q", ErrUnsupportedContentType, clip(contentType))
 	}
-	if err != nil {
-		return nil, err
-	}
-	return &Body{ContentType: ct, Fields: fields, Tree: buildTree(fields), rawLen: len(body)}, nil
+	return ct, fields, err
 }
 
 // mediaType returns the normalized media type of a Content-Type header value

@@ -76,20 +76,11 @@ type Event struct {
 //   - anything else: empty.
 func (b *Body) Event() (*Event, error) {
 	raw, _ := b.Tree["event"].(string)
-	if raw == "" {
-		return nil, fmt.Errorf("%w: missing event", ErrMalformed)
-	}
-	name, ok := eventName(raw)
-	if !ok {
-		return nil, fmt.Errorf("%w: event %q is not [A-Z0-9_]{1,64}", ErrMalformed, clip(raw))
-	}
 	auth, _ := b.Tree["auth"].(map[string]any)
 	member := str(auth, "member_id")
-	if member == "" {
-		return nil, fmt.Errorf("%w: missing auth[member_id]", ErrMalformed)
-	}
-	if !isMemberID(member) {
-		return nil, fmt.Errorf("%w: auth[member_id] %q is not [A-Za-z0-9_-]{1,64}", ErrMalformed, clip(member))
+	name, err := checkIdentity(raw, member)
+	if err != nil {
+		return nil, err
 	}
 	data, err := b.data()
 	if err != nil {
@@ -112,6 +103,29 @@ func (b *Body) Event() (*Event, error) {
 	ev.EntityID = entityID(name, data)
 	return ev, nil
 }
+
+// checkIdentity validates the event code and auth[member_id] and returns
+// the upper-cased code.
+func checkIdentity(raw, member string) (string, error) {
+	if raw == "" {
+		return "", fmt.Errorf("%w: missing event", ErrMalformed)
+	}
+	name, ok := eventName(raw)
+	if !ok {
+		return "", fmt.Errorf("%w: event %q is not [A-Z0-9_]{1,64}", ErrMalformed, clip(raw))
+	}
+	if member == "" {
+		return "", fmt.Errorf("%w: missing auth[member_id]", ErrMalformed)
+	}
+	if !isMemberID(member) {
+		return "", fmt.Errorf("%w: auth[member_id] %q is not [A-Za-z0-9_-]{1,64}", ErrMalformed, clip(member))
+	}
+	return name, nil
+}
+
+// errDataString is the error for a data pair that is a plain string other
+// than "" or "undefined".
+var errDataString = fmt.Errorf("%w: data is a string, not an array", ErrMalformed)
 
 // data returns the data subtree without secrets. Most events have no secret
 // pair under data, so the subtree is shared, not copied. Otherwise (bot
@@ -138,7 +152,7 @@ func (b *Body) data() (map[string]any, error) {
 		if v == "" || v == "undefined" {
 			return map[string]any{}, nil
 		}
-		return nil, fmt.Errorf("%w: data is a string, not an array", ErrMalformed)
+		return nil, errDataString
 	case map[string]any:
 		return v, nil
 	default: // only in a hand-made Body

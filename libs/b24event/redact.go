@@ -59,20 +59,26 @@ func isSecretSegment(s string) bool {
 // Whoever decodes it must not use a tighter MaxBodyBytes than the ingress
 // (3× covers every form body).
 func (b *Body) Redacted() []byte {
+	return b.AppendRedacted(make([]byte, 0, b.sizeHint()+b.sizeHint()/4))
+}
+
+// AppendRedacted appends Redacted() to dst and returns the extended slice,
+// so a hot path can reuse one buffer across requests.
+func (b *Body) AppendRedacted(dst []byte) []byte {
 	if b.ContentType == ContentTypeJSON {
-		return b.redactedJSON()
+		return b.appendRedactedJSON(dst)
 	}
-	out := make([]byte, 0, b.sizeHint())
+	start := len(dst)
 	for _, f := range b.Fields {
 		if IsSecretKey(f.Key) {
 			continue
 		}
-		if len(out) > 0 {
-			out = append(out, '&')
+		if len(dst) > start {
+			dst = append(dst, '&')
 		}
-		out = appendFormPair(out, f)
+		dst = appendFormPair(dst, f)
 	}
-	return out
+	return dst
 }
 
 // sizeHint guesses the size of Redacted(): at most the original body for
@@ -88,12 +94,11 @@ func (b *Body) sizeHint() int {
 	return n + n/4
 }
 
-// redactedJSON nests the pairs back into one JSON object. It streams: an
-// object stays open while consecutive keys share its prefix, so a repeated
-// or interleaved key simply produces a repeated member, which decodes to
-// the same pairs again.
-func (b *Body) redactedJSON() []byte {
-	out := make([]byte, 0, b.sizeHint()+b.sizeHint()/4)
+// appendRedactedJSON nests the pairs back into one JSON object. It
+// streams: an object stays open while consecutive keys share its prefix, so
+// a repeated or interleaved key simply produces a repeated member, which
+// decodes to the same pairs again.
+func (b *Body) appendRedactedJSON(out []byte) []byte {
 	out = append(out, '{')
 	var (
 		open  []string // keys of the objects open below the top level
