@@ -81,8 +81,10 @@ func TestDecodeDeliveryShapes(t *testing.T) {
 // FuzzDecodeDelivery holds the fast path to the general one: same event,
 // id, redacted body and error for any input.
 //
-// Run log: see the comment at the top of this file's FuzzDecode sibling;
-// go test -run='^$' -fuzz=FuzzDecodeDelivery -fuzztime=3m.
+// Run log (go1.26.8, shared 2-core machine, `go test -run='^$'
+// -fuzz=FuzzDecodeDelivery -fuzztime=3m -parallel=1`):
+//
+//   - 2026-11-27, 3m0s, 990,138 execs: no failure.
 func FuzzDecodeDelivery(f *testing.F) {
 	if _, err := os.Stat(fixtureDir); err == nil {
 		for _, fx := range loadFixtures(f) {
