@@ -2,8 +2,13 @@ package eventbus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,6 +25,10 @@ import (
 // in the client's reconnect buffer); callers must treat it as "not accepted".
 var ErrNotConfirmed = errors.New("eventbus: publish not confirmed by JetStream")
 
+// ErrNoStream is returned when no stream listens on the subject (NATS
+// answered "no responders").
+var ErrNoStream = errors.New("eventbus: no stream stores this subject")
+
 // Message is one message to publish.
 type Message struct {
 	// Subject is required; build it with the subject functions of this package.
@@ -27,20 +36,59 @@ type Message struct {
 	// MsgID is the de-duplication id (Nats-Msg-Id). Optional but every b24hub
 	// publisher sets one.
 	MsgID string
-	// Data is the payload.
+	// Data is the payload. Publish has copied it into the connection's
+	// buffers by the time it returns, so the caller may reuse it then.
 	Data []byte
-	// Header is optional extra headers; the trace context is added to it.
+	// Header is optional extra headers; the trace context and the message id
+	// are added to it.
 	Header nats.Header
 }
 
 // Publisher publishes to JetStream with the trace context injected and a
-// producer span per message. Publishes are pipelined: many goroutines can
-// publish at once and each waits only for its own PubAck, not for a round
-// trip in turn. Safe for concurrent use.
+// producer span per message. Safe for concurrent use; many goroutines
+// publishing at once is what it is built for.
+//
+// Publishes are pipelined and coalesced. Each caller waits only for its own
+// PubAck, not for a round trip in turn. The messages of callers that arrive
+// together are written to the connection by one goroutine in one burst, so
+// the NATS client sends them in one socket write and the server reads them
+// in one, instead of one write and one read per message (which is what the
+// client does when each caller publishes on its own: its flusher goroutine
+// runs as soon as the publishing goroutine blocks). PubAcks come back on one
+// reply subscription per Publisher.
 type Publisher struct {
 	js     jetstream.JetStream
+	nc     *nats.Conn
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator
+
+	// Replies: inbox prefix, the waiting publishes by reply token.
+	replyMu  sync.Mutex
+	inbox    string // "<inbox>." once subscribed
+	waiting  map[uint64]*publish
+	nextID   atomic.Uint64
+	replySub *nats.Subscription
+
+	// The pump: publishes not yet handed to the connection.
+	pumpMu  sync.Mutex
+	queue   []*publish
+	pumping bool
+}
+
+// publish is one message in flight.
+type publish struct {
+	id  uint64
+	msg *nats.Msg
+	// done receives the outcome (buffered: the sender never blocks).
+	done chan pubResult
+	// sent is set, under pumpMu, when the pump takes the message; it is
+	// closed once the message is in the connection's buffer.
+	sent chan struct{}
+}
+
+type pubResult struct {
+	ack *jetstream.PubAck
+	err error
 }
 
 // PublisherOption configures a Publisher.
@@ -51,9 +99,9 @@ func WithTracerProvider(tp trace.TracerProvider) PublisherOption {
 	return func(p *Publisher) { p.tracer = tp.Tracer("github.com/b24hub/b24hub/libs/eventbus") }
 }
 
-// NewPublisher returns a Publisher on js.
+// NewPublisher returns a Publisher on js's connection.
 func NewPublisher(js jetstream.JetStream, opts ...PublisherOption) *Publisher {
-	p := &Publisher{js: js, prop: Propagator()}
+	p := &Publisher{js: js, nc: js.Conn(), prop: Propagator(), waiting: map[uint64]*publish{}}
 	for _, o := range opts {
 		o(p)
 	}
@@ -68,49 +116,200 @@ func (p *Publisher) JetStream() jetstream.JetStream { return p.js }
 
 // Publish stores m and returns its PubAck once JetStream confirmed it. A
 // duplicate within the stream's window is confirmed too (PubAck.Duplicate).
-// It returns ErrNotConfirmed (wrapped) when ctx ends first, and the
-// server's error when JetStream rejected the message.
+// It returns ErrNotConfirmed (wrapped) when ctx ends first or the message
+// could not be sent, ErrNoStream when no stream takes the subject, and the
+// server's *jetstream.APIError when JetStream rejected the message.
 func (p *Publisher) Publish(ctx context.Context, m Message) (*jetstream.PubAck, error) {
-	ctx, span := p.tracer.Start(ctx, "publish "+subjectTemplate(m.Subject),
-		trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "nats"),
-			semconv.MessagingOperationTypeSend,
-			semconv.MessagingOperationName("publish"),
-			semconv.MessagingDestinationName(m.Subject),
-			semconv.MessagingMessageID(m.MsgID),
-			semconv.MessagingMessageBodySize(len(m.Data)),
-		))
-	defer span.End()
+	ctx, span := p.tracer.Start(ctx, "publish "+subjectTemplate(m.Subject), trace.WithSpanKind(trace.SpanKindProducer))
+	// All attributes are set in one call at the end: one allocation for
+	// the span's attribute slice instead of one per call.
+	attrs := [...]attribute.KeyValue{
+		attribute.String("messaging.system", "nats"),
+		semconv.MessagingOperationTypeSend,
+		semconv.MessagingOperationName("publish"),
+		semconv.MessagingDestinationName(m.Subject),
+		semconv.MessagingMessageID(m.MsgID),
+		semconv.MessagingMessageBodySize(len(m.Data)),
+		{}, {}, // stream sequence, duplicate
+	}
+	nattrs := len(attrs) - 2
+	defer func() {
+		span.SetAttributes(attrs[:nattrs]...)
+		span.End()
+	}()
+	fail := func(err error, status string) (*jetstream.PubAck, error) {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, status)
+		return nil, err
+	}
 
 	msg := &nats.Msg{Subject: m.Subject, Data: m.Data, Header: m.Header}
 	if msg.Header == nil {
-		msg.Header = nats.Header{}
+		msg.Header = make(nats.Header, 4)
 	}
 	p.prop.Inject(ctx, HeaderCarrier(msg.Header))
-	var opts []jetstream.PublishOpt
 	if m.MsgID != "" {
-		opts = append(opts, jetstream.WithMsgID(m.MsgID))
+		msg.Header.Set(jetstream.MsgIDHeader, m.MsgID)
 	}
-	fut, err := p.js.PublishMsgAsync(msg, opts...)
+	pub, err := p.register(msg)
 	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-		return nil, fmt.Errorf("%w: %w", ErrNotConfirmed, err)
+		return fail(fmt.Errorf("%w: %w", ErrNotConfirmed, err), err.Error())
 	}
+	p.enqueue(pub)
 	select {
-	case ack := <-fut.Ok():
-		span.SetAttributes(attribute.Int64("messaging.nats.stream_sequence", int64(ack.Sequence)),
-			attribute.Bool("messaging.nats.duplicate", ack.Duplicate))
-		return ack, nil
-	case err := <-fut.Err():
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-		return nil, fmt.Errorf("eventbus: publish %s: %w", m.Subject, err)
+	case r := <-pub.done:
+		if r.err != nil {
+			if errors.Is(r.err, ErrNotConfirmed) {
+				return fail(r.err, r.err.Error())
+			}
+			return fail(fmt.Errorf("eventbus: publish %s: %w", m.Subject, r.err), r.err.Error())
+		}
+		attrs[nattrs] = attribute.Int64("messaging.nats.stream_sequence", int64(r.ack.Sequence))
+		attrs[nattrs+1] = attribute.Bool("messaging.nats.duplicate", r.ack.Duplicate)
+		nattrs += 2
+		return r.ack, nil
 	case <-ctx.Done():
+		p.withdraw(pub)
 		span.SetStatus(codes.Error, "not confirmed")
 		return nil, fmt.Errorf("%w: %w", ErrNotConfirmed, ctx.Err())
 	}
+}
+
+// register gives msg a reply subject on the Publisher's inbox and records
+// it as waiting. The inbox subscription is made on first use (and again
+// after a failure, so a connection that was down at first recovers).
+func (p *Publisher) register(msg *nats.Msg) (*publish, error) {
+	p.replyMu.Lock()
+	defer p.replyMu.Unlock()
+	if p.replySub == nil {
+		inbox := p.nc.NewInbox() + "."
+		sub, err := p.nc.Subscribe(inbox+"*", p.onReply)
+		if err != nil {
+			return nil, fmt.Errorf("reply subscription: %w", err)
+		}
+		// Acks must never be dropped as a slow consumer's: a lost ack
+		// turns a stored event into a 503.
+		if err := sub.SetPendingLimits(-1, -1); err != nil {
+			_ = sub.Unsubscribe()
+			return nil, fmt.Errorf("reply subscription: %w", err)
+		}
+		p.inbox, p.replySub = inbox, sub
+	}
+	pub := &publish{id: p.nextID.Add(1), msg: msg, done: make(chan pubResult, 1)}
+	msg.Reply = p.inbox + strconv.FormatUint(pub.id, 36)
+	p.waiting[pub.id] = pub
+	return pub, nil
+}
+
+// onReply delivers a PubAck (or an error) to the publish waiting for it.
+// Replies for publishes that gave up waiting are dropped.
+func (p *Publisher) onReply(m *nats.Msg) {
+	p.replyMu.Lock()
+	var pub *publish
+	if len(m.Subject) > len(p.inbox) {
+		if id, err := strconv.ParseUint(m.Subject[len(p.inbox):], 36, 64); err == nil {
+			pub = p.waiting[id]
+			delete(p.waiting, id)
+		}
+	}
+	p.replyMu.Unlock()
+	if pub != nil {
+		pub.done <- parsePubAck(m)
+	}
+}
+
+// parsePubAck reads JetStream's answer to a publish.
+func parsePubAck(m *nats.Msg) pubResult {
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		return pubResult{err: ErrNoStream}
+	}
+	var resp struct {
+		jetstream.PubAck
+		Error *jetstream.APIError `json:"error,omitempty"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return pubResult{err: fmt.Errorf("%w: unreadable PubAck: %w", ErrNotConfirmed, err)}
+	}
+	if resp.Error != nil {
+		return pubResult{err: resp.Error}
+	}
+	if resp.Stream == "" {
+		return pubResult{err: fmt.Errorf("%w: PubAck without a stream", ErrNotConfirmed)}
+	}
+	return pubResult{ack: &resp.PubAck}
+}
+
+// enqueue queues pub for the pump, starting one if none runs.
+func (p *Publisher) enqueue(pub *publish) {
+	p.pumpMu.Lock()
+	p.queue = append(p.queue, pub)
+	start := !p.pumping
+	p.pumping = true
+	p.pumpMu.Unlock()
+	if start {
+		go p.pump()
+	}
+}
+
+// pump hands queued messages to the connection in bursts until the queue
+// is empty, then exits. Before each burst it yields once, so publishers
+// that are runnable at that moment queue their messages first and go out
+// in the same socket write; when nothing else is runnable the yield
+// returns at once and a lone message is not delayed.
+func (p *Publisher) pump() {
+	var burst []*publish
+	for {
+		runtime.Gosched()
+		p.pumpMu.Lock()
+		burst, p.queue = p.queue, burst[:0]
+		if len(burst) == 0 {
+			p.pumping = false
+			p.pumpMu.Unlock()
+			return
+		}
+		sent := make(chan struct{})
+		for _, pub := range burst {
+			pub.sent = sent
+		}
+		p.pumpMu.Unlock()
+		for _, pub := range burst {
+			if err := p.nc.PublishMsg(pub.msg); err != nil {
+				p.forget(pub.id)
+				pub.done <- pubResult{err: fmt.Errorf("%w: %w", ErrNotConfirmed, err)}
+			}
+		}
+		close(sent)
+		clear(burst)
+	}
+}
+
+// withdraw is called when a publish stops waiting. A message still queued
+// is removed and never sent; one the pump has taken is waited for until it
+// is in the connection's buffer, so the caller may reuse its data once
+// Publish returns.
+func (p *Publisher) withdraw(pub *publish) {
+	p.forget(pub.id)
+	p.pumpMu.Lock()
+	sent := pub.sent
+	if sent == nil {
+		for i, q := range p.queue {
+			if q == pub {
+				p.queue = append(p.queue[:i], p.queue[i+1:]...)
+				break
+			}
+		}
+	}
+	p.pumpMu.Unlock()
+	if sent != nil {
+		<-sent
+	}
+}
+
+// forget drops a publish from the reply table.
+func (p *Publisher) forget(id uint64) {
+	p.replyMu.Lock()
+	delete(p.waiting, id)
+	p.replyMu.Unlock()
 }
 
 // subjectTemplate maps a subject to its low-cardinality family for span

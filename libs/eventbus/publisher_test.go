@@ -1,0 +1,145 @@
+package eventbus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/b24hub/b24hub/libs/natstest"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func provisioned(t *testing.T) (*natstest.Server, jetstream.JetStream) {
+	t.Helper()
+	srv := natstest.Start(t)
+	_, js := srv.JetStream(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := eventbus.Provision(ctx, js, eventbus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return srv, js
+}
+
+// TestPublishConcurrent checks that every concurrent publisher gets the
+// ack of its own message: the sequence the ack names holds that message.
+func TestPublishConcurrent(t *testing.T) {
+	_, js := provisioned(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pub := eventbus.NewPublisher(js)
+	const n = 400
+	seqs := make([]uint64, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			ack, err := pub.Publish(ctx, eventbus.Message{Subject: eventbus.RawEvent("m1", "E"), MsgID: fmt.Sprint("c-", i), Data: []byte(fmt.Sprint(i))})
+			if err != nil {
+				errs <- err
+				return
+			}
+			seqs[i] = ack.Sequence
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, eventbus.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint64]bool{}
+	for i, seq := range seqs {
+		if seen[seq] {
+			t.Fatalf("sequence %d acked twice", seq)
+		}
+		seen[seq] = true
+		raw, err := stream.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(raw.Data) != fmt.Sprint(i) {
+			t.Fatalf("publish %d got the ack of sequence %d, which holds %q", i, seq, raw.Data)
+		}
+	}
+}
+
+func TestPublishErrors(t *testing.T) {
+	_, js := provisioned(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pub := eventbus.NewPublisher(js)
+
+	// No stream takes the subject: an error at once, not a timeout.
+	_, err := pub.Publish(ctx, eventbus.Message{Subject: "nowhere.at.all", MsgID: "x"})
+	if !errors.Is(err, eventbus.ErrNoStream) {
+		t.Fatalf("no stream: %v, want ErrNoStream", err)
+	}
+
+	// JetStream refuses the message: its API error comes back.
+	_, err = pub.Publish(ctx, eventbus.Message{Subject: eventbus.RawEvent("m1", "E"), MsgID: "wrong-seq",
+		Header: nats.Header{jetstream.ExpectedLastSeqHeader: []string{"999999"}}})
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence {
+		t.Fatalf("wrong last sequence: %v, want the API error", err)
+	}
+
+	// Larger than the connection may send: not confirmed, at once.
+	big := []byte(strings.Repeat("x", 2<<20))
+	if _, err = pub.Publish(ctx, eventbus.Message{Subject: eventbus.RawEvent("m1", "E"), MsgID: "big", Data: big}); !errors.Is(err, eventbus.ErrNotConfirmed) {
+		t.Fatalf("oversized: %v, want ErrNotConfirmed", err)
+	}
+
+	// A context that ends first: ErrNotConfirmed.
+	done, stop := context.WithCancel(ctx)
+	stop()
+	_, err = pub.Publish(done, eventbus.Message{Subject: eventbus.RawEvent("m1", "E"), MsgID: "late"})
+	if !errors.Is(err, eventbus.ErrNotConfirmed) {
+		t.Fatalf("ended context: %v, want ErrNotConfirmed", err)
+	}
+
+	// The publisher still works after all of that.
+	if _, err := pub.Publish(ctx, eventbus.Message{Subject: eventbus.RawEvent("m1", "E"), MsgID: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPublishRecoversAfterBrokerRestart: the reply subscription survives a
+// reconnect, and publishes confirm again once the broker is back.
+func TestPublishRecoversAfterBrokerRestart(t *testing.T) {
+	srv, js := provisioned(t)
+	pub := eventbus.NewPublisher(js)
+	publish := func(id string, d time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		_, err := pub.Publish(ctx, eventbus.Message{Subject: eventbus.RawEvent("m1", "E"), MsgID: id})
+		return err
+	}
+	if err := publish("before", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	if err := publish("during", 300*time.Millisecond); !errors.Is(err, eventbus.ErrNotConfirmed) {
+		t.Fatalf("broker down: %v, want ErrNotConfirmed", err)
+	}
+	srv.Restart()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := publish("after", time.Second)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no confirmation after the broker came back: %v", err)
+		}
+	}
+}
