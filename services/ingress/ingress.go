@@ -128,7 +128,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	lim := b24event.DefaultLimits()
 	lim.MaxBodyBytes = cfg.MaxBodyBytes
-	h, err := handler.New(handler.Config{Limits: lim, PublishTimeout: cfg.PublishTimeout},
+	h, err := handler.New(handler.Config{Limits: lim, PublishTimeout: cfg.PublishTimeout, TracerProvider: deps.TracerProvider},
 		deps.Portals, eventbus.NewPublisher(js, eventbus.WithTracerProvider(deps.TracerProvider)),
 		inst, deps.Logger, otel.GetMeterProvider().Meter("github.com/b24hub/b24hub/services/ingress"))
 	if err != nil {
@@ -138,7 +138,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	e.Use(serverSpans(deps.TracerProvider))
 	h.Register(e)
 	mux := http.NewServeMux()
 	s.health.Register(mux, deps.Metrics)

@@ -21,8 +21,12 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -51,6 +55,9 @@ type Config struct {
 	Limits b24event.Limits
 	// PublishTimeout bounds the whole request: past it the answer is 503.
 	PublishTimeout time.Duration
+	// TracerProvider makes the server span of each POST; default: the
+	// global one.
+	TracerProvider trace.TracerProvider
 }
 
 // Handler serves POST /bitrix24/events[/:route].
@@ -61,9 +68,41 @@ type Handler struct {
 	installer Installer // optional
 	log       *slog.Logger
 	now       func() time.Time
+	tracer    trace.Tracer
+	prop      propagation.TextMapPropagator
 
 	requests metric.Int64Counter
-	bufs     sync.Pool
+	// counted caches the attribute set of each (status, event) pair:
+	// building an attribute.Set per request (sorting, hashing, allocating)
+	// cost more than the counter itself. Both parts are bounded: a status
+	// is one of a handful, and an event name other than "unknown" only
+	// comes with an authenticated portal.
+	counted sync.Map // countKey → metric.AddOption
+	scratch sync.Pool // *scratch
+}
+
+// scratch holds the per-request buffers: the body as read, its redacted
+// form and the encoded envelope. None of them outlives the request (the
+// NATS client copies a message into its write buffer when it is
+// published), so they are reused instead of allocated per POST.
+type scratch struct{ body, redacted, envelope []byte }
+
+// maxPooled bounds the buffers kept for reuse: an occasional large event
+// must not pin its memory in the pool.
+const maxPooled = 64 << 10
+
+func (h *Handler) getScratch() *scratch { return h.scratch.Get().(*scratch) }
+
+func (h *Handler) putScratch(s *scratch) {
+	if cap(s.body) > maxPooled || cap(s.redacted) > maxPooled || cap(s.envelope) > maxPooled {
+		return
+	}
+	h.scratch.Put(s)
+}
+
+type countKey struct {
+	status int
+	event  string
 }
 
 // New returns a Handler. installer may be nil: then installs from unknown
@@ -80,8 +119,14 @@ func New(cfg Config, auth Authenticator, pub Publisher, installer Installer, log
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: cfg, auth: auth, pub: pub, installer: installer, log: log, now: time.Now, requests: requests}
-	h.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = otel.GetTracerProvider()
+	}
+	h := &Handler{cfg: cfg, auth: auth, pub: pub, installer: installer, log: log, now: time.Now, requests: requests,
+		tracer: cfg.TracerProvider.Tracer("github.com/b24hub/b24hub/services/ingress"), prop: eventbus.Propagator()}
+	h.scratch.New = func() any {
+		return &scratch{body: make([]byte, 0, 4096), redacted: make([]byte, 0, 4096), envelope: make([]byte, 0, 4096)}
+	}
 	return h, nil
 }
 
@@ -98,55 +143,130 @@ type answer struct {
 }
 
 // ServeEvent handles one POST. Every non-200 answer publishes nothing.
+//
+// It makes the request's server span itself, continuing an incoming W3C
+// traceparent and named after the route template ("POST
+// /bitrix24/events/:route"), never the raw URL. A middleware would have to
+// clone the request to carry the span's context, and otelhttp also records
+// several HTTP histograms per request, which cost more CPU than decoding
+// the event; the ingress.requests counter covers what they would tell.
 func (h *Handler) ServeEvent(c echo.Context) error {
-	ctx, cancel := context.WithTimeout(c.Request().Context(), h.cfg.PublishTimeout)
+	r := c.Request()
+	ctx := h.prop.Extract(r.Context(), traceHeaders(r.Header))
+	ctx, span := h.tracer.Start(ctx, r.Method+" "+c.Path(), trace.WithSpanKind(trace.SpanKindServer))
+	defer span.End()
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.PublishTimeout)
 	defer cancel()
-	id, a := h.accept(ctx, c)
-	h.requests.Add(ctx, 1, metric.WithAttributes(attribute.Int("code", a.status), attribute.String("event", a.event)))
+	ev, id, a := h.accept(ctx, c)
+	h.requests.Add(ctx, 1, h.countOption(a))
+
+	attrs := [...]attribute.KeyValue{
+		semconv.HTTPRequestMethodKey.String(r.Method),
+		semconv.HTTPRoute(c.Path()),
+		semconv.URLPath(r.URL.Path),
+		attribute.Int64("http.request.body.size", r.ContentLength),
+		semconv.HTTPResponseStatusCode(a.status),
+		{}, {}, // b24.member_id, b24.event once authenticated
+	}
+	n := len(attrs) - 2
+	if ev != nil {
+		attrs[n], attrs[n+1] = attribute.String("b24.member_id", ev.MemberID), attribute.String("b24.event", ev.Name)
+		n += 2
+	}
+	span.SetAttributes(attrs[:n]...)
+
+	body := []byte(`{"status":"accepted","id":"` + id + `"}`)
 	if a.status != http.StatusOK {
 		if a.status >= 500 {
+			span.SetStatus(codes.Error, a.reason)
 			h.log.WarnContext(ctx, "event not accepted", "status", a.status, "reason", a.reason, "event", a.event)
 		}
-		return c.JSONBlob(a.status, errorJSON(a.reason))
+		body = errorJSON(a.reason)
 	}
-	return c.JSONBlob(http.StatusOK, []byte(`{"status":"accepted","id":"`+id+`"}`))
+	// Written directly rather than through c.JSONBlob, which canonicalises
+	// and allocates the header on every call.
+	w := c.Response()
+	w.Header()[echo.HeaderContentType] = jsonContentType
+	w.WriteHeader(a.status)
+	_, err := w.Write(body)
+	return err
 }
 
-func (h *Handler) accept(ctx context.Context, c echo.Context) (string, answer) {
+// traceHeaders lets the propagators read an HTTP request's trace headers.
+// They ask by lower-case name; propagation.HeaderCarrier would
+// canonicalise (and allocate) the name on every lookup.
+type traceHeaders http.Header
+
+func (c traceHeaders) Get(key string) string {
+	var vs []string
+	switch key {
+	case "traceparent":
+		vs = c["Traceparent"]
+	case "tracestate":
+		vs = c["Tracestate"]
+	case "baggage":
+		vs = c["Baggage"]
+	default:
+		return http.Header(c).Get(key)
+	}
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}
+
+func (c traceHeaders) Set(key, value string) { http.Header(c).Set(key, value) }
+
+func (c traceHeaders) Keys() []string { return propagation.HeaderCarrier(c).Keys() }
+
+// jsonContentType is shared by every answer; net/http only reads it.
+var jsonContentType = []string{echo.MIMEApplicationJSON}
+
+// countOption returns the counter attributes of an answer, built once per
+// (status, event).
+func (h *Handler) countOption(a answer) metric.AddOption {
+	k := countKey{a.status, a.event}
+	if o, ok := h.counted.Load(k); ok {
+		return o.(metric.AddOption)
+	}
+	o, _ := h.counted.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(attribute.Int("code", a.status), attribute.String("event", a.event))))
+	return o.(metric.AddOption)
+}
+
+// accept runs the steps of one POST and returns the authenticated event
+// (nil when it got that far), the message id and the answer.
+func (h *Handler) accept(ctx context.Context, c echo.Context) (*b24event.Event, string, answer) {
 	r := c.Request()
 	route := c.Param("route")
 	if route != "" && !eventbus.ValidToken(route) {
-		return "", answer{status: http.StatusNotFound, reason: "unknown route", event: "unknown"}
+		return nil, "", answer{status: http.StatusNotFound, reason: "unknown route", event: "unknown"}
 	}
 	ct := r.Header.Get(echo.HeaderContentType)
 	if !supported(ct) {
-		return "", answer{status: http.StatusUnsupportedMediaType,
+		return nil, "", answer{status: http.StatusUnsupportedMediaType,
 			reason: "content type must be application/x-www-form-urlencoded or application/json", event: "unknown"}
 	}
-	bp := h.bufs.Get().(*[]byte)
-	defer h.bufs.Put(bp)
-	body, err := readLimited(r.Body, (*bp)[:0], h.cfg.Limits.MaxBodyBytes)
-	*bp = body[:0]
+	sc := h.getScratch()
+	defer h.putScratch(sc)
+	body, err := readLimited(r.Body, sc.body[:0], h.cfg.Limits.MaxBodyBytes)
+	sc.body = body[:0]
 	if err != nil {
 		if errors.Is(err, b24event.ErrBodyTooLarge) {
-			return "", answer{status: http.StatusRequestEntityTooLarge, reason: "body too large", event: "unknown"}
+			return nil, "", answer{status: http.StatusRequestEntityTooLarge, reason: "body too large", event: "unknown"}
 		}
-		return "", answer{status: http.StatusBadRequest, reason: "cannot read body", event: "unknown"}
+		return nil, "", answer{status: http.StatusBadRequest, reason: "cannot read body", event: "unknown"}
 	}
-	decoded, err := b24event.Decode(ct, body, h.cfg.Limits)
+	decoded, err := b24event.DecodeDelivery(ct, body, h.cfg.Limits)
 	if err != nil {
 		switch {
 		case errors.Is(err, b24event.ErrBodyTooLarge):
-			return "", answer{status: http.StatusRequestEntityTooLarge, reason: "body too large", event: "unknown"}
+			return nil, "", answer{status: http.StatusRequestEntityTooLarge, reason: "body too large", event: "unknown"}
 		case errors.Is(err, b24event.ErrUnsupportedContentType):
-			return "", answer{status: http.StatusUnsupportedMediaType, reason: err.Error(), event: "unknown"}
+			return nil, "", answer{status: http.StatusUnsupportedMediaType, reason: err.Error(), event: "unknown"}
 		}
-		return "", answer{status: http.StatusBadRequest, reason: err.Error(), event: "unknown"}
+		return nil, "", answer{status: http.StatusBadRequest, reason: err.Error(), event: "unknown"}
 	}
-	ev, err := decoded.Event()
-	if err != nil {
-		return "", answer{status: http.StatusBadRequest, reason: err.Error(), event: "unknown"}
-	}
+	ev := decoded.Event
 	portal, ok := h.auth.Authenticate(ev.MemberID, ev.ApplicationToken)
 	if ev.Name == "ONAPPINSTALL" && h.installer != nil {
 		// Every install goes to the verifier, a reinstall of a known portal
@@ -156,7 +276,7 @@ func (h *Handler) accept(ctx context.Context, c echo.Context) (string, answer) {
 		accepted, err := h.installer.Install(ctx, ct, body)
 		switch {
 		case err != nil && !ok:
-			return "", answer{status: http.StatusServiceUnavailable, reason: "install verification unavailable", event: "unknown"}
+			return nil, "", answer{status: http.StatusServiceUnavailable, reason: "install verification unavailable", event: "unknown"}
 		case err != nil:
 			h.log.WarnContext(ctx, "install verification unavailable; reinstall accepted on its application token", "member_id", ev.MemberID, "error", err)
 		default:
@@ -168,12 +288,12 @@ func (h *Handler) accept(ctx context.Context, c echo.Context) (string, answer) {
 	}
 	if !ok {
 		// No detail: an attacker must not learn whether the portal exists.
-		return "", answer{status: http.StatusForbidden, reason: "forbidden", event: "unknown"}
+		return nil, "", answer{status: http.StatusForbidden, reason: "forbidden", event: "unknown"}
 	}
-	trace.SpanFromContext(ctx).SetAttributes(attribute.String("b24.member_id", ev.MemberID), attribute.String("b24.event", ev.Name))
 
-	id := b24event.MessageID(ev)
+	id := decoded.MessageID
 	now := h.now()
+	sc.redacted = decoded.AppendRedacted(sc.redacted[:0])
 	env := &eventsv1.Envelope{
 		MessageId:      id,
 		MemberId:       ev.MemberID,
@@ -183,7 +303,7 @@ func (h *Handler) accept(ctx context.Context, c echo.Context) (string, answer) {
 		ReceivedAt:     timestamppb.New(now),
 		Source:         eventsv1.Source_SOURCE_PUSH,
 		ContentType:    decoded.ContentType,
-		Body:           decoded.Redacted(),
+		Body:           sc.redacted,
 		EntityId:       ev.EntityID,
 		Route:          route,
 		ClientEndpoint: ev.ClientEndpoint,
@@ -191,11 +311,14 @@ func (h *Handler) accept(ctx context.Context, c echo.Context) (string, answer) {
 	if !ev.TS.IsZero() {
 		env.EventTs = timestamppb.New(ev.TS)
 	}
-	data, err := proto.Marshal(env)
+	data, err := proto.MarshalOptions{}.MarshalAppend(sc.envelope[:0], env)
+	sc.envelope = data[:0]
 	if err != nil {
-		return "", answer{status: http.StatusBadRequest, reason: "cannot encode event", event: ev.Name}
+		return ev, "", answer{status: http.StatusBadRequest, reason: "cannot encode event", event: ev.Name}
 	}
-	hdr := nats.Header{}
+	// Sized for these, the trace context and the message id, so the map
+	// never grows.
+	hdr := make(nats.Header, 8)
 	hdr.Set(eventbus.HeaderSource, eventbus.SourcePush)
 	hdr.Set(eventbus.HeaderContentType, eventbus.ContentTypeProtobuf)
 	if ev.EntityID != "" {
@@ -205,9 +328,9 @@ func (h *Handler) accept(ctx context.Context, c echo.Context) (string, answer) {
 		Subject: eventbus.RawEvent(ev.MemberID, ev.Name), MsgID: id, Data: data, Header: hdr,
 	})
 	if err != nil {
-		return "", answer{status: http.StatusServiceUnavailable, reason: "event store unavailable, retry later", event: ev.Name}
+		return ev, "", answer{status: http.StatusServiceUnavailable, reason: "event store unavailable, retry later", event: ev.Name}
 	}
-	return id, answer{status: http.StatusOK, event: ev.Name}
+	return ev, id, answer{status: http.StatusOK, event: ev.Name}
 }
 
 func supported(ct string) bool {
