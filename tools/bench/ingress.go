@@ -82,7 +82,17 @@ func startBaseline(js jetstream.JetStream) (string, func(), error) {
 	return "http://" + ln.Addr().String() + "/", func() { _ = srv.Close() }, nil
 }
 
-func benchIngress(ctx context.Context, out io.Writer, d time.Duration) error {
+// ingressConfig is what `bench ingress` runs.
+type ingressConfig struct {
+	duration time.Duration // per load step
+	conns    []int         // closed-loop steps
+	// target is "both" (the comparison), or "ingress" or "baseline" alone,
+	// for a CPU profile of one path.
+	target string
+}
+
+func benchIngress(ctx context.Context, out io.Writer, cfg ingressConfig) error {
+	d := cfg.duration
 	ns, stop, err := startBroker()
 	if err != nil {
 		return err
@@ -111,9 +121,9 @@ func benchIngress(ctx context.Context, out io.Writer, d time.Duration) error {
 	if err := reg.Put(portals.SourceFile, portals.Portal{MemberID: benchMember, TokenSHA256: portals.HashToken(benchToken), Active: true}); err != nil {
 		return err
 	}
-	cfg, _ := ingress.ConfigFromEnv(func(string) string { return "" })
-	cfg.Addr = "127.0.0.1:0"
-	svc, err := ingress.New(cfg, ingress.Deps{NC: nc, Portals: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: tel.MetricsHandler()})
+	icfg, _ := ingress.ConfigFromEnv(func(string) string { return "" })
+	icfg.Addr = "127.0.0.1:0"
+	svc, err := ingress.New(icfg, ingress.Deps{NC: nc, Portals: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: tel.MetricsHandler()})
 	if err != nil {
 		return err
 	}
@@ -129,14 +139,27 @@ func benchIngress(ctx context.Context, out io.Writer, d time.Duration) error {
 
 	fmt.Fprintf(out, "ingress benchmark: ~%d-byte ONCRMDEALUPDATE, file-storage stream, %s per step\n", len(dealUpdateBody(1)), d)
 	var seq atomic.Int64
+	if cfg.target != "both" {
+		url := ingressURL
+		if cfg.target == "baseline" {
+			url = baseURL
+		}
+		closedLoop(ctx, url, 16, time.Second, dealUpdateBody, &seq)
+		fmt.Fprintf(out, "\n%s alone:\n", cfg.target)
+		for _, conns := range cfg.conns {
+			fmt.Fprintf(out, "%3d connections: %s\n", conns, closedLoop(ctx, url, conns, d, dealUpdateBody, &seq))
+		}
+		return nil
+	}
 	// Warm up both paths.
 	closedLoop(ctx, ingressURL, 16, time.Second, dealUpdateBody, &seq)
 	closedLoop(ctx, baseURL, 16, time.Second, dealUpdateBody, &seq)
-	fmt.Fprintf(out, "\n| connections | baseline | ingress | throughput ratio | p99 ratio |\n|---|---|---|---|---|\n")
-	for _, conns := range []int{1, 16, 64} {
+	fmt.Fprintf(out, "\n| connections | baseline | ingress | throughput ratio | p99 ratio | CPU per request ratio |\n|---|---|---|---|---|---|\n")
+	for _, conns := range cfg.conns {
 		b := closedLoop(ctx, baseURL, conns, d, dealUpdateBody, &seq)
 		i := closedLoop(ctx, ingressURL, conns, d, dealUpdateBody, &seq)
-		fmt.Fprintf(out, "| %d | %s | %s | %.2f× | %.2f× |\n", conns, b, i, i.Throughput/b.Throughput, float64(i.P99)/float64(b.P99))
+		fmt.Fprintf(out, "| %d | %s | %s | %.2f× | %.2f× | %.2f× |\n", conns, b, i,
+			i.Throughput/b.Throughput, float64(i.P99)/float64(b.P99), float64(i.CPU)/float64(b.CPU))
 	}
 	steady := openLoop(ctx, ingressURL, 2000, d, dealUpdateBody, &seq)
 	fmt.Fprintf(out, "\nsteady offered 2,000 req/s to the ingress: %s\n", steady)

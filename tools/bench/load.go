@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -18,11 +19,25 @@ type result struct {
 	Errors     int
 	Throughput float64 // successful requests per second
 	P50, P99   time.Duration
+	// CPU is the whole process's CPU time (user+system) per request during
+	// the step: load generator, server and broker together. On a shared
+	// machine it moves less than throughput, which also depends on how
+	// much CPU the neighbours leave.
+	CPU time.Duration
 }
 
 func (r result) String() string {
-	return fmt.Sprintf("%8.0f req/s  p50 %7s  p99 %7s  (%d ok, %d errors)", r.Throughput,
-		r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Requests-r.Errors, r.Errors)
+	return fmt.Sprintf("%8.0f req/s  p50 %7s  p99 %7s  cpu %5.1f µs/req  (%d ok, %d errors)", r.Throughput,
+		r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), float64(r.CPU)/1e3, r.Requests-r.Errors, r.Errors)
+}
+
+// processCPU is the CPU time this process has used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // bodyFunc returns the i-th request body; bodies differ so no request is a
@@ -56,7 +71,7 @@ func closedLoop(ctx context.Context, url string, conns int, d time.Duration, bod
 	var lats []time.Duration
 	errs := 0
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpu := time.Now(), processCPU()
 	for range conns {
 		wg.Add(1)
 		go func() {
@@ -78,7 +93,7 @@ func closedLoop(ctx context.Context, url string, conns int, d time.Duration, bod
 		}()
 	}
 	wg.Wait()
-	return summarise(lats, errs, time.Since(start))
+	return summarise(lats, errs, time.Since(start), processCPU()-cpu)
 }
 
 // openLoop offers rate requests per second for d, whatever the latency.
@@ -91,7 +106,7 @@ func openLoop(ctx context.Context, url string, rate int, d time.Duration, body b
 	lats := make([]time.Duration, 0, total)
 	errs := 0
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpu := time.Now(), processCPU()
 	for i := range total {
 		if ctx.Err() != nil {
 			break
@@ -113,12 +128,15 @@ func openLoop(ctx context.Context, url string, rate int, d time.Duration, body b
 		}()
 	}
 	wg.Wait()
-	return summarise(lats, errs, time.Since(start))
+	return summarise(lats, errs, time.Since(start), processCPU()-cpu)
 }
 
-func summarise(lats []time.Duration, errs int, elapsed time.Duration) result {
+func summarise(lats []time.Duration, errs int, elapsed, cpu time.Duration) result {
 	slices.Sort(lats)
 	r := result{Requests: len(lats) + errs, Errors: errs, Throughput: float64(len(lats)) / elapsed.Seconds()}
+	if r.Requests > 0 {
+		r.CPU = cpu / time.Duration(r.Requests)
+	}
 	if len(lats) > 0 {
 		r.P50 = lats[len(lats)*50/100]
 		r.P99 = lats[min(len(lats)-1, len(lats)*99/100)]

@@ -2,7 +2,7 @@
 // docs/benchmarks.md. Everything runs on loopback inside this process, so
 // the numbers compare designs on one machine; they are not SLOs.
 //
-//	go run ./tools/bench ingress [-duration 10s]
+//	go run ./tools/bench ingress [-duration 10s] [-conns 1,16,64] [-target both|ingress|baseline] [-cpuprofile f]
 //	go run ./tools/bench e2e [-rate 1000] [-duration 30s] [-portals 20] [-env K=V,...]
 package main
 
@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -39,8 +40,24 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fs := flag.NewFlagSet("ingress", flag.ContinueOnError)
 		d := fs.Duration("duration", 10e9, "how long each load step runs")
 		prof := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+		target := fs.String("target", "both", "both (the comparison), or ingress or baseline alone (e.g. to profile one path)")
+		conns := fs.String("conns", "1,16,64", "connections of each closed-loop step, comma-separated")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
+		}
+		cfg := ingressConfig{duration: *d, target: *target}
+		if cfg.target != "both" && cfg.target != "ingress" && cfg.target != "baseline" {
+			return fmt.Errorf("ingress: -target %q: want both, ingress or baseline", cfg.target)
+		}
+		for _, c := range strings.Split(*conns, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(c))
+			if err != nil || n < 1 || n > 4096 {
+				return fmt.Errorf("ingress: -conns %q: want comma-separated counts from 1 to 4096", *conns)
+			}
+			cfg.conns = append(cfg.conns, n)
+		}
+		if cfg.duration <= 0 {
+			return fmt.Errorf("ingress: -duration must be positive")
 		}
 		if *prof != "" {
 			f, err := os.Create(*prof)
@@ -53,7 +70,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			}
 			defer pprof.StopCPUProfile()
 		}
-		return benchIngress(ctx, out, *d)
+		return benchIngress(ctx, out, cfg)
 	case "e2e":
 		fs := flag.NewFlagSet("e2e", flag.ContinueOnError)
 		var cfg e2eConfig
