@@ -143,6 +143,9 @@ func (p *Publisher) Publish(ctx context.Context, m Message) (*jetstream.PubAck, 
 		return nil, err
 	}
 
+	if err := ctx.Err(); err != nil {
+		return fail(fmt.Errorf("%w: %w", ErrNotConfirmed, err), "not confirmed")
+	}
 	msg := &nats.Msg{Subject: m.Subject, Data: m.Data, Header: m.Header}
 	if msg.Header == nil {
 		msg.Header = make(nats.Header, 4)
