@@ -226,6 +226,9 @@ func parsePubAck(m *nats.Msg) pubResult {
 	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
 		return pubResult{err: ErrNoStream}
 	}
+	if ack, ok := scanPubAck(m.Data); ok {
+		return pubResult{ack: ack}
+	}
 	var resp struct {
 		jetstream.PubAck
 		Error *jetstream.APIError `json:"error,omitempty"`
@@ -240,6 +243,73 @@ func parsePubAck(m *nats.Msg) pubResult {
 		return pubResult{err: fmt.Errorf("%w: PubAck without a stream", ErrNotConfirmed)}
 	}
 	return pubResult{ack: &resp.PubAck}
+}
+
+// scanPubAck reads the PubAck of a plain publish in the exact forms
+// nats-server writes it — {"stream":S,"seq":N} or {"stream":S,"domain":D,
+// "seq":N}, optionally followed by ,"duplicate": true — without
+// reflection. Anything else (an error, other fields, an escape in a name)
+// reports false and is left to encoding/json. FuzzScanPubAck holds it to
+// encoding/json's reading.
+func scanPubAck(b []byte) (*jetstream.PubAck, bool) {
+	var ack jetstream.PubAck
+	var ok bool
+	if b, ok = cutPrefix(b, `{"stream":"`); !ok {
+		return nil, false
+	}
+	if ack.Stream, b, ok = scanName(b); !ok || ack.Stream == "" {
+		return nil, false
+	}
+	if rest, found := cutPrefix(b, `,"domain":"`); found {
+		if ack.Domain, b, ok = scanName(rest); !ok {
+			return nil, false
+		}
+	}
+	if b, ok = cutPrefix(b, `,"seq":`); !ok {
+		return nil, false
+	}
+	n := 0
+	for n < len(b) && n < 20 && '0' <= b[n] && b[n] <= '9' {
+		n++
+	}
+	if n == 0 || (n > 1 && b[0] == '0') {
+		return nil, false
+	}
+	seq, err := strconv.ParseUint(string(b[:n]), 10, 64)
+	if err != nil {
+		return nil, false
+	}
+	ack.Sequence = seq
+	switch string(b[n:]) {
+	case "}":
+	case `,"duplicate": true}`, `,"duplicate":true}`:
+		ack.Duplicate = true
+	default:
+		return nil, false
+	}
+	return &ack, true
+}
+
+func cutPrefix(b []byte, prefix string) ([]byte, bool) {
+	if len(b) < len(prefix) || string(b[:len(prefix)]) != prefix {
+		return b, false
+	}
+	return b[len(prefix):], true
+}
+
+// scanName reads a JSON string body up to its closing quote. Only
+// printable ASCII without escapes is taken (stream and domain names are
+// that); anything else is left to encoding/json.
+func scanName(b []byte) (string, []byte, bool) {
+	for i, c := range b {
+		switch {
+		case c == '"':
+			return string(b[:i]), b[i+1:], true
+		case c == '\\' || c < 0x20 || c > 0x7e:
+			return "", b, false
+		}
+	}
+	return "", b, false
 }
 
 // enqueue queues pub for the pump, starting one if none runs.
