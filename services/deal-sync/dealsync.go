@@ -16,21 +16,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/b24hub/b24hub/libs/bitrix"
 	"github.com/b24hub/b24hub/libs/consumer"
 	"github.com/b24hub/b24hub/libs/consumer/outbox"
-	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/services/deal-sync/internal/consumer/dealcommands"
 	"github.com/b24hub/b24hub/services/deal-sync/internal/consumer/dealevents"
 	"github.com/b24hub/b24hub/services/deal-sync/internal/store"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
-	"golang.org/x/sync/errgroup"
 )
 
 // Portals gives the REST client of a portal by member_id, built from its
@@ -69,25 +65,14 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.NC == nil || deps.Pool == nil || deps.Logger == nil || deps.Portals == nil {
 		return nil, errors.New("dealsync: NC, Pool, Logger and Portals are required")
 	}
-	opts := []consumer.Option{consumer.WithLogger(deps.Logger), consumer.WithDrainTimeout(cfg.DrainTimeout)}
-	pubOpts := []eventbus.PublisherOption{}
-	if deps.TracerProvider != nil {
-		opts = append(opts, consumer.WithTracerProvider(deps.TracerProvider))
-		pubOpts = append(pubOpts, eventbus.WithTracerProvider(deps.TracerProvider))
-	}
-	if deps.MeterProvider != nil {
-		opts = append(opts, consumer.WithMeterProvider(deps.MeterProvider))
-	}
-	rt, err := consumer.New(deps.NC, opts...)
-	if err != nil {
-		return nil, err
-	}
-	js, err := jetstream.New(deps.NC)
+	rt, relay, err := outbox.NewRuntime(deps.NC, deps.Pool, outbox.In(store.Schema), outbox.RuntimeOptions{
+		Logger: deps.Logger, DrainTimeout: cfg.DrainTimeout,
+		TracerProvider: deps.TracerProvider, MeterProvider: deps.MeterProvider,
+	})
 	if err != nil {
 		return nil, err
 	}
 	st := store.New(deps.Pool)
-	relay := outbox.NewRelay(outbox.In(store.Schema), deps.Pool, eventbus.NewPublisher(js, pubOpts...), deps.Logger)
 	events := dealevents.New(deps.Portals, st, relay, dealevents.Options{
 		SyncLockField: cfg.SyncLockField, SyncLockClearValue: cfg.SyncLockClearValue,
 		VolatileFields: cfg.VolatileFields, EchoTTL: cfg.EchoTTL,
@@ -112,13 +97,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := store.Migrate(ctx, s.deps.Pool); err != nil {
 		return fmt.Errorf("dealsync: %w", err)
 	}
-	if err := provision(ctx, s.rt, s.deps.Logger); err != nil {
-		return err
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.rt.Run(gctx) })
-	g.Go(func() error { return s.relay.Run(gctx, s.cfg.OutboxInterval) })
-	return g.Wait()
+	return outbox.RunWithRuntime(ctx, s.rt, s.relay, s.cfg.OutboxInterval)
 }
 
 // Ready reports whether PostgreSQL answers and the consumers exist.
@@ -127,24 +106,4 @@ func (s *Service) Ready(ctx context.Context) error {
 		return fmt.Errorf("dealsync: postgres: %w", err)
 	}
 	return s.rt.Ready(ctx)
-}
-
-// provision creates the durable consumers, retrying while the streams are
-// missing (the topology job may still be running).
-func provision(ctx context.Context, rt *consumer.Runtime, log *slog.Logger) error {
-	for {
-		err := rt.Provision(ctx)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return err
-		}
-		log.WarnContext(ctx, "streams missing; waiting for `b24ctl topology apply` or the local stack", "error", err.Error())
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Second):
-		}
-	}
 }

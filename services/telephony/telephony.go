@@ -13,20 +13,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/b24hub/b24hub/libs/bitrix"
 	"github.com/b24hub/b24hub/libs/consumer"
 	"github.com/b24hub/b24hub/libs/consumer/outbox"
-	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/services/telephony/internal/consumer/callend"
 	"github.com/b24hub/b24hub/services/telephony/internal/store"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
-	"golang.org/x/sync/errgroup"
 )
 
 // Portals gives the REST client of a portal by member_id, built from its
@@ -63,24 +59,13 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.NC == nil || deps.Pool == nil || deps.Logger == nil || deps.Portals == nil {
 		return nil, errors.New("telephony: NC, Pool, Logger and Portals are required")
 	}
-	opts := []consumer.Option{consumer.WithLogger(deps.Logger), consumer.WithDrainTimeout(cfg.DrainTimeout)}
-	var pubOpts []eventbus.PublisherOption
-	if deps.TracerProvider != nil {
-		opts = append(opts, consumer.WithTracerProvider(deps.TracerProvider))
-		pubOpts = append(pubOpts, eventbus.WithTracerProvider(deps.TracerProvider))
-	}
-	if deps.MeterProvider != nil {
-		opts = append(opts, consumer.WithMeterProvider(deps.MeterProvider))
-	}
-	rt, err := consumer.New(deps.NC, opts...)
+	rt, relay, err := outbox.NewRuntime(deps.NC, deps.Pool, store.Outbox, outbox.RuntimeOptions{
+		Logger: deps.Logger, DrainTimeout: cfg.DrainTimeout,
+		TracerProvider: deps.TracerProvider, MeterProvider: deps.MeterProvider,
+	})
 	if err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(deps.NC)
-	if err != nil {
-		return nil, err
-	}
-	relay := outbox.NewRelay(store.Outbox, deps.Pool, eventbus.NewPublisher(js, pubOpts...), deps.Logger)
 	h := callend.New(deps.Portals, store.New(deps.Pool), relay,
 		callend.Options{RecordingWait: cfg.RecordingWait, RecordingPoll: cfg.RecordingPoll})
 	if err := consumer.Register(rt, cfg.Consumer.Apply(callend.Spec()), consumer.DecodeEnvelope, h); err != nil {
@@ -95,25 +80,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := store.Migrate(ctx, s.deps.Pool); err != nil {
 		return fmt.Errorf("telephony: %w", err)
 	}
-	for {
-		err := s.rt.Provision(ctx)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return err
-		}
-		s.deps.Logger.WarnContext(ctx, "streams missing; waiting for `b24ctl topology apply` or the local stack")
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Second):
-		}
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.rt.Run(gctx) })
-	g.Go(func() error { return s.relay.Run(gctx, s.cfg.OutboxInterval) })
-	return g.Wait()
+	return outbox.RunWithRuntime(ctx, s.rt, s.relay, s.cfg.OutboxInterval)
 }
 
 // Ready reports whether PostgreSQL answers and the consumer exists.
