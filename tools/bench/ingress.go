@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -91,77 +92,110 @@ type ingressConfig struct {
 	target string
 }
 
+// benchIngress compares the ingress with the baseline. Every measured step
+// runs on its own fresh broker: the raw stream's de-duplication window (10
+// minutes) keeps every message id of the run in the broker's memory, so on
+// one shared broker each step would find a bigger heap for the garbage
+// collector to mark than the step before it (about a million ids by the
+// end), and whichever path ran second would pay for the first one's ids.
 func benchIngress(ctx context.Context, out io.Writer, cfg ingressConfig) error {
-	d := cfg.duration
-	ns, stop, err := startBroker()
-	if err != nil {
-		return err
-	}
-	defer stop()
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	if err := eventbus.Provision(ctx, js, eventbus.StreamOptions{}); err != nil {
-		return err
-	}
 	// All features on: the OTel SDK records spans and metrics as in production.
 	tel, err := telemetry.Setup(ctx, "ingress-bench", func(string) string { return "" })
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tel.Shutdown(context.Background()) }()
-
 	reg := portals.NewRegistry()
 	if err := reg.Put(portals.SourceFile, portals.Portal{MemberID: benchMember, TokenSHA256: portals.HashToken(benchToken), Active: true}); err != nil {
 		return err
 	}
-	icfg, _ := ingress.ConfigFromEnv(func(string) string { return "" })
-	icfg.Addr = "127.0.0.1:0"
-	svc, err := ingress.New(icfg, ingress.Deps{NC: nc, Portals: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: tel.MetricsHandler()})
-	if err != nil {
-		return err
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() { _ = svc.Run(sctx) }()
-	ingressURL := "http://" + svc.Addr() + "/bitrix24/events"
-	baseURL, stopBase, err := startBaseline(js)
-	if err != nil {
-		return err
-	}
-	defer stopBase()
-
-	fmt.Fprintf(out, "ingress benchmark: ~%d-byte ONCRMDEALUPDATE, file-storage stream, %s per step\n", len(dealUpdateBody(1)), d)
 	var seq atomic.Int64
-	if cfg.target != "both" {
-		url := ingressURL
-		if cfg.target == "baseline" {
-			url = baseURL
+	// step measures one path under one load on a fresh broker, after a
+	// second of warm-up at up to 16 connections.
+	step := func(path string, load func(url string) result) (result, error) {
+		ns, stopBroker, err := startBroker()
+		if err != nil {
+			return result{}, err
 		}
+		defer stopBroker()
+		nc, err := nats.Connect(ns.ClientURL())
+		if err != nil {
+			return result{}, err
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return result{}, err
+		}
+		if err := eventbus.Provision(ctx, js, eventbus.StreamOptions{}); err != nil {
+			return result{}, err
+		}
+		var url string
+		var stop func()
+		if path == "baseline" {
+			url, stop, err = startBaseline(js)
+		} else {
+			url, stop, err = startIngress(ctx, nc, reg, tel)
+		}
+		if err != nil {
+			return result{}, err
+		}
+		defer stop()
 		closedLoop(ctx, url, 16, time.Second, dealUpdateBody, &seq)
+		runtime.GC() // each step starts from the same, small heap
+		return load(url), nil
+	}
+	closed := func(conns int) func(string) result {
+		return func(url string) result { return closedLoop(ctx, url, conns, cfg.duration, dealUpdateBody, &seq) }
+	}
+
+	fmt.Fprintf(out, "ingress benchmark: ~%d-byte ONCRMDEALUPDATE, file-storage stream on a fresh broker per step, %s per step\n",
+		len(dealUpdateBody(1)), cfg.duration)
+	if cfg.target != "both" {
 		fmt.Fprintf(out, "\n%s alone:\n", cfg.target)
 		for _, conns := range cfg.conns {
-			fmt.Fprintf(out, "%3d connections: %s\n", conns, closedLoop(ctx, url, conns, d, dealUpdateBody, &seq))
+			r, err := step(cfg.target, closed(conns))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "%3d connections: %s\n", conns, r)
 		}
 		return nil
 	}
-	// Warm up both paths.
-	closedLoop(ctx, ingressURL, 16, time.Second, dealUpdateBody, &seq)
-	closedLoop(ctx, baseURL, 16, time.Second, dealUpdateBody, &seq)
 	fmt.Fprintf(out, "\n| connections | baseline | ingress | throughput ratio | p99 ratio | CPU per request ratio |\n|---|---|---|---|---|---|\n")
 	for _, conns := range cfg.conns {
-		b := closedLoop(ctx, baseURL, conns, d, dealUpdateBody, &seq)
-		i := closedLoop(ctx, ingressURL, conns, d, dealUpdateBody, &seq)
+		b, err := step("baseline", closed(conns))
+		if err != nil {
+			return err
+		}
+		i, err := step("ingress", closed(conns))
+		if err != nil {
+			return err
+		}
 		fmt.Fprintf(out, "| %d | %s | %s | %.2f× | %.2f× | %.2f× |\n", conns, b, i,
 			i.Throughput/b.Throughput, float64(i.P99)/float64(b.P99), float64(i.CPU)/float64(b.CPU))
 	}
-	steady := openLoop(ctx, ingressURL, 2000, d, dealUpdateBody, &seq)
+	steady, err := step("ingress", func(url string) result { return openLoop(ctx, url, 2000, cfg.duration, dealUpdateBody, &seq) })
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "\nsteady offered 2,000 req/s to the ingress: %s\n", steady)
 	return nil
+}
+
+// startIngress runs the ingress service on nc with every feature on.
+func startIngress(ctx context.Context, nc *nats.Conn, reg *portals.Registry, tel *telemetry.Telemetry) (string, func(), error) {
+	icfg, err := ingress.ConfigFromEnv(func(string) string { return "" })
+	if err != nil {
+		return "", nil, err
+	}
+	icfg.Addr = "127.0.0.1:0"
+	svc, err := ingress.New(icfg, ingress.Deps{NC: nc, Portals: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: tel.MetricsHandler()})
+	if err != nil {
+		return "", nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = svc.Run(sctx); close(done) }()
+	return "http://" + svc.Addr() + "/bitrix24/events", func() { cancel(); <-done }, nil
 }
