@@ -63,10 +63,10 @@ func TestDecodeDeliveryShapes(t *testing.T) {
 		{"event=ONX&auth[member_id]=m&data[BOT][1][AUTH][access_token]=s&data[BOT][1][BOT_ID]=1", true},
 		{"event=ONX&auth[member_id]=m&data[x][token]=s", true}, // all of data is secret
 		{"event=ONX&auth=flat&auth2[member_id]=m", true},
-		{"event=ONX&auth[member_id]=m&auth[member_id]=n", false},  // repeated key
-		{"event=ONX&auth[member_id]=m&auth=x", false},             // value and array
+		{"event=ONX&auth[member_id]=m&auth[member_id]=n", false}, // repeated key
+		{"event=ONX&auth[member_id]=m&auth=x", false},            // value and array
 		{"event=ONX&auth[member_id]=m&data[a]=1&data[a][b]=2", false},
-		{"event=ONX&auth[member_id]=m&data[]=1&data[]=2", false},  // appends
+		{"event=ONX&auth[member_id]=m&data[]=1&data[]=2", false}, // appends
 		{"event[x]=ONX&auth[member_id]=m", true},
 		{"auth[member_id]=m", true},
 		{"event=ONX", true},

@@ -77,7 +77,7 @@ type Handler struct {
 	// cost more than the counter itself. Both parts are bounded: a status
 	// is one of a handful, and an event name other than "unknown" only
 	// comes with an authenticated portal.
-	counted sync.Map // countKey → metric.AddOption
+	counted sync.Map  // countKey → metric.AddOption
 	scratch sync.Pool // *scratch
 }
 
