@@ -6,7 +6,10 @@
 // before the application token has been checked, so it is written to be
 // cheap (one pass, few allocations) and to fail closed: every input either
 // decodes within [Limits] or returns an error that matches exactly one of
-// the sentinel errors with [errors.Is]. It never panics on any input.
+// the sentinel errors with [errors.Is]. It never panics on any input. The
+// ingress calls [DecodeDelivery], which gives what [Decode], [Body.Event]
+// and [MessageID] give but builds the tree only when the body's shape needs
+// it.
 //
 // # Wire format
 //
