@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -117,7 +118,9 @@ func (p *Publisher) JetStream() jetstream.JetStream { return p.js }
 // Publish stores m and returns its PubAck once JetStream confirmed it. A
 // duplicate within the stream's window is confirmed too (PubAck.Duplicate).
 // It returns ErrNotConfirmed (wrapped) when ctx ends first or the message
-// could not be sent, ErrNoStream when no stream takes the subject, and the
+// could not be sent, ErrNoStream when no stream took the subject for
+// noStreamPatience (as right after a broker restart, before JetStream has
+// recovered its streams: the message is sent again meanwhile), and the
 // server's *jetstream.APIError when JetStream rejected the message.
 func (p *Publisher) Publish(ctx context.Context, m Message) (*jetstream.PubAck, error) {
 	ctx, span := p.tracer.Start(ctx, "publish "+subjectTemplate(m.Subject), trace.WithSpanKind(trace.SpanKindProducer))
@@ -154,27 +157,68 @@ func (p *Publisher) Publish(ctx context.Context, m Message) (*jetstream.PubAck, 
 	if m.MsgID != "" {
 		msg.Header.Set(jetstream.MsgIDHeader, m.MsgID)
 	}
-	pub, err := p.register(msg)
-	if err != nil {
-		return fail(fmt.Errorf("%w: %w", ErrNotConfirmed, err), err.Error())
-	}
-	p.enqueue(pub)
-	select {
-	case r := <-pub.done:
-		if r.err != nil {
-			if errors.Is(r.err, ErrNotConfirmed) {
-				return fail(r.err, r.err.Error())
-			}
-			return fail(fmt.Errorf("eventbus: publish %s: %w", m.Subject, r.err), r.err.Error())
-		}
-		attrs[nattrs] = attribute.Int64("messaging.nats.stream_sequence", int64(r.ack.Sequence))
-		attrs[nattrs+1] = attribute.Bool("messaging.nats.duplicate", r.ack.Duplicate)
-		nattrs += 2
-		return r.ack, nil
-	case <-ctx.Done():
-		p.withdraw(pub)
+	r, err := p.send(ctx, msg)
+	switch {
+	case err != nil:
 		span.SetStatus(codes.Error, "not confirmed")
-		return nil, fmt.Errorf("%w: %w", ErrNotConfirmed, ctx.Err())
+		return nil, err
+	case r.err != nil:
+		if errors.Is(r.err, ErrNotConfirmed) {
+			return fail(r.err, r.err.Error())
+		}
+		return fail(fmt.Errorf("eventbus: publish %s: %w", m.Subject, r.err), r.err.Error())
+	}
+	attrs[nattrs] = attribute.Int64("messaging.nats.stream_sequence", int64(r.ack.Sequence))
+	attrs[nattrs+1] = attribute.Bool("messaging.nats.duplicate", r.ack.Duplicate)
+	nattrs += 2
+	return r.ack, nil
+}
+
+// noStreamPatience is how long a publish keeps trying while NATS answers
+// that no stream takes the subject. Right after a broker (re)start the
+// server accepts connections before JetStream has recovered its streams,
+// and a publish in that window would otherwise fail although the stream
+// is about to be there; a subject no stream will ever take fails after
+// this long.
+const noStreamPatience = 2 * time.Second
+
+// send publishes msg and waits for JetStream's answer. On "no responders"
+// it publishes again, after 100 ms and then doubling waits, for up to
+// noStreamPatience. It returns an error (wrapping ErrNotConfirmed) only
+// when the message could not be handed over or ctx ended first.
+func (p *Publisher) send(ctx context.Context, msg *nats.Msg) (pubResult, error) {
+	var first time.Time
+	wait := 100 * time.Millisecond
+	for {
+		pub, err := p.register(msg)
+		if err != nil {
+			return pubResult{}, fmt.Errorf("%w: %w", ErrNotConfirmed, err)
+		}
+		p.enqueue(pub)
+		var r pubResult
+		select {
+		case r = <-pub.done:
+		case <-ctx.Done():
+			p.withdraw(pub)
+			return pubResult{}, fmt.Errorf("%w: %w", ErrNotConfirmed, ctx.Err())
+		}
+		if !errors.Is(r.err, ErrNoStream) {
+			return r, nil
+		}
+		if first.IsZero() {
+			first = time.Now()
+		}
+		if time.Since(first)+wait > noStreamPatience {
+			return r, nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return r, nil
+		}
+		wait *= 2
 	}
 }
 
