@@ -214,7 +214,12 @@ func ErrorKind(k bitrix.Kind) string {
 // vocabulary:
 //
 //   - permanent, auth and reauthorize kinds → consumer.Permanent (dead
-//     letter now; replay after fixing the portal's credentials);
+//     letter now; replay after fixing the portal's credentials), except an
+//     expired or invalid access token: the client already refreshed it
+//     (up to twice) during the call, so one that is still refused lost a
+//     race with other rotations, and the next attempt, with the token then
+//     stored, succeeds — it stays retryable. A token that cannot be
+//     refreshed at all surfaces as reauthorize;
 //   - operation_limit → consumer.RetryAfter the method's reset time;
 //   - everything else (transient, query_limit, overload, not_found) stays
 //     retryable with the Spec's backoff. Callers that treat not_found
@@ -230,7 +235,12 @@ func Classify(err error) error {
 	}
 	k := Kinded{Err: err}
 	switch e.Kind() {
-	case bitrix.KindPermanent, bitrix.KindAuth, bitrix.KindReauthorize:
+	case bitrix.KindAuth:
+		if e.Code == bitrix.CodeExpiredToken || e.Code == bitrix.CodeInvalidToken {
+			return k
+		}
+		return consumer.Permanent(k)
+	case bitrix.KindPermanent, bitrix.KindReauthorize:
 		return consumer.Permanent(k)
 	case bitrix.KindOperationLimit:
 		if d := bitrix.RetryAfter(err, time.Now()); d > 0 {

@@ -24,6 +24,9 @@ func TestClassify(t *testing.T) {
 		{&bitrix.Error{Status: 503, Code: bitrix.CodeQueryLimitExceeded}, consumer.VerbNak, eventbus.ErrorKindQueryLimit},
 		{&bitrix.Error{Status: 400, Code: bitrix.CodeInvalidGrant}, consumer.VerbDead, eventbus.ErrorKindReauthorize},
 		{&bitrix.Error{Status: 401, Code: "INVALID_CREDENTIALS"}, consumer.VerbDead, eventbus.ErrorKindAuth},
+		// Still expired after the client's refreshes: a rotation race, retried.
+		{&bitrix.Error{Status: 401, Code: bitrix.CodeExpiredToken}, consumer.VerbNak, eventbus.ErrorKindAuth},
+		{&bitrix.Error{Status: 401, Code: bitrix.CodeInvalidToken}, consumer.VerbNak, eventbus.ErrorKindAuth},
 		{&bitrix.Error{Status: 400, Code: "ERROR_CORE", Description: "bad"}, consumer.VerbDead, eventbus.ErrorKindPermanent},
 		{&bitrix.Error{Status: 502}, consumer.VerbNak, eventbus.ErrorKindTransient},
 		{errors.New("plain"), consumer.VerbNak, consumer.KindTransient},
