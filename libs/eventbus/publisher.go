@@ -160,8 +160,7 @@ func (p *Publisher) Publish(ctx context.Context, m Message) (*jetstream.PubAck, 
 	r, err := p.send(ctx, msg)
 	switch {
 	case err != nil:
-		span.SetStatus(codes.Error, "not confirmed")
-		return nil, err
+		return fail(err, "not confirmed")
 	case r.err != nil:
 		if errors.Is(r.err, ErrNotConfirmed) {
 			return fail(r.err, r.err.Error())
