@@ -123,22 +123,25 @@ func (p *Publisher) JetStream() jetstream.JetStream { return p.js }
 // recovered its streams: the message is sent again meanwhile), and the
 // server's *jetstream.APIError when JetStream rejected the message.
 func (p *Publisher) Publish(ctx context.Context, m Message) (*jetstream.PubAck, error) {
-	ctx, span := p.tracer.Start(ctx, "publish "+subjectTemplate(m.Subject), trace.WithSpanKind(trace.SpanKindProducer))
+	ctx, span := p.tracer.Start(ctx, publishSpanName(m.Subject), trace.WithSpanKind(trace.SpanKindProducer))
 	// All attributes are set in one call at the end: one allocation for
-	// the span's attribute slice instead of one per call.
-	attrs := [...]attribute.KeyValue{
+	// the span's attribute slice instead of one per call. The array comes
+	// from a pool: passed to an interface method it escapes, and the span
+	// has copied it when SetAttributes returns.
+	spanAttrs := attrPool.Get().(*publishAttrs)
+	attrs := append(spanAttrs[:0],
 		attribute.String("messaging.system", "nats"),
 		semconv.MessagingOperationTypeSend,
 		semconv.MessagingOperationName("publish"),
 		semconv.MessagingDestinationName(m.Subject),
 		semconv.MessagingMessageID(m.MsgID),
 		semconv.MessagingMessageBodySize(len(m.Data)),
-		{}, {}, // stream sequence, duplicate
-	}
-	nattrs := len(attrs) - 2
+	)
 	defer func() {
-		span.SetAttributes(attrs[:nattrs]...)
+		span.SetAttributes(attrs...)
 		span.End()
+		*spanAttrs = publishAttrs{}
+		attrPool.Put(spanAttrs)
 	}()
 	fail := func(err error, status string) (*jetstream.PubAck, error) {
 		span.RecordError(err)
@@ -167,11 +170,17 @@ func (p *Publisher) Publish(ctx context.Context, m Message) (*jetstream.PubAck, 
 		}
 		return fail(fmt.Errorf("eventbus: publish %s: %w", m.Subject, r.err), r.err.Error())
 	}
-	attrs[nattrs] = attribute.Int64("messaging.nats.stream_sequence", int64(r.ack.Sequence))
-	attrs[nattrs+1] = attribute.Bool("messaging.nats.duplicate", r.ack.Duplicate)
-	nattrs += 2
+	attrs = append(attrs,
+		attribute.Int64("messaging.nats.stream_sequence", int64(r.ack.Sequence)),
+		attribute.Bool("messaging.nats.duplicate", r.ack.Duplicate))
 	return r.ack, nil
 }
+
+// publishAttrs holds a producer span's attributes: six, and the stream
+// sequence and duplicate flag once confirmed.
+type publishAttrs [8]attribute.KeyValue
+
+var attrPool = sync.Pool{New: func() any { return new(publishAttrs) }}
 
 // noStreamPatience is how long a publish keeps trying while NATS answers
 // that no stream takes the subject. Right after a broker (re)start the
@@ -428,13 +437,23 @@ func (p *Publisher) forget(id uint64) {
 	p.replyMu.Unlock()
 }
 
-// subjectTemplate maps a subject to its low-cardinality family for span
-// names (portal ids and entity ids never go into a span name).
-func subjectTemplate(subject string) string {
-	for _, p := range []string{EventsPrefix, ChangesPrefix, CommandsPrefix, OutcomesPrefix, DeadPrefix} {
-		if len(subject) > len(p) && subject[:len(p)] == p && subject[len(p)] == '.' {
-			return p
+// publishSpanName names a producer span after the subject's
+// low-cardinality family (portal ids and entity ids never go into a span
+// name): "publish b24.events", and "publish b24" for any other subject.
+// The names are constants, not built per message.
+func publishSpanName(subject string) string {
+	for _, f := range subjectFamilies {
+		if len(subject) > len(f.prefix) && subject[:len(f.prefix)] == f.prefix && subject[len(f.prefix)] == '.' {
+			return f.span
 		}
 	}
-	return "b24"
+	return "publish b24"
+}
+
+var subjectFamilies = [...]struct{ prefix, span string }{
+	{EventsPrefix, "publish " + EventsPrefix},
+	{ChangesPrefix, "publish " + ChangesPrefix},
+	{CommandsPrefix, "publish " + CommandsPrefix},
+	{OutcomesPrefix, "publish " + OutcomesPrefix},
+	{DeadPrefix, "publish " + DeadPrefix},
 }

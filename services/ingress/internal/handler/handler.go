@@ -84,8 +84,14 @@ type Handler struct {
 // scratch holds the per-request buffers: the body as read, its redacted
 // form and the encoded envelope. None of them outlives the request (the
 // NATS client copies a message into its write buffer when it is
-// published), so they are reused instead of allocated per POST.
-type scratch struct{ body, redacted, envelope []byte }
+// published), so they are reused instead of allocated per POST. attrs
+// holds the server span's attributes until SetAttributes has copied them:
+// an array passed to an interface method escapes, so a local one would be
+// a heap allocation per request.
+type scratch struct {
+	body, redacted, envelope []byte
+	attrs                    [7]attribute.KeyValue
+}
 
 // maxPooled bounds the buffers kept for reuse: an occasional large event
 // must not pin its memory in the pool.
@@ -97,6 +103,7 @@ func (h *Handler) putScratch(s *scratch) {
 	if cap(s.body) > maxPooled || cap(s.redacted) > maxPooled || cap(s.envelope) > maxPooled {
 		return
 	}
+	s.attrs = [len(s.attrs)]attribute.KeyValue{} // no member id kept alive by the pool
 	h.scratch.Put(s)
 }
 
@@ -130,10 +137,16 @@ func New(cfg Config, auth Authenticator, pub Publisher, installer Installer, log
 	return h, nil
 }
 
+// The event routes, as echo templates.
+const (
+	pathEvents      = "/bitrix24/events"
+	pathEventsRoute = "/bitrix24/events/:route"
+)
+
 // Register mounts the event routes on e.
 func (h *Handler) Register(e *echo.Echo) {
-	e.POST("/bitrix24/events", h.ServeEvent)
-	e.POST("/bitrix24/events/:route", h.ServeEvent)
+	e.POST(pathEvents, h.ServeEvent)
+	e.POST(pathEventsRoute, h.ServeEvent)
 }
 
 type answer struct {
@@ -153,27 +166,26 @@ type answer struct {
 func (h *Handler) ServeEvent(c echo.Context) error {
 	r := c.Request()
 	ctx := h.prop.Extract(r.Context(), traceHeaders(r.Header))
-	ctx, span := h.tracer.Start(ctx, r.Method+" "+c.Path(), trace.WithSpanKind(trace.SpanKindServer))
+	ctx, span := h.tracer.Start(ctx, spanName(r.Method, c.Path()), trace.WithSpanKind(trace.SpanKindServer))
 	defer span.End()
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.PublishTimeout)
 	defer cancel()
-	ev, id, a := h.accept(ctx, c)
+	sc := h.getScratch()
+	defer h.putScratch(sc)
+	ev, id, a := h.accept(ctx, c, sc)
 	h.requests.Add(ctx, 1, h.countOption(a))
 
-	attrs := [...]attribute.KeyValue{
+	attrs := append(sc.attrs[:0],
 		semconv.HTTPRequestMethodKey.String(r.Method),
 		semconv.HTTPRoute(c.Path()),
 		semconv.URLPath(r.URL.Path),
 		attribute.Int64("http.request.body.size", r.ContentLength),
 		semconv.HTTPResponseStatusCode(a.status),
-		{}, {}, // b24.member_id, b24.event once authenticated
-	}
-	n := len(attrs) - 2
+	)
 	if ev != nil {
-		attrs[n], attrs[n+1] = attribute.String("b24.member_id", ev.MemberID), attribute.String("b24.event", ev.Name)
-		n += 2
+		attrs = append(attrs, attribute.String("b24.member_id", ev.MemberID), attribute.String("b24.event", ev.Name))
 	}
-	span.SetAttributes(attrs[:n]...)
+	span.SetAttributes(attrs...)
 
 	body := []byte(`{"status":"accepted","id":"` + id + `"}`)
 	if a.status != http.StatusOK {
@@ -219,8 +231,31 @@ func (c traceHeaders) Set(key, value string) { http.Header(c).Set(key, value) }
 
 func (c traceHeaders) Keys() []string { return propagation.HeaderCarrier(c).Keys() }
 
+// spanName names a server span after the route template ("POST
+// /bitrix24/events/:route"), without building the string per request for
+// the routes Register mounts.
+func spanName(method, route string) string {
+	if method == http.MethodPost {
+		switch route {
+		case pathEvents:
+			return http.MethodPost + " " + pathEvents
+		case pathEventsRoute:
+			return http.MethodPost + " " + pathEventsRoute
+		}
+	}
+	return method + " " + route
+}
+
 // jsonContentType is shared by every answer; net/http only reads it.
 var jsonContentType = []string{echo.MIMEApplicationJSON}
+
+// Header values every published event carries, shared like
+// jsonContentType: the NATS client only reads them, and an Add to such a
+// key would copy the one-element slice rather than write into it.
+var (
+	sourcePushValue = []string{eventbus.SourcePush}
+	protobufValue   = []string{eventbus.ContentTypeProtobuf}
+)
 
 // countOption returns the counter attributes of an answer, built once per
 // (status, event).
@@ -235,7 +270,7 @@ func (h *Handler) countOption(a answer) metric.AddOption {
 
 // accept runs the steps of one POST and returns the authenticated event
 // (nil when it got that far), the message id and the answer.
-func (h *Handler) accept(ctx context.Context, c echo.Context) (*b24event.Event, string, answer) {
+func (h *Handler) accept(ctx context.Context, c echo.Context, sc *scratch) (*b24event.Event, string, answer) {
 	r := c.Request()
 	route := c.Param("route")
 	if route != "" && !eventbus.ValidToken(route) {
@@ -246,8 +281,6 @@ func (h *Handler) accept(ctx context.Context, c echo.Context) (*b24event.Event, 
 		return nil, "", answer{status: http.StatusUnsupportedMediaType,
 			reason: "content type must be application/x-www-form-urlencoded or application/json", event: "unknown"}
 	}
-	sc := h.getScratch()
-	defer h.putScratch(sc)
 	body, err := readLimited(r.Body, sc.body[:0], h.cfg.Limits.MaxBodyBytes)
 	sc.body = body[:0]
 	if err != nil {
@@ -319,10 +352,10 @@ func (h *Handler) accept(ctx context.Context, c echo.Context) (*b24event.Event, 
 	// Sized for these, the trace context and the message id, so the map
 	// never grows.
 	hdr := make(nats.Header, 8)
-	hdr.Set(eventbus.HeaderSource, eventbus.SourcePush)
-	hdr.Set(eventbus.HeaderContentType, eventbus.ContentTypeProtobuf)
+	hdr[eventbus.HeaderSource] = sourcePushValue
+	hdr[eventbus.HeaderContentType] = protobufValue
 	if ev.EntityID != "" {
-		hdr.Set(eventbus.HeaderEntityID, ev.EntityID)
+		hdr[eventbus.HeaderEntityID] = []string{ev.EntityID}
 	}
 	_, err = h.pub.Publish(ctx, eventbus.Message{
 		Subject: eventbus.RawEvent(ev.MemberID, ev.Name), MsgID: id, Data: data, Header: hdr,
