@@ -97,7 +97,15 @@ type Deps struct {
 	Metrics http.Handler
 	// TracerProvider defaults to the global one.
 	TracerProvider trace.TracerProvider
+	// Publisher stores each accepted event. It defaults to an
+	// eventbus.Publisher on NC (pipelined and coalesced); tools/bench sets
+	// another to compare publish paths under the same handler.
+	Publisher Publisher
 }
+
+// Publisher stores one event and returns once JetStream confirmed it, as
+// *eventbus.Publisher does.
+type Publisher = handler.Publisher
 
 // Service is a running ingress.
 type Service struct {
@@ -128,9 +136,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	lim := b24event.DefaultLimits()
 	lim.MaxBodyBytes = cfg.MaxBodyBytes
+	pub := deps.Publisher
+	if pub == nil {
+		pub = eventbus.NewPublisher(js, eventbus.WithTracerProvider(deps.TracerProvider))
+	}
 	h, err := handler.New(handler.Config{Limits: lim, PublishTimeout: cfg.PublishTimeout, TracerProvider: deps.TracerProvider},
-		deps.Portals, eventbus.NewPublisher(js, eventbus.WithTracerProvider(deps.TracerProvider)),
-		inst, deps.Logger, otel.GetMeterProvider().Meter("github.com/b24hub/b24hub/services/ingress"))
+		deps.Portals, pub, inst, deps.Logger, otel.GetMeterProvider().Meter("github.com/b24hub/b24hub/services/ingress"))
 	if err != nil {
 		return nil, err
 	}
