@@ -21,6 +21,10 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 const (
@@ -132,10 +136,13 @@ func benchIngress(ctx context.Context, out io.Writer, cfg ingressConfig) error {
 		}
 		var url string
 		var stop func()
-		if path == "baseline" {
+		switch path {
+		case "baseline":
 			url, stop, err = startBaseline(js)
-		} else {
-			url, stop, err = startIngress(ctx, nc, reg, tel)
+		case "sync":
+			url, stop, err = startIngress(ctx, nc, reg, tel, newSyncPublisher(js))
+		default:
+			url, stop, err = startIngress(ctx, nc, reg, tel, nil)
 		}
 		if err != nil {
 			return result{}, err
@@ -162,7 +169,10 @@ func benchIngress(ctx context.Context, out io.Writer, cfg ingressConfig) error {
 		}
 		return nil
 	}
-	fmt.Fprintf(out, "\n| connections | baseline | ingress | throughput ratio | p99 ratio | CPU per request ratio |\n|---|---|---|---|---|---|\n")
+	// Each step also runs "sync": the ingress, every feature on, with the
+	// baseline's publish path (one synchronous js.PublishMsg per request),
+	// which tells how much the publish path itself gains for the same work.
+	fmt.Fprintf(out, "\n| connections | baseline | ingress | throughput ratio | p99 ratio | CPU per request ratio | ingress with synchronous publishing | ingress / it: throughput, p99 |\n|---|---|---|---|---|---|---|---|\n")
 	for _, conns := range cfg.conns {
 		b, err := step("baseline", closed(conns))
 		if err != nil {
@@ -172,8 +182,13 @@ func benchIngress(ctx context.Context, out io.Writer, cfg ingressConfig) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "| %d | %s | %s | %.2f× | %.2f× | %.2f× |\n", conns, b, i,
-			i.Throughput/b.Throughput, float64(i.P99)/float64(b.P99), float64(i.CPU)/float64(b.CPU))
+		sy, err := step("sync", closed(conns))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "| %d | %s | %s | %.2f× | %.2f× | %.2f× | %s | %.2f×, %.2f× |\n", conns, b, i,
+			i.Throughput/b.Throughput, float64(i.P99)/float64(b.P99), float64(i.CPU)/float64(b.CPU),
+			sy, i.Throughput/sy.Throughput, float64(i.P99)/float64(sy.P99))
 	}
 	// The steady step runs on the baseline too: at a third of capacity the
 	// tail is mostly the machine (GC, scheduling, neighbours), and the
@@ -190,14 +205,15 @@ func benchIngress(ctx context.Context, out io.Writer, cfg ingressConfig) error {
 	return nil
 }
 
-// startIngress runs the ingress service on nc with every feature on.
-func startIngress(ctx context.Context, nc *nats.Conn, reg *portals.Registry, tel *telemetry.Telemetry) (string, func(), error) {
+// startIngress runs the ingress service on nc with every feature on; pub
+// nil is its own publisher.
+func startIngress(ctx context.Context, nc *nats.Conn, reg *portals.Registry, tel *telemetry.Telemetry, pub ingress.Publisher) (string, func(), error) {
 	icfg, err := ingress.ConfigFromEnv(func(string) string { return "" })
 	if err != nil {
 		return "", nil, err
 	}
 	icfg.Addr = "127.0.0.1:0"
-	svc, err := ingress.New(icfg, ingress.Deps{NC: nc, Portals: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: tel.MetricsHandler()})
+	svc, err := ingress.New(icfg, ingress.Deps{NC: nc, Portals: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: tel.MetricsHandler(), Publisher: pub})
 	if err != nil {
 		return "", nil, err
 	}
@@ -205,4 +221,41 @@ func startIngress(ctx context.Context, nc *nats.Conn, reg *portals.Registry, tel
 	done := make(chan struct{})
 	go func() { _ = svc.Run(sctx); close(done) }()
 	return "http://" + svc.Addr() + "/bitrix24/events", func() { cancel(); <-done }, nil
+}
+
+// syncPublisher publishes as the baseline does, one synchronous
+// js.PublishMsg per message, with the producer span, trace context and
+// span attributes eventbus.Publisher adds, so the ingress running on it
+// differs from the real one only in its publish path.
+type syncPublisher struct {
+	js     jetstream.JetStream
+	tracer trace.Tracer
+	prop   propagation.TextMapPropagator
+}
+
+func newSyncPublisher(js jetstream.JetStream) syncPublisher {
+	return syncPublisher{js: js, tracer: otel.GetTracerProvider().Tracer("bench/sync-publisher"), prop: eventbus.Propagator()}
+}
+
+func (p syncPublisher) Publish(ctx context.Context, m eventbus.Message) (*jetstream.PubAck, error) {
+	ctx, span := p.tracer.Start(ctx, "publish b24.events", trace.WithSpanKind(trace.SpanKindProducer))
+	defer span.End()
+	msg := &nats.Msg{Subject: m.Subject, Data: m.Data, Header: m.Header}
+	p.prop.Inject(ctx, eventbus.HeaderCarrier(msg.Header))
+	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(m.MsgID))
+	if err != nil {
+		span.RecordError(err)
+		return nil, err
+	}
+	span.SetAttributes(
+		attribute.String("messaging.system", "nats"),
+		attribute.String("messaging.operation.type", "send"),
+		attribute.String("messaging.operation.name", "publish"),
+		attribute.String("messaging.destination.name", m.Subject),
+		attribute.String("messaging.message.id", m.MsgID),
+		attribute.Int("messaging.message.body.size", len(m.Data)),
+		attribute.Int64("messaging.nats.stream_sequence", int64(ack.Sequence)),
+		attribute.Bool("messaging.nats.duplicate", ack.Duplicate),
+	)
+	return ack, nil
 }

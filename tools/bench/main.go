@@ -40,14 +40,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fs := flag.NewFlagSet("ingress", flag.ContinueOnError)
 		d := fs.Duration("duration", 10e9, "how long each load step runs")
 		prof := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-		target := fs.String("target", "both", "both (the comparison), or ingress or baseline alone (e.g. to profile one path)")
+		target := fs.String("target", "both", "both (the comparison), or ingress, baseline or sync (the ingress with synchronous publishing) alone, e.g. to profile one path")
 		conns := fs.String("conns", "1,16,64", "connections of each closed-loop step, comma-separated")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
 		cfg := ingressConfig{duration: *d, target: *target}
-		if cfg.target != "both" && cfg.target != "ingress" && cfg.target != "baseline" {
-			return fmt.Errorf("ingress: -target %q: want both, ingress or baseline", cfg.target)
+		if cfg.target != "both" && cfg.target != "ingress" && cfg.target != "baseline" && cfg.target != "sync" {
+			return fmt.Errorf("ingress: -target %q: want both, ingress, baseline or sync", cfg.target)
 		}
 		for _, c := range strings.Split(*conns, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(c))
