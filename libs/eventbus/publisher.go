@@ -63,12 +63,19 @@ type Publisher struct {
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator
 
-	// Replies: inbox prefix, the waiting publishes by reply token.
+	// timeout bounds each Publish (WithConfirmTimeout); 0: only ctx does.
+	timeout time.Duration
+
+	// Replies: inbox prefix, the waiting publishes by reply token. A
+	// publish leaves waiting exactly once, under replyMu, and whoever
+	// removes it (the reply, the reaper, a failed send) is the one who
+	// delivers its outcome.
 	replyMu  sync.Mutex
 	inbox    string // "<inbox>." once subscribed
 	waiting  map[uint64]*publish
 	nextID   atomic.Uint64
 	replySub *nats.Subscription
+	reaping  bool // the reaper goroutine runs
 
 	// The pump: publishes not yet handed to the connection.
 	pumpMu  sync.Mutex
@@ -80,6 +87,8 @@ type Publisher struct {
 type publish struct {
 	id  uint64
 	msg *nats.Msg
+	// deadline is when the reaper gives up on it (zero: never).
+	deadline time.Time
 	// done receives the outcome (buffered: the sender never blocks).
 	done chan pubResult
 	// sent is set, under pumpMu, when the pump takes the message; it is
@@ -100,6 +109,15 @@ func WithTracerProvider(tp trace.TracerProvider) PublisherOption {
 	return func(p *Publisher) { p.tracer = tp.Tracer("github.com/b24hub/b24hub/libs/eventbus") }
 }
 
+// WithConfirmTimeout bounds how long Publish waits for JetStream's answer,
+// no-responder retries included: past d it returns ErrNotConfirmed, as when
+// ctx ends. Unlike a context deadline it costs no timer and no context per
+// message: while any publish waits, one goroutine checks the waiting ones
+// every d/100, so a publish gives up between d and 1.01·d.
+func WithConfirmTimeout(d time.Duration) PublisherOption {
+	return func(p *Publisher) { p.timeout = d }
+}
+
 // NewPublisher returns a Publisher on js's connection.
 func NewPublisher(js jetstream.JetStream, opts ...PublisherOption) *Publisher {
 	p := &Publisher{js: js, nc: js.Conn(), prop: Propagator(), waiting: map[uint64]*publish{}}
@@ -117,8 +135,8 @@ func (p *Publisher) JetStream() jetstream.JetStream { return p.js }
 
 // Publish stores m and returns its PubAck once JetStream confirmed it. A
 // duplicate within the stream's window is confirmed too (PubAck.Duplicate).
-// It returns ErrNotConfirmed (wrapped) when ctx ends first or the message
-// could not be sent, ErrNoStream when no stream took the subject for
+// It returns ErrNotConfirmed (wrapped) when ctx ends first, the confirm
+// timeout passes or the message could not be sent, ErrNoStream when no stream took the subject for
 // noStreamPatience (as right after a broker restart, before JetStream has
 // recovered its streams: the message is sent again meanwhile), and the
 // server's *jetstream.APIError when JetStream rejected the message.
@@ -193,12 +211,16 @@ const noStreamPatience = 2 * time.Second
 // send publishes msg and waits for JetStream's answer. On "no responders"
 // it publishes again, after 100 ms and then doubling waits, for up to
 // noStreamPatience. It returns an error (wrapping ErrNotConfirmed) only
-// when the message could not be handed over or ctx ended first.
+// when the message could not be handed over, or ctx or the confirm
+// timeout ended first.
 func (p *Publisher) send(ctx context.Context, msg *nats.Msg) (pubResult, error) {
-	var first time.Time
+	var first, deadline time.Time
+	if p.timeout > 0 {
+		deadline = time.Now().Add(p.timeout)
+	}
 	wait := 100 * time.Millisecond
 	for {
-		pub, err := p.register(msg)
+		pub, err := p.register(msg, deadline)
 		if err != nil {
 			return pubResult{}, fmt.Errorf("%w: %w", ErrNotConfirmed, err)
 		}
@@ -210,13 +232,17 @@ func (p *Publisher) send(ctx context.Context, msg *nats.Msg) (pubResult, error) 
 			p.withdraw(pub)
 			return pubResult{}, fmt.Errorf("%w: %w", ErrNotConfirmed, ctx.Err())
 		}
+		if r.err == errExpired {
+			p.withdraw(pub)
+			return pubResult{}, fmt.Errorf("%w: no answer within %s", ErrNotConfirmed, p.timeout)
+		}
 		if !errors.Is(r.err, ErrNoStream) {
 			return r, nil
 		}
 		if first.IsZero() {
 			first = time.Now()
 		}
-		if time.Since(first)+wait > noStreamPatience {
+		if time.Since(first)+wait > noStreamPatience || (!deadline.IsZero() && time.Until(deadline) < wait) {
 			return r, nil
 		}
 		t := time.NewTimer(wait)
@@ -230,10 +256,14 @@ func (p *Publisher) send(ctx context.Context, msg *nats.Msg) (pubResult, error) 
 	}
 }
 
+// errExpired is the outcome the reaper gives a publish past its deadline.
+var errExpired = errors.New("eventbus: confirm timeout")
+
 // register gives msg a reply subject on the Publisher's inbox and records
-// it as waiting. The inbox subscription is made on first use (and again
-// after a failure, so a connection that was down at first recovers).
-func (p *Publisher) register(msg *nats.Msg) (*publish, error) {
+// it as waiting, until deadline when that is not zero. The inbox
+// subscription is made on first use (and again after a failure, so a
+// connection that was down at first recovers).
+func (p *Publisher) register(msg *nats.Msg, deadline time.Time) (*publish, error) {
 	p.replyMu.Lock()
 	defer p.replyMu.Unlock()
 	if p.replySub == nil {
@@ -250,10 +280,44 @@ func (p *Publisher) register(msg *nats.Msg) (*publish, error) {
 		}
 		p.inbox, p.replySub = inbox, sub
 	}
-	pub := &publish{id: p.nextID.Add(1), msg: msg, done: make(chan pubResult, 1)}
+	pub := &publish{id: p.nextID.Add(1), msg: msg, deadline: deadline, done: make(chan pubResult, 1)}
 	msg.Reply = p.inbox + strconv.FormatUint(pub.id, 36)
 	p.waiting[pub.id] = pub
+	if !deadline.IsZero() && !p.reaping {
+		p.reaping = true
+		go p.reap()
+	}
 	return pub, nil
+}
+
+// reap gives errExpired to every waiting publish past its deadline. It
+// runs while any publish waits (the last one out stops it), checking every
+// hundredth of the confirm timeout.
+func (p *Publisher) reap() {
+	t := time.NewTicker(max(p.timeout/100, time.Millisecond))
+	defer t.Stop()
+	var expired []*publish
+	for now := range t.C {
+		p.replyMu.Lock()
+		for id, pub := range p.waiting {
+			if !pub.deadline.IsZero() && now.After(pub.deadline) {
+				delete(p.waiting, id)
+				expired = append(expired, pub)
+			}
+		}
+		idle := len(p.waiting) == 0
+		if idle {
+			p.reaping = false
+		}
+		p.replyMu.Unlock()
+		for _, pub := range expired {
+			pub.done <- pubResult{err: errExpired}
+		}
+		expired = expired[:0]
+		if idle {
+			return
+		}
+	}
 }
 
 // onReply delivers a PubAck (or an error) to the publish waiting for it.
@@ -398,8 +462,7 @@ func (p *Publisher) pump() {
 		}
 		p.pumpMu.Unlock()
 		for _, pub := range burst {
-			if err := p.nc.PublishMsg(pub.msg); err != nil {
-				p.forget(pub.id)
+			if err := p.nc.PublishMsg(pub.msg); err != nil && p.forget(pub.id) {
 				pub.done <- pubResult{err: fmt.Errorf("%w: %w", ErrNotConfirmed, err)}
 			}
 		}
@@ -430,11 +493,15 @@ func (p *Publisher) withdraw(pub *publish) {
 	}
 }
 
-// forget drops a publish from the reply table.
-func (p *Publisher) forget(id uint64) {
+// forget drops a publish from the reply table and reports whether it was
+// still there, that is, whether the caller is now the one to deliver its
+// outcome.
+func (p *Publisher) forget(id uint64) bool {
 	p.replyMu.Lock()
+	defer p.replyMu.Unlock()
+	_, ok := p.waiting[id]
 	delete(p.waiting, id)
-	p.replyMu.Unlock()
+	return ok
 }
 
 // publishSpanName names a producer span after the subject's

@@ -49,6 +49,50 @@ func TestWithdraw(t *testing.T) {
 	}
 }
 
+// TestReap: the reaper gives a publish past its deadline its outcome once
+// (a send that fails afterwards finds it gone and delivers nothing), leaves
+// the others waiting, and stops when nothing waits any more.
+func TestReap(t *testing.T) {
+	p := &Publisher{waiting: map[uint64]*publish{}, timeout: 100 * time.Millisecond}
+	late := &publish{id: 1, deadline: time.Now().Add(-time.Second), done: make(chan pubResult, 1)}
+	onTime := &publish{id: 2, deadline: time.Now().Add(time.Hour), done: make(chan pubResult, 1)}
+	p.waiting[1], p.waiting[2] = late, onTime
+	p.reaping = true
+	go p.reap()
+
+	select {
+	case r := <-late.done:
+		if r.err != errExpired {
+			t.Fatalf("expired publish got %+v, want errExpired", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reaper did not expire a publish past its deadline")
+	}
+	if p.forget(late.id) {
+		t.Fatal("an expired publish was still waiting: its outcome could be delivered twice")
+	}
+	select {
+	case r := <-onTime.done:
+		t.Fatalf("a publish within its deadline got %+v", r)
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	if !p.forget(onTime.id) {
+		t.Fatal("a publish within its deadline was not waiting")
+	}
+	for start := time.Now(); ; time.Sleep(time.Millisecond) {
+		p.replyMu.Lock()
+		reaping := p.reaping
+		p.replyMu.Unlock()
+		if !reaping {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("the reaper still runs with nothing waiting")
+		}
+	}
+}
+
 func TestScanPubAck(t *testing.T) {
 	for _, tc := range []struct {
 		in   string

@@ -166,3 +166,34 @@ func TestPublishWaitsForAStreamThatAppears(t *testing.T) {
 		t.Fatalf("publish before the stream existed: %+v, %v", ack, err)
 	}
 }
+
+// TestConfirmTimeout: with WithConfirmTimeout a publish nobody answers
+// (a plain subscriber takes the subject, no stream does) ends with
+// ErrNotConfirmed once the timeout has passed, without a context deadline,
+// and the publisher goes on confirming other messages.
+func TestConfirmTimeout(t *testing.T) {
+	srv, js := provisioned(t)
+	nc := srv.Connect(t)
+	sub, err := nc.SubscribeSync("silent.subject")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	const timeout = 200 * time.Millisecond
+	pub := eventbus.NewPublisher(js, eventbus.WithConfirmTimeout(timeout))
+
+	start := time.Now()
+	_, err = pub.Publish(context.Background(), eventbus.Message{Subject: "silent.subject", MsgID: "unanswered"})
+	if took := time.Since(start); !errors.Is(err, eventbus.ErrNotConfirmed) || took < timeout || took > 10*timeout {
+		t.Fatalf("unanswered publish: %v after %s, want ErrNotConfirmed after %s", err, took, timeout)
+	}
+	if _, err := sub.NextMsg(time.Second); err != nil {
+		t.Fatalf("the unanswered message was not sent: %v", err)
+	}
+	if _, err := pub.Publish(context.Background(), eventbus.Message{Subject: eventbus.RawEvent("m1", "E"), MsgID: "answered"}); err != nil {
+		t.Fatal(err)
+	}
+}
