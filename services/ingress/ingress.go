@@ -38,7 +38,8 @@ type Config struct {
 	// B24HUB_INGRESS_MAX_BODY_BYTES, default 262144.
 	MaxBodyBytes int
 	// PublishTimeout is how long a request may wait for JetStream to confirm
-	// before it is answered 503. B24HUB_INGRESS_PUBLISH_TIMEOUT, default 2s.
+	// before it is answered 503 (and for the verification of an
+	// ONAPPINSTALL). B24HUB_INGRESS_PUBLISH_TIMEOUT, default 2s.
 	PublishTimeout time.Duration
 	// ShutdownTimeout bounds the drain of in-flight requests.
 	// B24HUB_SHUTDOWN_TIMEOUT, default 20s.
@@ -98,8 +99,9 @@ type Deps struct {
 	// TracerProvider defaults to the global one.
 	TracerProvider trace.TracerProvider
 	// Publisher stores each accepted event. It defaults to an
-	// eventbus.Publisher on NC (pipelined and coalesced); tools/bench sets
-	// another to compare publish paths under the same handler.
+	// eventbus.Publisher on NC (pipelined and coalesced) that gives up after
+	// PublishTimeout; tools/bench sets another to compare publish paths
+	// under the same handler. Another must bound its wait itself.
 	Publisher Publisher
 }
 
@@ -138,9 +140,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	lim.MaxBodyBytes = cfg.MaxBodyBytes
 	pub := deps.Publisher
 	if pub == nil {
-		pub = eventbus.NewPublisher(js, eventbus.WithTracerProvider(deps.TracerProvider))
+		pub = eventbus.NewPublisher(js, eventbus.WithTracerProvider(deps.TracerProvider), eventbus.WithConfirmTimeout(cfg.PublishTimeout))
 	}
-	h, err := handler.New(handler.Config{Limits: lim, PublishTimeout: cfg.PublishTimeout, TracerProvider: deps.TracerProvider},
+	h, err := handler.New(handler.Config{Limits: lim, InstallTimeout: cfg.PublishTimeout, TracerProvider: deps.TracerProvider},
 		deps.Portals, pub, inst, deps.Logger, otel.GetMeterProvider().Meter("github.com/b24hub/b24hub/services/ingress"))
 	if err != nil {
 		return nil, err

@@ -33,6 +33,9 @@ import (
 )
 
 // Publisher stores a message durably; *eventbus.Publisher implements it.
+// Publish must bound its own wait (eventbus.WithConfirmTimeout): the
+// handler gives it a context that a client hanging up does not cancel,
+// and no deadline.
 type Publisher interface {
 	Publish(ctx context.Context, m eventbus.Message) (*jetstream.PubAck, error)
 }
@@ -53,8 +56,9 @@ type Installer interface {
 type Config struct {
 	// Limits bound the body decoder; MaxBodyBytes is also the 413 threshold.
 	Limits b24event.Limits
-	// PublishTimeout bounds the whole request: past it the answer is 503.
-	PublishTimeout time.Duration
+	// InstallTimeout bounds the verification of an ONAPPINSTALL (default
+	// 2 s). Publishing is bounded by the Publisher.
+	InstallTimeout time.Duration
 	// TracerProvider makes the server span of each POST; default: the
 	// global one.
 	TracerProvider trace.TracerProvider
@@ -118,8 +122,8 @@ func New(cfg Config, auth Authenticator, pub Publisher, installer Installer, log
 	if cfg.Limits.MaxBodyBytes == 0 {
 		cfg.Limits.MaxBodyBytes = b24event.DefaultLimits().MaxBodyBytes
 	}
-	if cfg.PublishTimeout <= 0 {
-		cfg.PublishTimeout = 2 * time.Second
+	if cfg.InstallTimeout <= 0 {
+		cfg.InstallTimeout = 2 * time.Second
 	}
 	requests, err := meter.Int64Counter("ingress.requests",
 		metric.WithDescription("Event POSTs by HTTP status and event name"), metric.WithUnit("{request}"))
@@ -168,11 +172,13 @@ func (h *Handler) ServeEvent(c echo.Context) error {
 	ctx := h.prop.Extract(r.Context(), traceHeaders(r.Header))
 	ctx, span := h.tracer.Start(ctx, spanName(r.Method, c.Path()), trace.WithSpanKind(trace.SpanKindServer))
 	defer span.End()
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.PublishTimeout)
-	defer cancel()
 	sc := h.getScratch()
 	defer h.putScratch(sc)
-	ev, id, a := h.accept(ctx, c, sc)
+	// Not cancelled when the client hangs up: an event already on its way
+	// to JetStream gets its real outcome (in the counter and the span), not
+	// a 503 nobody reads. The Publisher bounds the wait; a deadline here
+	// would cost a timer and a context per request.
+	ev, id, a := h.accept(context.WithoutCancel(ctx), c, sc)
 	h.requests.Add(ctx, 1, h.countOption(a))
 
 	attrs := append(sc.attrs[:0],
@@ -306,7 +312,9 @@ func (h *Handler) accept(ctx context.Context, c echo.Context, sc *scratch) (*b24
 		// too: it carries new OAuth tokens that must be stored. A known
 		// portal whose token matched is still accepted when the verifier is
 		// unavailable, so its event is not lost.
-		accepted, err := h.installer.Install(ctx, ct, body)
+		ictx, cancel := context.WithTimeout(ctx, h.cfg.InstallTimeout)
+		accepted, err := h.installer.Install(ictx, ct, body)
+		cancel()
 		switch {
 		case err != nil && !ok:
 			return nil, "", answer{status: http.StatusServiceUnavailable, reason: "install verification unavailable", event: "unknown"}
