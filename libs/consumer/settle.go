@@ -161,7 +161,7 @@ func (p *pipeline[T]) publishOutcome(ctx context.Context, span trace.Span, d *de
 		defer cancel()
 		_, err = p.rt.pub.Publish(pctx, eventbus.Message{
 			Subject: eventbus.Outcome(p.sp.Durable, token(d.msg.MemberID)),
-			MsgID:   OutcomeMsgID(d.msg.EventID, p.sp.Durable, d.msg.Delivery),
+			MsgID:   OutcomeMsgID(d.msg.EventID, p.sp.Durable, d.msg.Delivery, act.Status),
 			Data:    data,
 			Header:  nats.Header{eventbus.HeaderContentType: []string{eventbus.ContentTypeProtobuf}},
 		})
@@ -172,9 +172,15 @@ func (p *pipeline[T]) publishOutcome(ctx context.Context, span trace.Span, d *de
 }
 
 // OutcomeMsgID is the Nats-Msg-Id of the outcome of one attempt: the event
-// id, the consumer and the attempt, so a re-published outcome is stored once.
-func OutcomeMsgID(eventID, consumer string, attempt uint64) string {
-	return eventID + ":" + consumer + ":" + strconv.FormatUint(attempt, 10)
+// id, the consumer, the attempt and its status, so a re-published outcome
+// is stored once. The status is part of it because an attempt number can
+// come twice: a broker killed before it saved the consumer's state
+// redelivers with the delivery count it had saved, and the second attempt
+// "2" that succeeds must not be dropped as a duplicate of the first
+// attempt "2" that failed (the ledger would show the event failed for
+// good).
+func OutcomeMsgID(eventID, consumer string, attempt uint64, status eventsv1.OutcomeStatus) string {
+	return eventID + ":" + consumer + ":" + strconv.FormatUint(attempt, 10) + ":" + statusName(status)
 }
 
 func statusName(s eventsv1.OutcomeStatus) string {
