@@ -147,11 +147,39 @@ func (s *testStack) waitLedger(ids []string, timeout time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("ledger after %s: %d of %d events recorded, %d done or skipped by deal-sync; dead letters: %v",
-				timeout, ev, len(ids), done, s.deadLetters())
+			s.t.Fatalf("ledger after %s: %d of %d events recorded, %d done or skipped by deal-sync; dead letters: %v; not done: %v",
+				timeout, ev, len(ids), done, s.deadLetters(), s.notDone(ids))
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// notDone describes up to five of ids that deal-sync has not finished:
+// the event's stream sequence and deal, and its deal-sync delivery if any.
+func (s *testStack) notDone(ids []string) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rows, err := s.db.Query(ctx, `SELECT e.id, e.stream_seq, e.entity_id,
+			coalesce(d.status, 'no delivery'), coalesce(d.attempts, 0), coalesce(d.last_error, ''), coalesce(d.updated_at::text, '')
+		FROM monitor.webhook_events e
+		LEFT JOIN monitor.deliveries d ON d.event_id = e.id AND d.consumer = 'deal-sync'
+		WHERE e.id = ANY($1) AND (d.status IS NULL OR d.status NOT IN ('done', 'skipped'))
+		LIMIT 5`, ids)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id, entity, status, lastErr, updated string
+		var seq int64
+		var attempts int
+		if err := rows.Scan(&id, &seq, &entity, &status, &attempts, &lastErr, &updated); err != nil {
+			return append(out, err.Error())
+		}
+		out = append(out, fmt.Sprintf("%s (seq %d, deal %s): %s after %d attempts at %s %q", id, seq, entity, status, attempts, updated, lastErr))
+	}
+	return out
 }
 
 // deadLetters counts the dead-letter stream's messages by subject.
