@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -24,20 +25,37 @@ type result struct {
 	// machine it moves less than throughput, which also depends on how
 	// much CPU the neighbours leave.
 	CPU time.Duration
+	// Alloc is the bytes the whole process allocated per request, and GCs
+	// the garbage collections during the step: unlike CPU time they do not
+	// depend on the neighbours, and at a steady rate the collections are
+	// what most of the latency tail comes from.
+	Alloc float64
+	GCs   uint32
 }
 
 func (r result) String() string {
-	return fmt.Sprintf("%8.0f req/s  p50 %7s  p99 %7s  cpu %5.1f µs/req  (%d ok, %d errors)", r.Throughput,
-		r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), float64(r.CPU)/1e3, r.Requests-r.Errors, r.Errors)
+	return fmt.Sprintf("%8.0f req/s  p50 %7s  p99 %7s  cpu %5.1f µs/req  alloc %4.1f KiB/req  %d GCs  (%d ok, %d errors)", r.Throughput,
+		r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), float64(r.CPU)/1e3, r.Alloc/1024, r.GCs,
+		r.Requests-r.Errors, r.Errors)
 }
 
-// processCPU is the CPU time this process has used so far.
-func processCPU() time.Duration {
+// usage is what the process has used so far.
+type usage struct {
+	cpu   time.Duration // user + system
+	alloc uint64        // bytes allocated
+	gcs   uint32        // completed collections
+}
+
+func processUsage() usage {
+	var u usage
 	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		u.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	u.alloc, u.gcs = ms.TotalAlloc, ms.NumGC
+	return u
 }
 
 // bodyFunc returns the i-th request body; bodies differ so no request is a
@@ -71,7 +89,7 @@ func closedLoop(ctx context.Context, url string, conns int, d time.Duration, bod
 	var lats []time.Duration
 	errs := 0
 	var wg sync.WaitGroup
-	start, cpu := time.Now(), processCPU()
+	start, used := time.Now(), processUsage()
 	for range conns {
 		wg.Add(1)
 		go func() {
@@ -93,7 +111,7 @@ func closedLoop(ctx context.Context, url string, conns int, d time.Duration, bod
 		}()
 	}
 	wg.Wait()
-	return summarise(lats, errs, time.Since(start), processCPU()-cpu)
+	return summarise(lats, errs, time.Since(start), used)
 }
 
 // openLoop offers rate requests per second for d, whatever the latency.
@@ -106,7 +124,7 @@ func openLoop(ctx context.Context, url string, rate int, d time.Duration, body b
 	lats := make([]time.Duration, 0, total)
 	errs := 0
 	var wg sync.WaitGroup
-	start, cpu := time.Now(), processCPU()
+	start, used := time.Now(), processUsage()
 	for i := range total {
 		if ctx.Err() != nil {
 			break
@@ -128,14 +146,17 @@ func openLoop(ctx context.Context, url string, rate int, d time.Duration, body b
 		}()
 	}
 	wg.Wait()
-	return summarise(lats, errs, time.Since(start), processCPU()-cpu)
+	return summarise(lats, errs, time.Since(start), used)
 }
 
-func summarise(lats []time.Duration, errs int, elapsed, cpu time.Duration) result {
+// summarise makes the result of a step that started with used.
+func summarise(lats []time.Duration, errs int, elapsed time.Duration, used usage) result {
+	now := processUsage()
 	slices.Sort(lats)
-	r := result{Requests: len(lats) + errs, Errors: errs, Throughput: float64(len(lats)) / elapsed.Seconds()}
+	r := result{Requests: len(lats) + errs, Errors: errs, Throughput: float64(len(lats)) / elapsed.Seconds(), GCs: now.gcs - used.gcs}
 	if r.Requests > 0 {
-		r.CPU = cpu / time.Duration(r.Requests)
+		r.CPU = (now.cpu - used.cpu) / time.Duration(r.Requests)
+		r.Alloc = float64(now.alloc-used.alloc) / float64(r.Requests)
 	}
 	if len(lats) > 0 {
 		r.P50 = lats[len(lats)*50/100]

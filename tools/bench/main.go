@@ -40,6 +40,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fs := flag.NewFlagSet("ingress", flag.ContinueOnError)
 		d := fs.Duration("duration", 10e9, "how long each load step runs")
 		prof := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+		memprof := fs.String("memprofile", "", "write a profile of the run's allocations to this file")
 		target := fs.String("target", "both", "both (the comparison), or ingress, baseline or sync (the ingress with synchronous publishing) alone, e.g. to profile one path")
 		conns := fs.String("conns", "1,16,64", "connections of each closed-loop step, comma-separated")
 		if err := fs.Parse(args[1:]); err != nil {
@@ -69,6 +70,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 				return err
 			}
 			defer pprof.StopCPUProfile()
+		}
+		if *memprof != "" {
+			defer func() {
+				if f, err := os.Create(*memprof); err == nil {
+					_ = pprof.Lookup("allocs").WriteTo(f, 0)
+					f.Close()
+				}
+			}()
 		}
 		return benchIngress(ctx, out, cfg)
 	case "e2e":
