@@ -155,15 +155,19 @@ func TestPublishWaitsForAStreamThatAppears(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	pub := eventbus.NewPublisher(js)
+	provisioned := make(chan error, 1)
 	go func() {
 		time.Sleep(300 * time.Millisecond)
-		if err := eventbus.Provision(ctx, js, eventbus.StreamOptions{}); err != nil {
-			t.Error(err)
-		}
+		provisioned <- eventbus.Provision(ctx, js, eventbus.StreamOptions{})
 	}()
 	ack, err := pub.Publish(ctx, eventbus.Message{Subject: eventbus.RawEvent("m1", "E"), MsgID: "early", Data: []byte("x")})
 	if err != nil || ack.Stream != eventbus.StreamEvents {
 		t.Fatalf("publish before the stream existed: %+v, %v", ack, err)
+	}
+	// The publish is confirmed as soon as B24_EVENTS exists; the other
+	// streams are still being created, under ctx.
+	if err := <-provisioned; err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -178,7 +182,7 @@ func TestConfirmTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sub.Unsubscribe()
+	defer func() { _ = sub.Unsubscribe() }()
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
