@@ -162,7 +162,7 @@ func TestOneTracePerEvent(t *testing.T) {
 		t.Helper()
 		got := map[string]string{}
 		for _, a := range sp.Attributes() {
-			got[string(a.Key)] = a.Value.Emit()
+			got[string(a.Key)] = a.Value.String()
 		}
 		for k, v := range kv {
 			if got[k] != v {
@@ -314,7 +314,7 @@ func TestBatchedEventsLinkToTheirBatch(t *testing.T) {
 func attr(sp sdktrace.ReadOnlySpan, key string) string {
 	for _, a := range sp.Attributes() {
 		if string(a.Key) == key {
-			return a.Value.Emit()
+			return a.Value.String()
 		}
 	}
 	return ""

@@ -233,6 +233,11 @@ func TestConsumerKilledMidBatch(t *testing.T) {
 	t.Logf("%s: next deal-sync starts", time.Since(began).Round(time.Millisecond))
 	s.start("deal-sync", s.dealSync.Run)
 	all := s.streamMsgIDs(eventbus.StreamEvents)
+	for _, id := range ids {
+		if all[id] == 0 {
+			t.Fatalf("accepted push %s is not in the stream", id)
+		}
+	}
 	var every []string
 	for id := range all {
 		every = append(every, id)
@@ -371,7 +376,10 @@ func (s *testStack) runAndKillDealSync(t *testing.T, began time.Time, killAt int
 	dcancel()
 	t.Cleanup(func() {
 		select {
-		case <-ddone:
+		case err := <-ddone:
+			if err != nil {
+				t.Logf("killed deal-sync ended: %v", err)
+			}
 		case <-time.After(30 * time.Second):
 			t.Log("killed deal-sync goroutines still running after 30s")
 		}

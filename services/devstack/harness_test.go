@@ -360,7 +360,6 @@ type postResult struct {
 	id      string
 	took    time.Duration
 	err     error
-	dealID  string
 	started time.Time
 }
 
