@@ -68,9 +68,12 @@ func fillEmpty(dst *string, v string) {
 
 // applyAttempt folds one attempt into r and reports whether the attempt is
 // new (and so must be counted). An attempt is new when its number is higher
-// than any seen, or equal but later with another status (a runtime may
-// report RETRY and then DEAD for the last delivery). A redelivered outcome
-// message is therefore neither applied twice nor counted twice. A dead
+// than any seen, or when it is later with another status: a runtime may
+// report RETRY and then DEAD for the last delivery, and a broker that died
+// before saving a consumer's state delivers the message again with the
+// count it had saved (or from 1), so the attempt that finally succeeds can
+// carry a number already seen or a lower one. A redelivered outcome
+// message is neither applied twice nor counted twice. A dead
 // delivery stays dead: JetStream terminated the message, so no later attempt
 // of the same message can exist; a replay is a new event.
 func (r *deliveryRow) applyAttempt(a Attempt) bool {
@@ -81,12 +84,11 @@ func (r *deliveryRow) applyAttempt(a Attempt) bool {
 	if !a.At.IsZero() && (r.FirstAt.IsZero() || a.At.Before(r.FirstAt)) {
 		r.FirstAt = a.At
 	}
-	newer := a.Attempt > r.Attempts ||
-		(a.Attempt == r.Attempts && a.At.After(r.LastAt) && a.Status != r.Status)
+	newer := a.Attempt > r.Attempts || (a.At.After(r.LastAt) && a.Status != r.Status)
 	if !newer {
 		return false
 	}
-	r.Attempts = a.Attempt
+	r.Attempts = max(r.Attempts, a.Attempt)
 	if r.Status != StatusDead {
 		r.Status = a.Status
 	}

@@ -26,6 +26,8 @@ func TestFold(t *testing.T) {
 			nil, StatusDone, 2, 1, ""},
 		{"redelivered outcome", &deliveryRow{deliveryKey: key, Status: StatusError, Attempts: 1, LastAt: at(1), LastError: "x"},
 			[]Attempt{{Status: StatusError, Attempt: 1, Error: "x", At: at(1)}}, nil, StatusError, 1, 0, "x"},
+		{"delivery count reset by a broker restart", nil, []Attempt{{Status: StatusError, Attempt: 2, Error: "x", At: at(1)}, {Status: StatusDone, Attempt: 1, At: at(2)}},
+			nil, StatusDone, 2, 2, ""},
 		{"retry then dead on the same attempt", nil, []Attempt{{Status: StatusError, Attempt: 3, Error: "x", At: at(1)}, {Status: StatusDead, Attempt: 3, Error: "y", At: at(2)}},
 			nil, StatusDead, 3, 2, "y"},
 		{"dead is sticky", &deliveryRow{deliveryKey: key, Status: StatusDead, Attempts: 3, LastAt: at(3), DeadAt: at(3)},
