@@ -22,6 +22,14 @@ import (
 // publishTimeout bounds waiting for a PubAck of an outcome or dead letter.
 const publishTimeout = 5 * time.Second
 
+// outcomePatience is how long an outcome is published again while the
+// broker does not confirm it (an outage, a restart). The ack that follows
+// the outcome is buffered by the NATS client and reaches the server once it
+// is back, so giving up on the outcome sooner would leave the ledger showing
+// the previous attempt for an event that was in fact done. The message is
+// still held (InProgress) meanwhile, so it is not redelivered.
+const outcomePatience = 3 * publishTimeout
+
 // settle applies the decision for one message: dead-letter if needed,
 // publish the outcome, then ack, nak or term. It always ends span.
 func (p *pipeline[T]) settle(ctx context.Context, span trace.Span, d *delivery[T], herr error, dur time.Duration, shutting bool) {
@@ -157,14 +165,24 @@ func (p *pipeline[T]) publishOutcome(ctx context.Context, span trace.Span, d *de
 	}
 	data, err := proto.Marshal(o)
 	if err == nil {
-		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
-		defer cancel()
-		_, err = p.rt.pub.Publish(pctx, eventbus.Message{
+		// The same message id every time: a retry of an outcome that was
+		// stored after all is dropped as a duplicate.
+		msg := eventbus.Message{
 			Subject: eventbus.Outcome(p.sp.Durable, token(d.msg.MemberID)),
 			MsgID:   OutcomeMsgID(d.msg.EventID, p.sp.Durable, d.msg.Delivery, act.Status),
 			Data:    data,
 			Header:  nats.Header{eventbus.HeaderContentType: []string{eventbus.ContentTypeProtobuf}},
-		})
+		}
+		for start := time.Now(); ; {
+			pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+			_, err = p.rt.pub.Publish(pctx, msg)
+			cancel()
+			if !errors.Is(err, eventbus.ErrNotConfirmed) || time.Since(start)+publishTimeout > outcomePatience {
+				break
+			}
+			d.msg.Logger.WarnContext(ctx, "outcome not confirmed; publishing it again", "error", err.Error())
+			time.Sleep(250 * time.Millisecond) // a closed connection fails at once
+		}
 	}
 	if err != nil {
 		d.msg.Logger.WarnContext(ctx, "outcome not published", "error", err.Error())
