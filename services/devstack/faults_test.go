@@ -147,8 +147,8 @@ func (s *testStack) waitLedger(ids []string, timeout time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("ledger after %s: %d of %d events recorded, %d done or skipped by deal-sync; dead letters: %v; not done: %v",
-				timeout, ev, len(ids), done, s.deadLetters(), s.notDone(ids))
+			s.t.Fatalf("ledger after %s: %d of %d events recorded, %d done or skipped by deal-sync; dead letters: %v; not done: %v; deal-sync consumer: %s",
+				timeout, ev, len(ids), done, s.deadLetters(), s.notDone(ids), s.consumerState(eventbus.StreamEvents, "deal-sync"))
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -180,6 +180,17 @@ func (s *testStack) notDone(ids []string) []string {
 		out = append(out, fmt.Sprintf("%s (seq %d, deal %s): %s after %d attempts at %s %q", id, seq, entity, status, attempts, updated, lastErr))
 	}
 	return out
+}
+
+// consumerState is what the server says of a consumer: where its
+// acknowledgements and deliveries are, and how many messages wait.
+func (s *testStack) consumerState(stream, durable string) string {
+	ci, err := s.consumerInfo(stream, durable)
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("ack floor stream seq %d, delivered stream seq %d, %d waiting for an ack, %d redelivered, %d not yet delivered",
+		ci.AckFloor.Stream, ci.Delivered.Stream, ci.NumAckPending, ci.NumRedelivered, ci.NumPending)
 }
 
 // deadLetters counts the dead-letter stream's messages by subject.
