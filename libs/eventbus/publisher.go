@@ -136,10 +136,11 @@ func (p *Publisher) JetStream() jetstream.JetStream { return p.js }
 // Publish stores m and returns its PubAck once JetStream confirmed it. A
 // duplicate within the stream's window is confirmed too (PubAck.Duplicate).
 // It returns ErrNotConfirmed (wrapped) when ctx ends first, the confirm
-// timeout passes or the message could not be sent, ErrNoStream when no stream took the subject for
-// noStreamPatience (as right after a broker restart, before JetStream has
-// recovered its streams: the message is sent again meanwhile), and the
-// server's *jetstream.APIError when JetStream rejected the message.
+// timeout passes or the message could not be sent, ErrNoStream when no
+// stream took the subject for noStreamPatience (as right after a broker
+// restart, before JetStream has recovered its streams: the message is sent
+// again meanwhile), and the server's *jetstream.APIError when JetStream
+// rejected the message.
 func (p *Publisher) Publish(ctx context.Context, m Message) (*jetstream.PubAck, error) {
 	ctx, span := p.tracer.Start(ctx, publishSpanName(m.Subject), trace.WithSpanKind(trace.SpanKindProducer))
 	// All attributes are set in one call at the end: one allocation for
