@@ -177,7 +177,8 @@ func (p *pipeline[T]) publishOutcome(ctx context.Context, span trace.Span, d *de
 			pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 			_, err = p.rt.pub.Publish(pctx, msg)
 			cancel()
-			if !errors.Is(err, eventbus.ErrNotConfirmed) || time.Since(start)+publishTimeout > outcomePatience {
+			retry := errors.Is(err, eventbus.ErrNotConfirmed) || errors.Is(err, eventbus.ErrNoStream) // a restarted broker recovering its streams
+			if !retry || time.Since(start)+publishTimeout > outcomePatience {
 				break
 			}
 			d.msg.Logger.WarnContext(ctx, "outcome not confirmed; publishing it again", "error", err.Error())
