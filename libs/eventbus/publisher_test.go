@@ -189,8 +189,12 @@ func TestConfirmTimeout(t *testing.T) {
 	const timeout = 200 * time.Millisecond
 	pub := eventbus.NewPublisher(js, eventbus.WithConfirmTimeout(timeout))
 
+	// The context's own deadline is far later: if the confirm timeout did
+	// not act, the publish ends by it and the elapsed time fails the test.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*timeout)
+	defer cancel()
 	start := time.Now()
-	_, err = pub.Publish(context.Background(), eventbus.Message{Subject: "silent.subject", MsgID: "unanswered"})
+	_, err = pub.Publish(ctx, eventbus.Message{Subject: "silent.subject", MsgID: "unanswered"})
 	if took := time.Since(start); !errors.Is(err, eventbus.ErrNotConfirmed) || took < timeout || took > 10*timeout {
 		t.Fatalf("unanswered publish: %v after %s, want ErrNotConfirmed after %s", err, took, timeout)
 	}
