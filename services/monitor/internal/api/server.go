@@ -540,6 +540,9 @@ type ReplayRequest struct {
 	Limit int `json:"limit"`
 	// Force replays dead letters whose last replay is pending or done too.
 	Force bool `json:"force"`
+	// DryRun publishes nothing: the answer (200, a replay.Plan) says how
+	// many events, and which, the same request would replay.
+	DryRun bool `json:"dry_run"`
 }
 
 func (s *Server) replay(c echo.Context) error {
@@ -557,6 +560,9 @@ func (s *Server) replay(c echo.Context) error {
 		return badRequest("set exactly one of event_id, dead_letters, events")
 	}
 	ctx := c.Request().Context()
+	if req.DryRun {
+		return s.replayDryRun(c, req)
+	}
 	var (
 		res replay.Result
 		err error
@@ -585,4 +591,31 @@ func (s *Server) replay(c echo.Context) error {
 	}
 	s.cfg.Log.InfoContext(ctx, "monitor replay", "replayed", len(res.Replayed), "failed", len(res.Failed), "skipped", len(res.Skipped))
 	return c.JSON(http.StatusAccepted, res)
+}
+
+// replayDryRun answers a replay request with dry_run set: what it would
+// replay, from the same selection a real replay executes.
+func (s *Server) replayDryRun(c echo.Context, req ReplayRequest) error {
+	ctx := c.Request().Context()
+	var (
+		p   replay.Plan
+		err error
+	)
+	switch {
+	case req.EventID != "":
+		p, err = s.cfg.Replayer.PlanOne(ctx, req.EventID, req.Consumer)
+	case req.DeadLetters != nil:
+		p, err = s.cfg.Replayer.PlanDeadLetters(ctx, req.DeadLetters.filter(), req.Limit, req.Force)
+	default:
+		var f ledger.EventFilter
+		if f, err = req.Events.filter(); err != nil {
+			return err
+		}
+		p, err = s.cfg.Replayer.PlanEvents(ctx, f, req.Limit)
+	}
+	if err != nil {
+		return err
+	}
+	p.DryRun = true
+	return c.JSON(http.StatusOK, p)
 }

@@ -94,8 +94,8 @@ func (r *Replayer) One(ctx context.Context, id, consumer string) (ledger.Replay,
 	if err != nil {
 		return ledger.Replay{}, err
 	}
-	if !eventbus.ValidToken(e.Portal) || !eventbus.ValidToken(e.EventType) {
-		return ledger.Replay{}, fmt.Errorf("%w: portal %q or event %q is not a subject token", ErrNotReplayable, e.Portal, e.EventType)
+	if err := replayable(e); err != nil {
+		return ledger.Replay{}, err
 	}
 	original := e.ID
 	if e.ReplayOf != "" {
@@ -128,6 +128,14 @@ func (r *Replayer) One(ctx context.Context, id, consumer string) (ledger.Replay,
 	return rep, nil
 }
 
+// replayable returns ErrNotReplayable for an event that cannot be rebuilt.
+func replayable(e ledger.Event) error {
+	if !eventbus.ValidToken(e.Portal) || !eventbus.ValidToken(e.EventType) {
+		return fmt.Errorf("%w: portal %q or event %q is not a subject token", ErrNotReplayable, e.Portal, e.EventType)
+	}
+	return nil
+}
+
 // Result is the outcome of a bulk replay.
 type Result struct {
 	Replayed []ledger.Replay `json:"replayed"`
@@ -151,52 +159,33 @@ func (r *Replayer) limit(n int) int {
 // by the replayer's maximum), each tracked at its consumer. Dead letters
 // whose newest replay is pending or done are skipped unless force.
 func (r *Replayer) DeadLetters(ctx context.Context, f ledger.DeliveryFilter, limit int, force bool) (Result, error) {
-	limit = r.limit(limit)
-	f.Limit = limit + 1
-	rows, err := r.store.DeadLetters(ctx, f)
+	p, err := r.PlanDeadLetters(ctx, f, limit, force)
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Failed: map[string]string{}}
-	if len(rows) > limit {
-		rows, res.Truncated = rows[:limit], true
-	}
-	for _, d := range rows {
-		if !force && d.Replay != nil && d.Replay.Status != ledger.StatusDead && d.Replay.Status != ledger.StatusError {
-			res.Skipped = append(res.Skipped, d.EventID)
-			continue
-		}
-		rep, err := r.One(ctx, d.EventID, d.Consumer)
-		if err != nil {
-			res.Failed[d.EventID] = err.Error()
-			continue
-		}
-		res.Replayed = append(res.Replayed, rep)
-	}
-	return res, nil
+	return r.execute(ctx, p), nil
 }
 
 // Events replays the events matching f (at most limit, capped by the
 // replayer's maximum).
 func (r *Replayer) Events(ctx context.Context, f ledger.EventFilter, limit int) (Result, error) {
-	limit = r.limit(limit)
-	f.Limit, f.Cursor = limit+1, ""
-	page, err := r.store.SearchEvents(ctx, f)
+	p, err := r.PlanEvents(ctx, f, limit)
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Failed: map[string]string{}}
-	evs := page.Events
-	if len(evs) > limit {
-		evs, res.Truncated = evs[:limit], true
-	}
-	for _, e := range evs {
-		rep, err := r.One(ctx, e.ID, f.Consumer)
+	return r.execute(ctx, p), nil
+}
+
+// execute replays every item of p.
+func (r *Replayer) execute(ctx context.Context, p Plan) Result {
+	res := Result{Failed: map[string]string{}, Skipped: p.Skipped, Truncated: p.Truncated}
+	for _, it := range p.items {
+		rep, err := r.One(ctx, it.eventID, it.consumer)
 		if err != nil {
-			res.Failed[e.ID] = err.Error()
+			res.Failed[it.eventID] = err.Error()
 			continue
 		}
 		res.Replayed = append(res.Replayed, rep)
 	}
-	return res, nil
+	return res
 }

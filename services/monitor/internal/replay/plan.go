@@ -1,0 +1,100 @@
+package replay
+
+import (
+	"context"
+
+	"github.com/b24hub/b24hub/services/monitor/internal/ledger"
+)
+
+// Plan is what a bulk replay would do: the events it would republish, in
+// the order it would republish them. A dry run returns it without
+// publishing anything; a real bulk replay executes the same plan, so the
+// count an operator confirms is the count that runs.
+type Plan struct {
+	// DryRun is always true in an answer to a dry run.
+	DryRun bool `json:"dry_run"`
+	// WouldReplay is how many events the replay would republish.
+	WouldReplay int `json:"would_replay"`
+	// EventIDs are those events' ids.
+	EventIDs []string `json:"event_ids"`
+	// Skipped are dead letters a replay would leave alone because a replay
+	// of them is already pending or done (unless force).
+	Skipped []string `json:"skipped,omitempty"`
+	// Truncated is true when more matched than Limit: the replay would
+	// stop at Limit.
+	Truncated bool `json:"truncated"`
+	// Limit is the effective limit (the request's, capped by
+	// B24HUB_MONITOR_REPLAY_MAX).
+	Limit int `json:"limit"`
+
+	items []planItem
+}
+
+type planItem struct{ eventID, consumer string }
+
+func (p *Plan) add(eventID, consumer string) {
+	p.items = append(p.items, planItem{eventID, consumer})
+	p.EventIDs = append(p.EventIDs, eventID)
+	p.WouldReplay++
+}
+
+// PlanOne checks that One could replay the event id, without publishing.
+// It returns ledger.ErrNotFound for an unknown id and ErrNotReplayable for
+// an event that cannot be rebuilt.
+func (r *Replayer) PlanOne(ctx context.Context, id, consumer string) (Plan, error) {
+	e, err := r.store.GetEvent(ctx, id)
+	if err != nil {
+		return Plan{}, err
+	}
+	if err := replayable(e); err != nil {
+		return Plan{}, err
+	}
+	p := Plan{Limit: 1, EventIDs: []string{}}
+	p.add(e.ID, consumer)
+	return p, nil
+}
+
+// PlanEvents selects the events matching f that Events would replay (at
+// most limit, capped by the replayer's maximum), without publishing.
+func (r *Replayer) PlanEvents(ctx context.Context, f ledger.EventFilter, limit int) (Plan, error) {
+	limit = r.limit(limit)
+	f.Limit, f.Cursor = limit+1, ""
+	page, err := r.store.SearchEvents(ctx, f)
+	if err != nil {
+		return Plan{}, err
+	}
+	p := Plan{Limit: limit, EventIDs: []string{}}
+	evs := page.Events
+	if len(evs) > limit {
+		evs, p.Truncated = evs[:limit], true
+	}
+	for _, e := range evs {
+		p.add(e.ID, f.Consumer)
+	}
+	return p, nil
+}
+
+// PlanDeadLetters selects the dead letters matching f that DeadLetters
+// would replay (at most limit, capped by the replayer's maximum), without
+// publishing. Dead letters whose newest replay is pending or done are
+// skipped unless force.
+func (r *Replayer) PlanDeadLetters(ctx context.Context, f ledger.DeliveryFilter, limit int, force bool) (Plan, error) {
+	limit = r.limit(limit)
+	f.Limit = limit + 1
+	rows, err := r.store.DeadLetters(ctx, f)
+	if err != nil {
+		return Plan{}, err
+	}
+	p := Plan{Limit: limit, EventIDs: []string{}}
+	if len(rows) > limit {
+		rows, p.Truncated = rows[:limit], true
+	}
+	for _, d := range rows {
+		if !force && d.Replay != nil && d.Replay.Status != ledger.StatusDead && d.Replay.Status != ledger.StatusError {
+			p.Skipped = append(p.Skipped, d.EventID)
+			continue
+		}
+		p.add(d.EventID, d.Consumer)
+	}
+	return p, nil
+}

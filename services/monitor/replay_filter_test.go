@@ -1,0 +1,79 @@
+package monitor_test
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/b24hub/b24hub/libs/eventbus"
+	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
+	"github.com/b24hub/b24hub/services/monitor/internal/api"
+	"github.com/b24hub/b24hub/services/monitor/internal/replay"
+)
+
+// TestReplayByFilterDryRun: a dry run of a bulk replay by filter counts
+// what the same request would replay and publishes nothing; the real
+// request then replays exactly that many.
+func TestReplayByFilterDryRun(t *testing.T) {
+	e := start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	now := e.clock.Now()
+	for _, ev := range []*eventsv1.Envelope{
+		envelope("f-1", "m1", "ONCRMDEALUPDATE", "1", now, eventsv1.Source_SOURCE_PUSH),
+		envelope("f-2", "m1", "ONCRMDEALUPDATE", "2", now, eventsv1.Source_SOURCE_PUSH),
+		envelope("f-3", "m1", "ONTASKADD", "3", now, eventsv1.Source_SOURCE_PUSH),
+		envelope("f-4", "m2", "ONCRMDEALUPDATE", "4", now, eventsv1.Source_SOURCE_PUSH),
+	} {
+		e.publishEvent(ctx, ev)
+	}
+	e.eventually("events recorded", 10*time.Second, func() bool {
+		var n int
+		return e.pool.QueryRow(ctx, "SELECT count(*) FROM monitor.webhook_events").Scan(&n) == nil && n == 4
+	})
+	filter := &api.EventQuery{Portal: "m1", Type: "ONCRMDEALUPDATE", From: now.Add(-time.Minute), To: now.Add(time.Minute)}
+
+	tests := []struct {
+		name      string
+		req       api.ReplayRequest
+		want      []string
+		truncated bool
+	}{
+		{"portal and type", api.ReplayRequest{Events: filter}, []string{"f-1", "f-2"}, false},
+		{"limit", api.ReplayRequest{Events: filter, Limit: 1}, []string{"f-2"}, true},
+		{"time range excludes", api.ReplayRequest{Events: &api.EventQuery{From: now.Add(time.Minute)}}, nil, false},
+		{"one event", api.ReplayRequest{EventID: "f-3"}, []string{"f-3"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.req.DryRun = true
+			var plan replay.Plan
+			if code := e.do(http.MethodPost, "/api/v1/replay", tt.req, &plan); code != http.StatusOK {
+				t.Fatalf("dry run: %d", code)
+			}
+			slices.Sort(plan.EventIDs)
+			if !plan.DryRun || plan.WouldReplay != len(tt.want) || !slices.Equal(plan.EventIDs, tt.want) && len(tt.want) > 0 ||
+				plan.Truncated != tt.truncated {
+				t.Errorf("plan = %+v, want %v truncated=%v", plan, tt.want, tt.truncated)
+			}
+		})
+	}
+	if code := e.do(http.MethodPost, "/api/v1/replay", api.ReplayRequest{EventID: "nope", DryRun: true}, nil); code != http.StatusNotFound {
+		t.Errorf("dry run of an unknown event: %d", code)
+	}
+	var replays int
+	if err := e.pool.QueryRow(ctx, "SELECT count(*) FROM monitor.replays").Scan(&replays); err != nil || replays != 0 {
+		t.Fatalf("dry runs recorded %d replays (%v)", replays, err)
+	}
+	if info, err := e.js.Stream(ctx, eventbus.StreamEvents); err != nil || info.CachedInfo().State.Msgs != 4 {
+		t.Fatalf("dry runs published: %v", err)
+	}
+
+	var res replay.Result
+	if code := e.do(http.MethodPost, "/api/v1/replay", api.ReplayRequest{Events: filter}, &res); code != http.StatusAccepted || len(res.Replayed) != 2 {
+		t.Fatalf("replay: %d %+v", code, res)
+	}
+}
