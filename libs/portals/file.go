@@ -24,8 +24,33 @@ import (
 //	    webhook_url: https://some-domain.bitrix24.com/rest/1/abc123/   # or webhook_url_file
 //	    plan: standard        # optional: standard (default) or enterprise
 //	    active: true          # optional, default true
+//	installations:            # optional: on-premise Bitrix24 (b24hub.forwarder module)
+//	  - id: crm-main           # installation id, the tenant key of its events
+//	    secret_file: /secrets/crm-main/secret   # or secret: (HMAC-SHA256 key, 32+ bytes)
+//	    domain: crm.example.com
+//	    webhook_url_file: /secrets/crm-main/webhook   # optional: REST calls back
+//	    plan: standard        # optional, as for portals
+//	    active: true          # optional, default true
+//
+// A file without installations is read exactly as before; ids are unique
+// across both lists, because both name the same subjects
+// (b24.events.<id>.<EVENT>).
 type File struct {
-	Portals []FilePortal `yaml:"portals"`
+	Portals       []FilePortal       `yaml:"portals"`
+	Installations []FileInstallation `yaml:"installations"`
+}
+
+// FileInstallation is one on-premise installation of the portals file.
+// Secrets may be given inline or as paths to files.
+type FileInstallation struct {
+	ID             string `yaml:"id"`
+	Secret         string `yaml:"secret"`
+	SecretFile     string `yaml:"secret_file"`
+	Domain         string `yaml:"domain"`
+	WebhookURL     string `yaml:"webhook_url"`
+	WebhookURLFile string `yaml:"webhook_url_file"`
+	Plan           string `yaml:"plan"`
+	Active         *bool  `yaml:"active"`
 }
 
 // FilePortal is one entry of the portals file. Secrets may be given inline
@@ -63,14 +88,9 @@ func ParseFile(data []byte) ([]Portal, error) {
 		if token == "" {
 			return nil, fmt.Errorf("portals: entry %d (%s): application_token or application_token_file is required", i, fp.MemberID)
 		}
-		hook, err := secret(fp.WebhookURL, fp.WebhookURLFile)
+		hook, err := webhook(fp.WebhookURL, fp.WebhookURLFile)
 		if err != nil {
-			return nil, fmt.Errorf("portals: entry %d (%s): webhook_url: %w", i, fp.MemberID, err)
-		}
-		if hook != "" {
-			if u, err := url.Parse(hook); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-				return nil, fmt.Errorf("portals: entry %d (%s): webhook_url is not an http(s) URL", i, fp.MemberID)
-			}
+			return nil, fmt.Errorf("portals: entry %d (%s): %w", i, fp.MemberID, err)
 		}
 		if seen[fp.MemberID] {
 			return nil, fmt.Errorf("portals: entry %d: member_id %s listed twice", i, fp.MemberID)
@@ -85,7 +105,47 @@ func ParseFile(data []byte) ([]Portal, error) {
 		}
 		out = append(out, p)
 	}
+	for i, fi := range f.Installations {
+		key, err := secret(fi.Secret, fi.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("portals: installation %d (%s): secret: %w", i, fi.ID, err)
+		}
+		if key == "" {
+			return nil, fmt.Errorf("portals: installation %d (%s): secret or secret_file is required", i, fi.ID)
+		}
+		hook, err := webhook(fi.WebhookURL, fi.WebhookURLFile)
+		if err != nil {
+			return nil, fmt.Errorf("portals: installation %d (%s): %w", i, fi.ID, err)
+		}
+		if seen[fi.ID] {
+			return nil, fmt.Errorf("portals: installation %d: id %s is already listed (ids are unique across portals and installations)", i, fi.ID)
+		}
+		seen[fi.ID] = true
+		p := Portal{
+			MemberID: fi.ID, Domain: fi.Domain, WebhookURL: hook, Plan: fi.Plan,
+			Active: fi.Active == nil || *fi.Active, Source: SourceFile, OnPremise: true, SigningSecret: []byte(key),
+		}
+		if err := p.validate(); err != nil {
+			return nil, fmt.Errorf("installation %d: %w", i, err)
+		}
+		out = append(out, p)
+	}
 	return out, nil
+}
+
+// webhook reads an incoming-webhook URL given inline or as a file and
+// checks that it is an http(s) URL.
+func webhook(inline, path string) (string, error) {
+	hook, err := secret(inline, path)
+	if err != nil {
+		return "", fmt.Errorf("webhook_url: %w", err)
+	}
+	if hook != "" {
+		if u, err := url.Parse(hook); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return "", fmt.Errorf("webhook_url is not an http(s) URL")
+		}
+	}
+	return hook, nil
 }
 
 func secret(inline, path string) (string, error) {

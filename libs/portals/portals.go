@@ -49,7 +49,22 @@ type Portal struct {
 	Active bool `json:"active"`
 	// Source is where the record came from.
 	Source Source `json:"source"`
+	// OnPremise marks a self-hosted Bitrix24 installation that delivers
+	// PHP-level events through the b24hub.forwarder module. Its MemberID is
+	// the installation id; it has no application token and is authenticated
+	// by SigningSecret instead (see Installation).
+	OnPremise bool `json:"on_premise,omitempty"`
+	// SigningSecret is the HMAC-SHA256 key an on-premise installation signs
+	// its deliveries with. Unlike an application token it cannot be kept as
+	// a digest (the ingress needs the key to recompute the signature), so it
+	// never leaves memory: it is not serialised and only comes from the file.
+	SigningSecret []byte `json:"-"`
 }
+
+// MinSigningSecret is the shortest accepted on-premise signing secret, in
+// bytes: 32 bytes, the size of an HMAC-SHA256 key that is as strong as the
+// hash itself.
+const MinSigningSecret = 32
 
 // HashToken returns the hex SHA-256 of an application token.
 func HashToken(token string) string {
@@ -91,7 +106,21 @@ func (r *Registry) Authenticate(memberID, token string) (Portal, bool) {
 		want = given // compare anyway: the same work whether known or not
 	}
 	match := subtle.ConstantTimeCompare([]byte(given), []byte(want)) == 1
-	if !ok || !p.Active || token == "" || !match {
+	// An on-premise installation has no application token: it must never
+	// be reachable through the REST event route, whatever is posted there.
+	if !ok || !p.Active || p.OnPremise || token == "" || !match {
+		return Portal{}, false
+	}
+	return p, true
+}
+
+// Installation returns the active on-premise installation with id (its
+// MemberID). It reports false for an unknown id, an inactive installation
+// and a REST portal, so a portal's member id cannot be used to sign
+// on-premise deliveries.
+func (r *Registry) Installation(id string) (Portal, bool) {
+	p, ok := r.Lookup(id)
+	if !ok || !p.Active || !p.OnPremise || len(p.SigningSecret) == 0 {
 		return Portal{}, false
 	}
 	return p, true
@@ -170,7 +199,11 @@ func (p Portal) validate() error {
 	switch {
 	case !validMemberID(p.MemberID):
 		return fmt.Errorf("portals: member_id %q: want 1-64 letters, digits, '_' or '-'", p.MemberID)
-	case len(p.TokenSHA256) != 64:
+	case p.OnPremise && len(p.SigningSecret) < MinSigningSecret:
+		return fmt.Errorf("portals: installation %s: secret must be at least %d bytes", p.MemberID, MinSigningSecret)
+	case p.OnPremise && p.TokenSHA256 != "":
+		return fmt.Errorf("portals: installation %s: an on-premise installation has no application token", p.MemberID)
+	case !p.OnPremise && len(p.TokenSHA256) != 64:
 		return fmt.Errorf("portals: portal %s: application token missing", p.MemberID)
 	case p.Plan != "" && p.Plan != "standard" && p.Plan != "enterprise":
 		return fmt.Errorf("portals: portal %s: plan %q: want standard or enterprise", p.MemberID, p.Plan)
