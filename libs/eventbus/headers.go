@@ -5,7 +5,7 @@ package eventbus
 // propagator through HeaderCarrier.
 const (
 	HeaderMsgID       = "Nats-Msg-Id"
-	HeaderSource      = "B24-Source" // push, offline, reconcile, replay
+	HeaderSource      = "B24-Source" // push, offline, reconcile, replay, onprem
 	HeaderMemberID    = "B24-Member-Id"
 	HeaderEvent       = "B24-Event"
 	HeaderEntityID    = "B24-Entity-Id"
@@ -32,4 +32,7 @@ const (
 	SourceOffline   = "offline"
 	SourceReconcile = "reconcile"
 	SourceReplay    = "replay"
+	// SourceOnPrem is a PHP-level event from an on-premise Bitrix24
+	// installation, delivered by its b24hub.forwarder module.
+	SourceOnPrem = "onprem"
 )

@@ -49,6 +49,7 @@ var sources = map[eventsv1.Source]string{
 	eventsv1.Source_SOURCE_OFFLINE:   eventbus.SourceOffline,
 	eventsv1.Source_SOURCE_RECONCILE: eventbus.SourceReconcile,
 	eventsv1.Source_SOURCE_REPLAY:    eventbus.SourceReplay,
+	eventsv1.Source_SOURCE_ONPREM:    eventbus.SourceOnPrem,
 }
 
 // DecodeEvent turns a raw event message into a ledger event. It never fails:

@@ -39,6 +39,10 @@ const (
 	Source_SOURCE_RECONCILE Source = 3
 	// SOURCE_REPLAY is an operator's replay of an earlier event.
 	Source_SOURCE_REPLAY Source = 4
+	// SOURCE_ONPREM is a PHP-level event from an on-premise Bitrix24
+	// installation, delivered by its b24hub.forwarder module to the ingress's
+	// /onprem/v1/events route; body is the event's JSON.
+	Source_SOURCE_ONPREM Source = 5
 )
 
 // Enum value maps for Source.
@@ -49,6 +53,7 @@ var (
 		2: "SOURCE_OFFLINE",
 		3: "SOURCE_RECONCILE",
 		4: "SOURCE_REPLAY",
+		5: "SOURCE_ONPREM",
 	}
 	Source_value = map[string]int32{
 		"SOURCE_UNSPECIFIED": 0,
@@ -56,6 +61,7 @@ var (
 		"SOURCE_OFFLINE":     2,
 		"SOURCE_RECONCILE":   3,
 		"SOURCE_REPLAY":      4,
+		"SOURCE_ONPREM":      5,
 	}
 )
 
@@ -275,13 +281,14 @@ const file_b24hub_events_v1_envelope_proto_rawDesc = "" +
 	"\tentity_id\x18\v \x01(\tR\bentityId\x12\x14\n" +
 	"\x05route\x18\f \x01(\tR\x05route\x12\x1b\n" +
 	"\treplay_of\x18\r \x01(\tR\breplayOf\x12'\n" +
-	"\x0fclient_endpoint\x18\x0e \x01(\tR\x0eclientEndpoint*n\n" +
+	"\x0fclient_endpoint\x18\x0e \x01(\tR\x0eclientEndpoint*\x81\x01\n" +
 	"\x06Source\x12\x16\n" +
 	"\x12SOURCE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vSOURCE_PUSH\x10\x01\x12\x12\n" +
 	"\x0eSOURCE_OFFLINE\x10\x02\x12\x14\n" +
 	"\x10SOURCE_RECONCILE\x10\x03\x12\x11\n" +
-	"\rSOURCE_REPLAY\x10\x04B\xc8\x01\n" +
+	"\rSOURCE_REPLAY\x10\x04\x12\x11\n" +
+	"\rSOURCE_ONPREM\x10\x05B\xc8\x01\n" +
 	"\x14com.b24hub.events.v1B\rEnvelopeProtoP\x01Z?github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1;eventsv1\xa2\x02\x03BEX\xaa\x02\x10B24hub.Events.V1\xca\x02\x10B24hub\\Events\\V1\xe2\x02\x1cB24hub\\Events\\V1\\GPBMetadata\xea\x02\x12B24hub::Events::V1b\x06proto3"
 
 var (
