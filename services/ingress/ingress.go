@@ -22,6 +22,7 @@ import (
 	"github.com/b24hub/b24hub/libs/portals"
 	"github.com/b24hub/b24hub/libs/telemetry"
 	"github.com/b24hub/b24hub/services/ingress/internal/handler"
+	"github.com/b24hub/b24hub/services/ingress/internal/onprem"
 	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -142,8 +143,16 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if pub == nil {
 		pub = eventbus.NewPublisher(js, eventbus.WithTracerProvider(deps.TracerProvider), eventbus.WithConfirmTimeout(cfg.PublishTimeout))
 	}
+	meter := otel.GetMeterProvider().Meter("github.com/b24hub/b24hub/services/ingress")
 	h, err := handler.New(handler.Config{Limits: lim, InstallTimeout: cfg.PublishTimeout, TracerProvider: deps.TracerProvider},
-		deps.Portals, pub, inst, deps.Logger, otel.GetMeterProvider().Meter("github.com/b24hub/b24hub/services/ingress"))
+		deps.Portals, pub, inst, deps.Logger, meter)
+	if err != nil {
+		return nil, err
+	}
+	// On-premise installations (the b24hub.forwarder module) share the
+	// publisher, so their events take the same path to the same stream.
+	op, err := onprem.New(onprem.Config{MaxBodyBytes: cfg.MaxBodyBytes, TracerProvider: deps.TracerProvider},
+		deps.Portals, pub, deps.Logger, meter)
 	if err != nil {
 		return nil, err
 	}
@@ -152,6 +161,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	h.Register(e)
+	op.Register(e)
 	mux := http.NewServeMux()
 	s.health.Register(mux, deps.Metrics)
 	e.GET("/healthz", echo.WrapHandler(mux))
