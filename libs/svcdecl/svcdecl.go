@@ -84,6 +84,45 @@ type Service struct {
 	// Mi (e.g. "256Mi"); GOMEMLIMIT is set to 90% of it. Optional, default
 	// "256Mi".
 	MemoryLimit string
+	// Env are the service's own settings that its Deployment sets, besides
+	// those derived from the fields above (addresses, database, portals,
+	// GOMEMLIMIT). Optional; most consumers need none.
+	Env []Env
+	// SecretFiles are Secrets the service reads as files (a token, a key).
+	// Optional; PortalClient already brings the portals file, the
+	// credentials key and the application's secrets.
+	SecretFiles []SecretFile
+}
+
+// Env is one environment variable of a service's container.
+type Env struct {
+	// Name is the variable. Required; a B24HUB_ name.
+	Name string
+	// Value is its literal value in the base manifests (overlays may patch
+	// it). Exactly one of Value and FieldPath is required.
+	Value string
+	// FieldPath takes the value from the pod (the downward API), e.g.
+	// "metadata.name".
+	FieldPath string
+	// Comment says why the setting is there; it becomes a comment above the
+	// variable in the manifest. Optional.
+	Comment string
+}
+
+// SecretFile is a Secret mounted read-only as a directory (so updates reach
+// the file without a restart) and one of its keys handed to the service as
+// a file path.
+type SecretFile struct {
+	// Env is the variable holding the file's path. Required; a B24HUB_ name
+	// ending in _FILE.
+	Env string
+	// Secret is the Secret's name. Required; a DNS label starting with
+	// "b24hub-". It is mounted at /etc/b24hub/<name without "b24hub-">.
+	Secret string
+	// Key is the Secret's key: the file name. Required.
+	Key string
+	// Comment says what the file holds. Optional.
+	Comment string
 }
 
 // Consumer is one durable JetStream consumer a service reads.
@@ -200,6 +239,7 @@ var (
 	token       = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 	subject     = regexp.MustCompile(`^[^\s.*>]+(\.([^\s.*>]+|\*))*(\.>)?$|^>$`)
 	memoryLimit = regexp.MustCompile(`^[1-9][0-9]*Mi$`)
+	envName     = regexp.MustCompile(`^B24HUB_[A-Z0-9_]+$`)
 )
 
 // Validate reports every field that cannot work, each error naming the
@@ -291,6 +331,25 @@ func (s Service) Validate() error {
 		}
 		if !strings.HasPrefix(p.Env, "B24HUB_") {
 			bad("ports[%d] (%s): env %q must be a B24HUB_ variable", i, p.Name, p.Env)
+		}
+	}
+	for i, e := range s.Env {
+		if !envName.MatchString(e.Name) {
+			bad("env[%d]: %q must be a B24HUB_ variable (upper case, digits, '_')", i, e.Name)
+		}
+		if (e.Value == "") == (e.FieldPath == "") {
+			bad("env[%d] (%s): set exactly one of value and field path", i, e.Name)
+		}
+	}
+	for i, f := range s.SecretFiles {
+		if !envName.MatchString(f.Env) || !strings.HasSuffix(f.Env, "_FILE") {
+			bad("secret files[%d]: env %q must be a B24HUB_ variable ending in _FILE", i, f.Env)
+		}
+		if !strings.HasPrefix(f.Secret, "b24hub-") || !dnsLabel.MatchString(f.Secret) || len(f.Secret) > 63 {
+			bad("secret files[%d] (%s): secret %q must be a DNS label starting with b24hub-", i, f.Env, f.Secret)
+		}
+		if !token.MatchString(strings.ReplaceAll(f.Key, ".", "_")) {
+			bad("secret files[%d] (%s): key %q must be letters, digits, '.', '-' or '_'", i, f.Env, f.Key)
 		}
 	}
 	sc := s.WithDefaults().Scaling

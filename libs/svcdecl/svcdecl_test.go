@@ -44,6 +44,26 @@ func TestValidate(t *testing.T) {
 		{"port env prefix", func(s *svcdecl.Service) { s.Ports[0].Env = "ADDR" }, "B24HUB_"},
 		{"replicas", func(s *svcdecl.Service) { s.Scaling = svcdecl.Scaling{MinReplicas: 4, MaxReplicas: 2} }, "min replicas"},
 		{"memory", func(s *svcdecl.Service) { s.MemoryLimit = "1Gi" }, "memory limit"},
+		{"env from the pod", func(s *svcdecl.Service) {
+			s.Env = []svcdecl.Env{{Name: "B24HUB_INSTANCE_ID", FieldPath: "metadata.name"}}
+		}, ""},
+		{"env name", func(s *svcdecl.Service) { s.Env = []svcdecl.Env{{Name: "LOG", Value: "x"}} }, "B24HUB_ variable"},
+		{"env without value", func(s *svcdecl.Service) { s.Env = []svcdecl.Env{{Name: "B24HUB_X"}} }, "exactly one"},
+		{"env with both", func(s *svcdecl.Service) {
+			s.Env = []svcdecl.Env{{Name: "B24HUB_X", Value: "1", FieldPath: "metadata.name"}}
+		}, "exactly one"},
+		{"secret file", func(s *svcdecl.Service) {
+			s.SecretFiles = []svcdecl.SecretFile{{Env: "B24HUB_TOKEN_FILE", Secret: "b24hub-token", Key: "token"}}
+		}, ""},
+		{"secret file env", func(s *svcdecl.Service) {
+			s.SecretFiles = []svcdecl.SecretFile{{Env: "B24HUB_TOKEN", Secret: "b24hub-token", Key: "token"}}
+		}, "ending in _FILE"},
+		{"secret name", func(s *svcdecl.Service) {
+			s.SecretFiles = []svcdecl.SecretFile{{Env: "B24HUB_TOKEN_FILE", Secret: "token", Key: "token"}}
+		}, "starting with b24hub-"},
+		{"secret key", func(s *svcdecl.Service) {
+			s.SecretFiles = []svcdecl.SecretFile{{Env: "B24HUB_TOKEN_FILE", Secret: "b24hub-token", Key: "a/b"}}
+		}, "key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
