@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
+	github.com/b24hub/b24hub/proto v0.0.0-00010101000000-000000000000 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
@@ -20,6 +21,7 @@ require (
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
 )
 
 require (
@@ -48,3 +50,5 @@ replace github.com/b24hub/b24hub/libs/natstest => ../natstest
 require github.com/b24hub/b24hub/libs/eventbus v0.0.0-00010101000000-000000000000
 
 replace github.com/b24hub/b24hub/libs/eventbus => ../eventbus
+
+replace github.com/b24hub/b24hub/proto => ../../proto

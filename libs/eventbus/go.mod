@@ -30,8 +30,15 @@ require (
 )
 
 require (
+	github.com/b24hub/b24hub/libs/b24event v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/natstest v0.0.0-00010101000000-000000000000
+	github.com/b24hub/b24hub/proto v0.0.0-00010101000000-000000000000
 	go.opentelemetry.io/otel/sdk v1.47.0
+	google.golang.org/protobuf v1.36.12
 )
 
 replace github.com/b24hub/b24hub/libs/natstest => ../natstest
+
+replace github.com/b24hub/b24hub/libs/b24event => ../b24event
+
+replace github.com/b24hub/b24hub/proto => ../../proto

@@ -9,6 +9,12 @@ require (
 )
 
 require (
+	github.com/b24hub/b24hub/libs/b24event v0.0.0-00010101000000-000000000000 // indirect
+	github.com/b24hub/b24hub/proto v0.0.0-00010101000000-000000000000 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
+)
+
+require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
@@ -35,3 +41,7 @@ replace (
 	github.com/b24hub/b24hub/libs/eventbus => ../eventbus
 	github.com/b24hub/b24hub/libs/natstest => ../natstest
 )
+
+replace github.com/b24hub/b24hub/proto => ../../proto
+
+replace github.com/b24hub/b24hub/libs/b24event => ../b24event

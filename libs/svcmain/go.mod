@@ -18,6 +18,8 @@ require (
 	github.com/Masterminds/goutils v1.1.1 // indirect
 	github.com/Masterminds/semver/v3 v3.3.0 // indirect
 	github.com/Masterminds/sprig/v3 v3.3.0 // indirect
+	github.com/b24hub/b24hub/libs/b24event v0.0.0-00010101000000-000000000000 // indirect
+	github.com/b24hub/b24hub/proto v0.0.0-00010101000000-000000000000 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
@@ -73,3 +75,7 @@ replace (
 	github.com/b24hub/b24hub/libs/postgres => ../postgres
 	github.com/b24hub/b24hub/libs/telemetry => ../telemetry
 )
+
+replace github.com/b24hub/b24hub/proto => ../../proto
+
+replace github.com/b24hub/b24hub/libs/b24event => ../b24event

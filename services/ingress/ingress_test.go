@@ -1,12 +1,14 @@
 package ingress_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -142,6 +144,20 @@ func TestAcceptedEventIsStoredRedacted(t *testing.T) {
 	}
 	if env.GetEntityId() != "759" || env.GetSource() != eventsv1.Source_SOURCE_PUSH || env.GetEventTs().GetSeconds() != 1736405807 {
 		t.Errorf("envelope %+v", &env)
+	}
+	// The stored message is exactly the library's raw-event message, the
+	// one the conformance suite and the other publishers use.
+	want, err := eventbus.RawEventMessage(&env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw.Subject != want.Subject || !bytes.Equal(raw.Data, want.Data) {
+		t.Errorf("stored subject %q, want %q; payload equal: %v", raw.Subject, want.Subject, bytes.Equal(raw.Data, want.Data))
+	}
+	for k, v := range want.Header {
+		if got := raw.Header.Values(k); !slices.Equal(got, v) {
+			t.Errorf("header %s = %q, want %q", k, got, v)
+		}
 	}
 	for _, secret := range []string{"s6p6eclrvim6da22ft9ch94ekreb52lv", "4s386p3q0tr8dy89xvmt96234v3dljg8", token} {
 		if strings.Contains(string(raw.Data), secret) {

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -54,15 +55,26 @@ type Fixture struct {
 	Data []byte
 	// MsgID is the Nats-Msg-Id. Optional; the suite makes one up.
 	MsgID string
+	// Header holds the message's headers. Optional; EnvelopeFixture sets
+	// the ones the ingress sends.
+	Header nats.Header
 }
 
-// EnvelopeFixture builds a Fixture for a raw event, on its raw-event subject.
+// EnvelopeFixture builds a Fixture for a raw event: the very message the
+// ingress publishes for env (eventbus.RawEventMessage), subject and
+// headers included. An envelope without a source is taken as a push. It
+// panics on an envelope the ingress could not publish (no message id, a
+// member id or event that is not a subject token): that is a broken test.
 func EnvelopeFixture(env *eventsv1.Envelope) Fixture {
-	data, err := proto.Marshal(env)
-	if err != nil {
-		panic(err)
+	if env.GetSource() == eventsv1.Source_SOURCE_UNSPECIFIED {
+		env = proto.CloneOf(env)
+		env.Source = eventsv1.Source_SOURCE_PUSH
 	}
-	return Fixture{Subject: eventbus.RawEvent(env.GetMemberId(), env.GetEvent()), Data: data, MsgID: env.GetMessageId()}
+	m, err := eventbus.RawEventMessage(env, nil)
+	if err != nil {
+		panic(fmt.Sprintf("consumertest: EnvelopeFixture: %v", err))
+	}
+	return Fixture{Subject: m.Subject, Data: m.Data, MsgID: m.MsgID, Header: m.Header}
 }
 
 // CommandFixture builds a Fixture for a command, on its command subject.
@@ -167,7 +179,13 @@ func Run[T any](t *testing.T, c Case[T]) {
 		t.Helper()
 		pctx, span := tp.Tracer("consumertest").Start(ctx, "consumertest publish")
 		defer span.End()
-		if _, err := pub.Publish(pctx, eventbus.Message{Subject: f.Subject, MsgID: msgID, Data: f.Data}); err != nil {
+		// A copy: the publisher adds the trace context and message id to
+		// the header, and a fixture is published more than once.
+		m := eventbus.Message{Subject: f.Subject, MsgID: msgID, Data: f.Data, Header: nats.Header{}}
+		for k, v := range f.Header {
+			m.Header[k] = slices.Clone(v)
+		}
+		if _, err := pub.Publish(pctx, m); err != nil {
 			t.Fatalf("consumertest: publish %s: %v", f.Subject, err)
 		}
 		return span.SpanContext().TraceID()

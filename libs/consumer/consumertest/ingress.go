@@ -10,26 +10,24 @@ import (
 
 	"github.com/b24hub/b24hub/libs/b24event"
 	"github.com/b24hub/b24hub/libs/eventbus"
-	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Ingress is a stand-in for the ingress service in consumer tests: an HTTP
-// endpoint a fake portal pushes events to, which publishes each as a raw
-// event Envelope with the same message id the ingress would use. It does not
-// authenticate. Use it as an outgoing-webhook handler so that writes a
-// consumer makes come back to it as events, as they would in production.
+// endpoint a fake portal pushes events to, which publishes each one as the
+// ingress does (eventbus.Push and eventbus.RawEventMessage: same envelope,
+// subject, headers and message id). It does not authenticate. Use it as an
+// outgoing-webhook handler so that writes a consumer makes come back to it
+// as events, as they would in production.
 type Ingress struct {
 	srv       *httptest.Server
-	js        jetstream.JetStream
+	pub       *eventbus.Publisher
 	published atomic.Int64
 }
 
 // NewIngress starts an Ingress publishing to js; it stops when t ends.
 func NewIngress(t testing.TB, js jetstream.JetStream) *Ingress {
-	in := &Ingress{js: js}
+	in := &Ingress{pub: eventbus.NewPublisher(js)}
 	in.srv = httptest.NewServer(in)
 	t.Cleanup(in.srv.Close)
 	return in
@@ -48,43 +46,22 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	b, err := b24event.Decode(r.Header.Get("Content-Type"), body, b24event.DefaultLimits())
+	d, err := b24event.DecodeDelivery(r.Header.Get("Content-Type"), body, b24event.DefaultLimits())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	ev, err := b.Event()
+	env := eventbus.Push{Event: d.Event, MessageID: d.MessageID, ContentType: d.ContentType,
+		Body: d.AppendRedacted(nil), ReceivedAt: time.Now()}.Envelope()
+	m, err := eventbus.RawEventMessage(env, nil)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	env := EnvelopeFromEvent(ev, b.Redacted(), r.Header.Get("Content-Type"))
-	data, _ := proto.Marshal(env)
-	if _, err := in.js.Publish(r.Context(), eventbus.RawEvent(env.MemberId, env.Event), data, jetstream.WithMsgID(env.MessageId)); err != nil {
+	if _, err := in.pub.Publish(r.Context(), m); err != nil {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	in.published.Add(1)
 	w.WriteHeader(http.StatusOK)
-}
-
-// EnvelopeFromEvent builds the Envelope the ingress publishes for ev.
-func EnvelopeFromEvent(ev *b24event.Event, redacted []byte, contentType string) *eventsv1.Envelope {
-	env := &eventsv1.Envelope{
-		MessageId:      b24event.MessageID(ev),
-		MemberId:       ev.MemberID,
-		Domain:         ev.Domain,
-		Event:          ev.Name,
-		HandlerId:      ev.HandlerID,
-		ReceivedAt:     timestamppb.New(time.Now()),
-		Source:         eventsv1.Source_SOURCE_PUSH,
-		ContentType:    contentType,
-		Body:           redacted,
-		EntityId:       ev.EntityID,
-		ClientEndpoint: ev.ClientEndpoint,
-	}
-	if !ev.TS.IsZero() {
-		env.EventTs = timestamppb.New(ev.TS)
-	}
-	return env
 }

@@ -17,9 +17,7 @@ import (
 	"github.com/b24hub/b24hub/libs/b24event"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/portals"
-	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/labstack/echo/v4"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -28,8 +26,6 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Publisher stores a message durably; *eventbus.Publisher implements it.
@@ -86,15 +82,16 @@ type Handler struct {
 }
 
 // scratch holds the per-request buffers: the body as read, its redacted
-// form and the encoded envelope. None of them outlives the request (the
+// form and the encoded message. None of them outlives the request (the
 // NATS client copies a message into its write buffer when it is
 // published), so they are reused instead of allocated per POST. attrs
 // holds the server span's attributes until SetAttributes has copied them:
 // an array passed to an interface method escapes, so a local one would be
 // a heap allocation per request.
 type scratch struct {
-	body, redacted, envelope []byte
-	attrs                    [7]attribute.KeyValue
+	body, redacted []byte
+	message        eventbus.RawEventBuffer
+	attrs          [7]attribute.KeyValue
 }
 
 // maxPooled bounds the buffers kept for reuse: an occasional large event
@@ -104,10 +101,11 @@ const maxPooled = 64 << 10
 func (h *Handler) getScratch() *scratch { return h.scratch.Get().(*scratch) }
 
 func (h *Handler) putScratch(s *scratch) {
-	if cap(s.body) > maxPooled || cap(s.redacted) > maxPooled || cap(s.envelope) > maxPooled {
+	if cap(s.body) > maxPooled || cap(s.redacted) > maxPooled || s.message.Cap() > maxPooled {
 		return
 	}
 	s.attrs = [len(s.attrs)]attribute.KeyValue{} // no member id kept alive by the pool
+	s.message.Reset()
 	h.scratch.Put(s)
 }
 
@@ -136,7 +134,7 @@ func New(cfg Config, auth Authenticator, pub Publisher, installer Installer, log
 	h := &Handler{cfg: cfg, auth: auth, pub: pub, installer: installer, log: log, now: time.Now, requests: requests,
 		tracer: cfg.TracerProvider.Tracer("github.com/b24hub/b24hub/services/ingress"), prop: eventbus.Propagator()}
 	h.scratch.New = func() any {
-		return &scratch{body: make([]byte, 0, 4096), redacted: make([]byte, 0, 4096), envelope: make([]byte, 0, 4096)}
+		return &scratch{body: make([]byte, 0, 4096), redacted: make([]byte, 0, 4096)}
 	}
 	return h, nil
 }
@@ -255,14 +253,6 @@ func spanName(method, route string) string {
 // jsonContentType is shared by every answer; net/http only reads it.
 var jsonContentType = []string{echo.MIMEApplicationJSON}
 
-// Header values every published event carries, shared like
-// jsonContentType: the NATS client only reads them, and an Add to such a
-// key would copy the one-element slice rather than write into it.
-var (
-	sourcePushValue = []string{eventbus.SourcePush}
-	protobufValue   = []string{eventbus.ContentTypeProtobuf}
-)
-
 // countOption returns the counter attributes of an answer, built once per
 // (status, event).
 func (h *Handler) countOption(a answer) metric.AddOption {
@@ -333,41 +323,14 @@ func (h *Handler) accept(ctx context.Context, c echo.Context, sc *scratch) (*b24
 	}
 
 	id := decoded.MessageID
-	now := h.now()
 	sc.redacted = decoded.AppendRedacted(sc.redacted[:0])
-	env := &eventsv1.Envelope{
-		MessageId:      id,
-		MemberId:       ev.MemberID,
-		Domain:         firstNonEmpty(ev.Domain, portal.Domain),
-		Event:          ev.Name,
-		HandlerId:      ev.HandlerID,
-		ReceivedAt:     timestamppb.New(now),
-		Source:         eventsv1.Source_SOURCE_PUSH,
-		ContentType:    decoded.ContentType,
-		Body:           sc.redacted,
-		EntityId:       ev.EntityID,
-		Route:          route,
-		ClientEndpoint: ev.ClientEndpoint,
-	}
-	if !ev.TS.IsZero() {
-		env.EventTs = timestamppb.New(ev.TS)
-	}
-	data, err := proto.MarshalOptions{}.MarshalAppend(sc.envelope[:0], env)
-	sc.envelope = data[:0]
+	env := eventbus.Push{Event: ev, MessageID: id, ContentType: decoded.ContentType, Body: sc.redacted,
+		Domain: portal.Domain, Route: route, ReceivedAt: h.now()}.Envelope()
+	msg, err := eventbus.RawEventMessage(env, &sc.message)
 	if err != nil {
 		return ev, "", answer{status: http.StatusBadRequest, reason: "cannot encode event", event: ev.Name}
 	}
-	// Sized for these, the trace context and the message id, so the map
-	// never grows.
-	hdr := make(nats.Header, 8)
-	hdr[eventbus.HeaderSource] = sourcePushValue
-	hdr[eventbus.HeaderContentType] = protobufValue
-	if ev.EntityID != "" {
-		hdr[eventbus.HeaderEntityID] = []string{ev.EntityID}
-	}
-	_, err = h.pub.Publish(ctx, eventbus.Message{
-		Subject: eventbus.RawEvent(ev.MemberID, ev.Name), MsgID: id, Data: data, Header: hdr,
-	})
+	_, err = h.pub.Publish(ctx, msg)
 	if err != nil {
 		return ev, "", answer{status: http.StatusServiceUnavailable, reason: "event store unavailable, retry later", event: ev.Name}
 	}
@@ -404,12 +367,5 @@ func readLimited(r io.Reader, buf []byte, limit int) ([]byte, error) {
 
 func errorJSON(reason string) []byte {
 	b, _ := json.Marshal(map[string]string{"error": reason})
-	return b
-}
-
-func firstNonEmpty(a, b string) string {
-	if a != "" {
-		return a
-	}
 	return b
 }

@@ -16,9 +16,7 @@ import (
 	"github.com/b24hub/b24hub/libs/eventbus"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/b24hub/b24hub/services/monitor/internal/ledger"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -104,20 +102,11 @@ func (r *Replayer) One(ctx context.Context, id, consumer string) (ledger.Replay,
 	now := r.now().UTC()
 	rep := ledger.Replay{ID: NewID(original), OriginalID: original, ReplayedFrom: e.ID, Consumer: consumer, RequestedAt: now,
 		Status: ledger.StatusPending}
-	data, err := proto.Marshal(Envelope(e, rep.ID, original, now))
+	msg, err := eventbus.RawEventMessage(Envelope(e, rep.ID, original, now), nil)
 	if err != nil {
-		return ledger.Replay{}, fmt.Errorf("replay: encode %s: %w", id, err)
+		return ledger.Replay{}, fmt.Errorf("%w: %w", ErrNotReplayable, err)
 	}
-	h := nats.Header{}
-	h.Set(eventbus.HeaderSource, eventbus.SourceReplay)
-	h.Set(eventbus.HeaderMemberID, e.Portal)
-	h.Set(eventbus.HeaderEvent, e.EventType)
-	if e.EntityID != "" {
-		h.Set(eventbus.HeaderEntityID, e.EntityID)
-	}
-	h.Set(eventbus.HeaderContentType, eventbus.ContentTypeProtobuf)
-	h.Set(eventbus.HeaderOriginalMsgID, original)
-	ack, err := r.pub.Publish(ctx, eventbus.Message{Subject: eventbus.RawEvent(e.Portal, e.EventType), MsgID: rep.ID, Data: data, Header: h})
+	ack, err := r.pub.Publish(ctx, msg)
 	if err != nil {
 		return ledger.Replay{}, fmt.Errorf("replay: publish %s: %w", id, err)
 	}

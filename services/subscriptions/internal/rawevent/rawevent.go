@@ -16,9 +16,7 @@ import (
 	"github.com/b24hub/b24hub/libs/b24event"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -46,14 +44,6 @@ type Event struct {
 	Source eventsv1.Source
 }
 
-// headerSource maps the envelope source to the B24-Source header value.
-var headerSource = map[eventsv1.Source]string{
-	eventsv1.Source_SOURCE_PUSH:      eventbus.SourcePush,
-	eventsv1.Source_SOURCE_OFFLINE:   eventbus.SourceOffline,
-	eventsv1.Source_SOURCE_RECONCILE: eventbus.SourceReconcile,
-	eventsv1.Source_SOURCE_REPLAY:    eventbus.SourceReplay,
-}
-
 // Body encodes ev as a Bitrix24 form body:
 // event=...&data[...]=...&ts=...&auth[domain]=...&auth[member_id]=...
 func Body(ev Event) []byte {
@@ -72,17 +62,14 @@ func Body(ev Event) []byte {
 	return b24event.EncodeForm(fields)
 }
 
-// Build returns the message to publish for ev. It decodes its own body with
+// Build returns the message to publish for ev, built by
+// eventbus.RawEventMessage like every raw event. It decodes its own body with
 // the ingress's decoder, so a recovered event that the ingress would refuse
 // (bad event code or member id) is refused here too, and the entity id is
 // derived by the same rules.
 func Build(ev Event, receivedAt time.Time) (eventbus.Message, error) {
 	if ev.MessageID == "" {
 		return eventbus.Message{}, fmt.Errorf("rawevent: message id is required")
-	}
-	src, ok := headerSource[ev.Source]
-	if !ok {
-		return eventbus.Message{}, fmt.Errorf("rawevent: source %v", ev.Source)
 	}
 	body := Body(ev)
 	decoded, err := b24event.Decode(b24event.ContentTypeForm, body, b24event.DefaultLimits())
@@ -108,19 +95,11 @@ func Build(ev Event, receivedAt time.Time) (eventbus.Message, error) {
 	if !ev.TS.IsZero() {
 		env.EventTs = timestamppb.New(ev.TS)
 	}
-	data, err := proto.Marshal(env)
+	m, err := eventbus.RawEventMessage(env, nil)
 	if err != nil {
 		return eventbus.Message{}, fmt.Errorf("rawevent: %w", err)
 	}
-	hdr := nats.Header{}
-	hdr.Set(eventbus.HeaderSource, src)
-	hdr.Set(eventbus.HeaderContentType, eventbus.ContentTypeProtobuf)
-	hdr.Set(eventbus.HeaderMemberID, parsed.MemberID)
-	hdr.Set(eventbus.HeaderEvent, parsed.Name)
-	if parsed.EntityID != "" {
-		hdr.Set(eventbus.HeaderEntityID, parsed.EntityID)
-	}
-	return eventbus.Message{Subject: eventbus.RawEvent(parsed.MemberID, parsed.Name), MsgID: ev.MessageID, Data: data, Header: hdr}, nil
+	return m, nil
 }
 
 // flatten appends v under key in PHP bracket notation, keys of maps sorted
