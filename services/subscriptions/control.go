@@ -6,71 +6,26 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/services/subscriptions/internal/binding"
 	"github.com/b24hub/b24hub/services/subscriptions/internal/desired"
 	"github.com/nats-io/nats.go"
 )
 
-// Control subjects answered by every instance (queue group "subscriptions")
-// over core NATS request/reply, for b24ctl. Requests and replies are JSON
-// (ControlRequest, ControlReply).
-//
-// TODO(eventbus): these belong next to eventbus.ControlInstall.
-const (
-	// ControlDiff compares declared and bound subscriptions; it changes
-	// nothing.
-	ControlDiff = "b24.control.subscriptions.diff"
-	// ControlApply compares and repairs.
-	ControlApply = "b24.control.subscriptions.apply"
-)
-
-// ControlRequest selects the portals of a control call.
-type ControlRequest struct {
-	// MemberID selects one portal; empty means every installed portal.
-	MemberID string `json:"member_id,omitempty"`
-}
-
-// Binding is one event.bind row in a ControlReply.
-type Binding struct {
-	Event   string `json:"event"`
-	Handler string `json:"handler,omitempty"`
-	Offline bool   `json:"offline"`
-}
-
-// PortalPlan is the diff (and, for apply, the repair) of one portal.
-type PortalPlan struct {
-	MemberID string    `json:"member_id"`
-	Mode     string    `json:"mode"`
-	InSync   int       `json:"in_sync"`
-	Bind     []Binding `json:"bind"`
-	Unbind   []Binding `json:"unbind"`
-	// Bound, Unbound and Failed are filled by apply.
-	Bound   []Binding `json:"bound,omitempty"`
-	Unbound []Binding `json:"unbound,omitempty"`
-	Failed  []string  `json:"failed,omitempty"`
-	// Error says why the portal could not be checked.
-	Error string `json:"error,omitempty"`
-}
-
-// ControlReply is the answer to ControlDiff and ControlApply.
-type ControlReply struct {
-	Portals []PortalPlan `json:"portals"`
-	// Error is set when the request itself failed.
-	Error string `json:"error,omitempty"`
-}
-
-func toBindings(bs []desired.Binding) []Binding {
-	out := make([]Binding, 0, len(bs))
+func toBindings(bs []desired.Binding) []eventbus.SubscriptionBinding {
+	out := make([]eventbus.SubscriptionBinding, 0, len(bs))
 	for _, b := range bs {
-		out = append(out, Binding{Event: b.Event, Handler: b.Handler, Offline: b.Offline})
+		out = append(out, eventbus.SubscriptionBinding{Event: b.Event, Handler: b.Handler, Offline: b.Offline})
 	}
 	return out
 }
 
-// subscribeControl answers ControlDiff and ControlApply.
+// subscribeControl answers eventbus.ControlSubscriptionsDiff and
+// eventbus.ControlSubscriptionsApply (queue group "subscriptions", so any
+// replica answers).
 func (s *Service) subscribeControl(ctx context.Context) ([]*nats.Subscription, error) {
 	var subs []*nats.Subscription
-	for subj, apply := range map[string]bool{ControlDiff: false, ControlApply: true} {
+	for subj, apply := range map[string]bool{eventbus.ControlSubscriptionsDiff: false, eventbus.ControlSubscriptionsApply: true} {
 		sub, err := s.deps.NC.QueueSubscribe(subj, "subscriptions", func(m *nats.Msg) {
 			go s.answerControl(ctx, m, apply)
 		})
@@ -83,8 +38,8 @@ func (s *Service) subscribeControl(ctx context.Context) ([]*nats.Subscription, e
 }
 
 func (s *Service) answerControl(ctx context.Context, m *nats.Msg, apply bool) {
-	var req ControlRequest
-	var rep ControlReply
+	var req eventbus.SubscriptionsRequest
+	var rep eventbus.SubscriptionsReply
 	if len(m.Data) > 0 {
 		if err := json.Unmarshal(m.Data, &req); err != nil {
 			rep.Error = "bad request: " + err.Error()
@@ -110,10 +65,10 @@ func (s *Service) answerControl(ctx context.Context, m *nats.Msg, apply bool) {
 
 // syncPortal checks one portal and, when apply is set, repairs it. It
 // records the drift metric and the sync status either way.
-func (s *Service) syncPortal(ctx context.Context, memberID string, apply bool) PortalPlan {
+func (s *Service) syncPortal(ctx context.Context, memberID string, apply bool) eventbus.SubscriptionPlan {
 	spec := s.desired().For(memberID)
-	out := PortalPlan{MemberID: memberID, Mode: string(spec.Mode)}
-	fail := func(err error) PortalPlan {
+	out := eventbus.SubscriptionPlan{MemberID: memberID, Mode: string(spec.Mode)}
+	fail := func(err error) eventbus.SubscriptionPlan {
 		out.Error = err.Error()
 		s.m.syncErrors.Add(ctx, 1, member(memberID))
 		s.recordSync(ctx, memberID, -1, 0, err)

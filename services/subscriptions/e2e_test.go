@@ -580,14 +580,14 @@ func TestOneLeaderAndControl(t *testing.T) {
 	handler := s.ingress + "/bitrix24/events"
 	eventually(t, 20*time.Second, "bound", hasBindings(a, "ONCRMDEALUPDATE "+handler))
 
-	request := func(subject string) subscriptions.ControlReply {
+	request := func(subject string) eventbus.SubscriptionsReply {
 		t.Helper()
-		req, _ := json.Marshal(subscriptions.ControlRequest{MemberID: memberA})
+		req, _ := json.Marshal(eventbus.SubscriptionsRequest{MemberID: memberA})
 		msg, err := s.nc.Request(subject, req, 10*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var rep subscriptions.ControlReply
+		var rep eventbus.SubscriptionsReply
 		if err := json.Unmarshal(msg.Data, &rep); err != nil {
 			t.Fatal(err)
 		}
@@ -596,13 +596,13 @@ func TestOneLeaderAndControl(t *testing.T) {
 		}
 		return rep
 	}
-	if rep := request(subscriptions.ControlDiff); len(rep.Portals[0].Bind)+len(rep.Portals[0].Unbind) != 0 {
+	if rep := request(eventbus.ControlSubscriptionsDiff); len(rep.Portals[0].Bind)+len(rep.Portals[0].Unbind) != 0 {
 		t.Errorf("diff after install: %+v", rep.Portals[0])
 	}
 	// Handlers removed behind the service's back come back with apply (or
 	// the next sync tick, whichever is first).
 	unbindAll(t, a, in)
-	if rep := request(subscriptions.ControlApply); len(rep.Portals[0].Failed) != 0 {
+	if rep := request(eventbus.ControlSubscriptionsApply); len(rep.Portals[0].Failed) != 0 {
 		t.Errorf("apply: %+v", rep.Portals[0])
 	}
 	eventually(t, 10*time.Second, "re-bound", hasBindings(a, "ONCRMDEALUPDATE "+handler, "ONAPPUNINSTALL "+handler))

@@ -17,7 +17,6 @@ import (
 	"github.com/b24hub/b24hub/libs/natstest"
 	"github.com/b24hub/b24hub/libs/portals"
 	"github.com/b24hub/b24hub/services/ingress"
-	"github.com/b24hub/b24hub/services/subscriptions"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -126,12 +125,12 @@ func TestSubscriptionsDiffAndApply(t *testing.T) {
 		t.Fatalf("no service: %+v", r)
 	}
 	// A hand-written stand-in for the service's control endpoint.
-	answer := func(subject string, rep subscriptions.ControlReply) {
+	answer := func(subject string, rep eventbus.SubscriptionsReply) {
 		sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
-			var req subscriptions.ControlRequest
+			var req eventbus.SubscriptionsRequest
 			_ = json.Unmarshal(m.Data, &req)
 			if req.MemberID == "unknown" {
-				b, _ := json.Marshal(subscriptions.ControlReply{Error: "portal unknown is not an installed app portal"})
+				b, _ := json.Marshal(eventbus.SubscriptionsReply{Error: "portal unknown is not an installed app portal"})
 				_ = m.Respond(b)
 				return
 			}
@@ -143,10 +142,10 @@ func TestSubscriptionsDiffAndApply(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = sub.Unsubscribe() })
 	}
-	answer(subscriptions.ControlDiff, subscriptions.ControlReply{Portals: []subscriptions.PortalPlan{{MemberID: "m1", Mode: "push", InSync: 3,
-		Bind: []subscriptions.Binding{{Event: "ONCRMDEALUPDATE", Handler: "https://h.example.com/bitrix24/events"}}}}})
-	answer(subscriptions.ControlApply, subscriptions.ControlReply{Portals: []subscriptions.PortalPlan{{MemberID: "m1", Mode: "push", InSync: 3,
-		Bound: []subscriptions.Binding{{Event: "ONCRMDEALUPDATE", Handler: "https://h.example.com/bitrix24/events"}}}}})
+	answer(eventbus.ControlSubscriptionsDiff, eventbus.SubscriptionsReply{Portals: []eventbus.SubscriptionPlan{{MemberID: "m1", Mode: "push", InSync: 3,
+		Bind: []eventbus.SubscriptionBinding{{Event: "ONCRMDEALUPDATE", Handler: "https://h.example.com/bitrix24/events"}}}}})
+	answer(eventbus.ControlSubscriptionsApply, eventbus.SubscriptionsReply{Portals: []eventbus.SubscriptionPlan{{MemberID: "m1", Mode: "push", InSync: 3,
+		Bound: []eventbus.SubscriptionBinding{{Event: "ONCRMDEALUPDATE", Handler: "https://h.example.com/bitrix24/events"}}}}})
 	r := run(t, env, "", "subscriptions", "diff")
 	if r.code != ExitFindings || !strings.Contains(r.stdout, "+ ONCRMDEALUPDATE") || !strings.Contains(r.stdout, "subscriptions apply --member-id m1") {
 		t.Errorf("diff: %+v", r)

@@ -6,10 +6,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/b24hub/b24hub/libs/eventbus"
 	"io"
 	"strings"
 
-	"github.com/b24hub/b24hub/services/subscriptions"
 	"github.com/nats-io/nats.go"
 )
 
@@ -42,11 +42,11 @@ func subs(ctx context.Context, c *call, member string, apply bool) error {
 		return err
 	}
 	defer nc.Close()
-	subject := subscriptions.ControlDiff
+	subject := eventbus.ControlSubscriptionsDiff
 	if apply {
-		subject = subscriptions.ControlApply
+		subject = eventbus.ControlSubscriptionsApply
 	}
-	req, _ := json.Marshal(subscriptions.ControlRequest{MemberID: member})
+	req, _ := json.Marshal(eventbus.SubscriptionsRequest{MemberID: member})
 	msg, err := nc.RequestWithContext(ctx, subject, req)
 	if errors.Is(err, nats.ErrNoResponders) {
 		return fail(ExitUnavailable, "no subscriptions service answers on %s — start it (services/subscriptions) or the local stack", subject)
@@ -54,7 +54,7 @@ func subs(ctx context.Context, c *call, member string, apply bool) error {
 	if err != nil {
 		return fail(ExitUnavailable, "request %s: %v", subject, err)
 	}
-	var rep subscriptions.ControlReply
+	var rep eventbus.SubscriptionsReply
 	if err := json.Unmarshal(msg.Data, &rep); err != nil {
 		return fail(ExitError, "bad reply from the subscriptions service: %v", err)
 	}
@@ -80,7 +80,7 @@ func subs(ctx context.Context, c *call, member string, apply bool) error {
 	return nil
 }
 
-func printPlans(w io.Writer, rep subscriptions.ControlReply, apply bool) {
+func printPlans(w io.Writer, rep eventbus.SubscriptionsReply, apply bool) {
 	if len(rep.Portals) == 0 {
 		fmt.Fprintln(w, "no installed portal with stored credentials")
 		return
@@ -92,7 +92,7 @@ func printPlans(w io.Writer, rep subscriptions.ControlReply, apply bool) {
 			continue
 		}
 		fmt.Fprintln(w)
-		show := func(sign string, bs []subscriptions.Binding) {
+		show := func(sign string, bs []eventbus.SubscriptionBinding) {
 			for _, b := range bs {
 				target := b.Handler
 				if b.Offline {
