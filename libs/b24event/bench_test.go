@@ -1,9 +1,10 @@
 package b24event
 
 import (
-	"os"
-	"path/filepath"
+	"io/fs"
 	"testing"
+
+	"github.com/b24hub/b24hub/libs/b24event/fixtures"
 )
 
 // benchDeal is a ~1 KiB deal update shaped like a real capture: long-form
@@ -86,9 +87,9 @@ func BenchmarkMessageIDDealUpdate(b *testing.B) {
 // BenchmarkIngressBotMessage: the largest documented event (~100 pairs,
 // credentials inside data, so Event rebuilds the redacted data subtree).
 func BenchmarkIngressBotMessage(b *testing.B) {
-	raw, err := os.ReadFile(filepath.Join(fixtureDir, "DOCS-ONIMBOTMESSAGEADD-groupchat.json.txt"))
+	raw, err := fs.ReadFile(fixtures.FS(), "DOCS-ONIMBOTMESSAGEADD-groupchat.json.txt")
 	if err != nil {
-		b.Skip("fixture not available:", err)
+		b.Fatal(err)
 	}
 	fx, err := parseFixture("bot", raw)
 	if err != nil {

@@ -4,17 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"io/fs"
 	"strconv"
 	"strings"
 	"testing"
-)
+	"testing/fstest"
 
-// fixtureDir is where the shared Bitrix24 fixtures sit relative to this
-// module: the repo is checked out next to shared/ (locally /work/main and
-// /work/shared; in CI the same layout).
-const fixtureDir = "../../../shared/fixtures/bitrix24"
+	"github.com/b24hub/b24hub/libs/b24event/fixtures"
+)
 
 // fixture is one documentation example converted to form fields.
 type fixture struct {
@@ -24,22 +21,20 @@ type fixture struct {
 	fields []Field
 }
 
-// loadFixtures reads every fixture. A missing directory fails the test in
-// CI (CI=true), where the fixtures must be present, and skips it elsewhere.
+// loadFixtures reads every fixture embedded by libs/b24event/fixtures.
 func loadFixtures(tb testing.TB) []fixture {
 	tb.Helper()
-	return loadFixturesFrom(tb, fixtureDir)
+	return loadFixturesFrom(tb, fixtures.FS())
 }
 
-func loadFixturesFrom(tb testing.TB, dir string) []fixture {
+// loadFixturesFrom reads every *.txt file of fsys. A set without any fails
+// the test, here and in CI alike: the fixtures are part of the repository,
+// so none is never a reason to skip.
+func loadFixturesFrom(tb testing.TB, fsys fs.FS) []fixture {
 	tb.Helper()
-	entries, err := os.ReadDir(dir)
+	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("fixtures missing at %s (CI=true): %v", dir, err)
-			return nil
-		}
-		tb.Skipf("fixtures not found at %s (%v); set CI=true to make this fatal", dir, err)
+		tb.Fatalf("fixtures: %v", err)
 		return nil
 	}
 	var out []fixture
@@ -47,7 +42,7 @@ func loadFixturesFrom(tb testing.TB, dir string) []fixture {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".txt") {
 			continue
 		}
-		raw, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		raw, err := fs.ReadFile(fsys, e.Name())
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -58,7 +53,8 @@ func loadFixturesFrom(tb testing.TB, dir string) []fixture {
 		out = append(out, fx)
 	}
 	if len(out) == 0 {
-		tb.Fatalf("no fixtures in %s", dir)
+		tb.Fatalf("no fixtures in %v", fsys)
+		return nil
 	}
 	return out
 }
@@ -68,15 +64,7 @@ func loadFixturesFrom(tb testing.TB, dir string) []fixture {
 // dump.
 func parseFixture(name string, raw []byte) (fixture, error) {
 	fx := fixture{name: name}
-	body := raw
-	if bytes.HasPrefix(body, []byte("#")) {
-		if i := bytes.IndexByte(body, '\n'); i >= 0 {
-			body = body[i+1:]
-		} else {
-			body = nil
-		}
-	}
-	body = bytes.TrimSpace(body)
+	body := bytes.TrimSpace(fixtures.StripSource(raw))
 	var err error
 	switch {
 	case bytes.HasPrefix(body, []byte("{")):
@@ -290,17 +278,25 @@ type recordTB struct {
 }
 
 func (r *recordTB) Helper()                        {}
+func (r *recordTB) Fatal(a ...any)                 { r.calls = append(r.calls, "fatal") }
 func (r *recordTB) Fatalf(format string, a ...any) { r.calls = append(r.calls, "fatal") }
 func (r *recordTB) Skipf(format string, a ...any)  { r.calls = append(r.calls, "skip") }
 
-// TestMissingFixtures: without the fixtures CI must fail, a laptop may skip.
+// TestMissingFixtures: an empty fixture set fails, with or without CI; it
+// never skips.
 func TestMissingFixtures(t *testing.T) {
-	missing := filepath.Join(t.TempDir(), "nope")
-	for _, tt := range []struct{ ci, want string }{{"true", "fatal"}, {"", "skip"}, {"false", "skip"}} {
-		t.Setenv("CI", tt.ci)
+	for _, ci := range []string{"true", "", "false"} {
+		t.Setenv("CI", ci)
 		r := &recordTB{TB: t}
-		if got := loadFixturesFrom(r, missing); got != nil || len(r.calls) != 1 || r.calls[0] != tt.want {
-			t.Errorf("CI=%q: calls %v, want [%s]", tt.ci, r.calls, tt.want)
+		if got := loadFixturesFrom(r, fstest.MapFS{}); got != nil || len(r.calls) != 1 || r.calls[0] != "fatal" {
+			t.Errorf("CI=%q: calls %v, want [fatal]", ci, r.calls)
 		}
+	}
+}
+
+// TestFixturesEmbedded: the documented set is part of the repository.
+func TestFixturesEmbedded(t *testing.T) {
+	if n := len(loadFixtures(t)); n < 30 {
+		t.Fatalf("%d fixtures, want the documented set (at least 30)", n)
 	}
 }

@@ -6,33 +6,23 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/b24hub/b24hub/libs/b24event"
+	"github.com/b24hub/b24hub/libs/b24event/fixtures"
 	"github.com/b24hub/b24hub/libs/fakeportal"
 )
 
-// fixtureDir is the shared fixture set, relative to this module.
-const fixtureDir = "../../../shared/fixtures/bitrix24"
-
-// fixture reads a fixture file without its "# source:" line. Missing
-// fixtures fail the test under CI=true and skip it otherwise.
+// fixture reads a documented body (libs/b24event/fixtures) without its
+// "# source:" line.
 func fixture(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(fixtureDir, name))
+	b, err := fixtures.Body(name)
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("fixture %s: %v", name, err)
-		}
-		t.Skipf("fixture %s not available: %v", name, err)
-	}
-	if i := bytes.IndexByte(b, '\n'); bytes.HasPrefix(b, []byte("# source")) && i >= 0 {
-		b = b[i+1:]
+		t.Fatal(err)
 	}
 	return b
 }

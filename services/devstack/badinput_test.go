@@ -7,10 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -19,13 +18,10 @@ import (
 	"unicode/utf16"
 
 	"github.com/b24hub/b24hub/libs/b24event"
+	"github.com/b24hub/b24hub/libs/b24event/fixtures"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// fixturesDir holds the documented Bitrix24 event bodies (with their
-// example tokens), shared by the repository's tests.
-const fixturesDir = "../../../shared/fixtures/bitrix24"
 
 // badRequest is one hostile or broken request.
 type badRequest struct {
@@ -302,26 +298,19 @@ type fixture struct {
 	secrets []string
 }
 
-// loadFixtures reads the JSON renderings of documented bodies. They are
-// required under CI=true; elsewhere the test skips without them.
+// loadFixtures reads the JSON renderings of documented bodies
+// (libs/b24event/fixtures, part of the repository).
 func loadFixtures(t *testing.T) []fixture {
 	t.Helper()
-	paths, _ := filepath.Glob(filepath.Join(fixturesDir, "DOCS-*.json.txt"))
-	if len(paths) == 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("fixtures missing at %s (required under CI=true)", fixturesDir)
-		}
-		t.Skipf("fixtures missing at %s", fixturesDir)
+	paths, err := fs.Glob(fixtures.FS(), "DOCS-*.json.txt")
+	if err != nil {
+		t.Fatal(err)
 	}
 	var out []fixture
 	for _, p := range paths {
-		raw, err := os.ReadFile(p)
+		raw, err := fixtures.Body(p)
 		if err != nil {
 			t.Fatal(err)
-		}
-		// The first line is a "# source: ..." comment.
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 && bytes.HasPrefix(raw, []byte("#")) {
-			raw = raw[i+1:]
 		}
 		var tree map[string]any
 		if err := json.Unmarshal(raw, &tree); err != nil {
@@ -330,7 +319,7 @@ func loadFixtures(t *testing.T) []fixture {
 		if _, ok := tree["event"]; !ok {
 			continue
 		}
-		f := fixture{name: filepath.Base(p), tree: tree}
+		f := fixture{name: p, tree: tree}
 		walk(tree, "", func(key, value string) {
 			if b24event.IsSecretKey(key) && len(value) >= 16 && strings.Trim(value, "x") != "" {
 				f.secrets = append(f.secrets, value)
@@ -339,7 +328,7 @@ func loadFixtures(t *testing.T) []fixture {
 		out = append(out, f)
 	}
 	if len(out) < 10 {
-		t.Fatalf("only %d event fixtures in %s", len(out), fixturesDir)
+		t.Fatalf("only %d event fixtures in libs/b24event/fixtures", len(out))
 	}
 	return out
 }
