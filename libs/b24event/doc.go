@@ -44,11 +44,13 @@
 //
 // # Secrets
 //
-// A key is secret when any of its segments ends in "token" or equals
-// "client_secret" (both case-insensitive), see [IsSecretKey]. This covers
-// auth[access_token], auth[refresh_token], auth[application_token] (the
-// shared secret: verify it before redacting, it must never reach the stream)
-// and the per-bot credentials of ONIMBOT* events at any depth.
+// A key is secret when any of its segments ends in "token", contains
+// "secret" or "password", or is AUTH_ID, REFRESH_ID or APP_SID (all
+// case-insensitive), see [IsSecretKey]. This covers auth[access_token],
+// auth[refresh_token], auth[application_token] (the shared secret: verify it
+// before redacting, it must never reach the stream), client_secret, the
+// per-bot credentials of ONIMBOT* events at any depth and the credentials a
+// placement or embedded application call carries.
 // [Body.Redacted] and [Body.RedactedTree] drop them; [Event.Data] and
 // [MessageID] never see them. Error messages may quote keys (truncated) but
 // never values, so they are safe to log.

@@ -3,8 +3,16 @@ package b24event
 import "strings"
 
 // IsSecretKey reports whether a key carries a secret: any of its segments
-// (the name or a bracketed part; a plain map key is its own only segment)
-// ends in "token" or equals "client_secret", case-insensitively.
+// (the name or a bracketed part; a plain map key is its own only segment),
+// compared case-insensitively,
+//   - ends in "token" (access_token, refresh_token, application_token and
+//     the per-bot tokens of bot events),
+//   - contains "secret" or "password" (client_secret, any *secret* or
+//     *password* field an application or form sends), or
+//   - is one of the placement and embedded-application credentials
+//     AUTH_ID (an access token), REFRESH_ID (a refresh token) and APP_SID
+//     (the application's session id), which Bitrix24 POSTs to a
+//     placement's or an embedded application's handler URL.
 //
 // The rule is by name rather than by a list of paths because Bitrix24 puts
 // credentials at several depths (auth[access_token],
@@ -27,9 +35,10 @@ func IsSecretKey(key string) bool {
 }
 
 // isSecretSegment is the per-segment rule of IsSecretKey. It runs for every
-// pair on the hot path, so it avoids strings.EqualFold for the common test:
-// b|0x20 equals a lower-case ASCII letter only for that letter in either
-// case.
+// pair on the hot path, so the common test avoids strings.EqualFold and
+// lower-casing: b|0x20 equals a lower-case ASCII letter only for that letter
+// in either case. Segments shorter than 5 bytes ("ID", "FIELDS" aside) are
+// never secret and return at once.
 func isSecretSegment(s string) bool {
 	n := len(s)
 	if n < 5 {
@@ -38,7 +47,35 @@ func isSecretSegment(s string) bool {
 	if s[n-5]|0x20 == 't' && s[n-4]|0x20 == 'o' && s[n-3]|0x20 == 'k' && s[n-2]|0x20 == 'e' && s[n-1]|0x20 == 'n' {
 		return true
 	}
-	return n == len("client_secret") && strings.EqualFold(s, "client_secret")
+	switch n {
+	case len("AUTH_ID"):
+		if strings.EqualFold(s, "AUTH_ID") || strings.EqualFold(s, "APP_SID") {
+			return true
+		}
+	case len("REFRESH_ID"):
+		if strings.EqualFold(s, "REFRESH_ID") {
+			return true
+		}
+	}
+	return containsFold(s, "secret") || containsFold(s, "password")
+}
+
+// containsFold reports whether s contains the lower-case ASCII word w in
+// any letter case.
+func containsFold(s, w string) bool {
+	for i := 0; i+len(w) <= len(s); i++ {
+		if s[i]|0x20 != w[0] {
+			continue
+		}
+		j := 1
+		for j < len(w) && s[i+j]|0x20 == w[j] {
+			j++
+		}
+		if j == len(w) {
+			return true
+		}
+	}
+	return false
 }
 
 // Redacted returns the body re-encoded in its own content type with every

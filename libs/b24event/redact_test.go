@@ -33,8 +33,20 @@ func TestIsSecretKey(t *testing.T) {
 		{"auth[scope]", false},
 		{"data[X][tokens]", false},
 		{"data[X][token_type]", false},
-		{"data[X][secret]", false},
-		{"data[X][client_secret_hint]", false},
+		{"data[X][secret]", true},
+		{"data[X][client_secret_hint]", true},
+		{"data[X][SecretAnswer]", true},
+		{"data[FIELDS][UF_CRM_PASSWORD]", true},
+		{"data[X][password_confirm]", true},
+		{"AUTH_ID", true},    // placement and embedded-app call: an access token
+		{"REFRESH_ID", true}, // ... and its refresh token
+		{"auth_id", true},
+		{"APP_SID", true}, // the application's session id
+		{"PLACEMENT_OPTIONS[ID]", false},
+		{"AUTH_EXPIRES", false},
+		{"data[FIELDS][SECRETARY_ID]", true}, // a false positive the name rule accepts
+		{"data[FIELDS][AUTHOR_ID]", false},
+		{"data[FIELDS][PASS]", false},
 		{"", false},
 		{"oken", false},
 	}
@@ -155,4 +167,58 @@ func TestRedactedHandMade(t *testing.T) {
 	if got := (&Body{ContentType: ContentTypeJSON}).Redacted(); string(got) != "{}" {
 		t.Errorf("empty JSON Body Redacted() = %q", got)
 	}
+}
+
+// secretSegmentOracle is the rule of IsSecretKey written plainly, for
+// FuzzIsSecretKey to hold the hot-path version to.
+func secretSegmentOracle(s string) bool {
+	// The hot path folds ASCII letters only, so the oracle does too
+	// (strings.ToLower would also fold other scripts).
+	l := asciiLower(s)
+	switch {
+	case strings.HasSuffix(l, "token"), strings.Contains(l, "secret"), strings.Contains(l, "password"):
+		return true
+	}
+	return l == "auth_id" || l == "refresh_id" || l == "app_sid"
+}
+
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// FuzzIsSecretKey holds the allocation-free segment check to the plain rule,
+// and checks that every credential name Bitrix24 uses is caught in any
+// letter case at any depth.
+func FuzzIsSecretKey(f *testing.F) {
+	for _, s := range []string{"access_token", "AUTH_ID", "Refresh_Id", "app_sid", "client_SECRET_x", "UF_PASSWORD", "ID", "FIELDS", "tokenx", "sekret", "passwor"} {
+		f.Add(s, uint8(0))
+	}
+	names := []string{"access_token", "refresh_token", "application_token", "client_secret", "AUTH_ID", "REFRESH_ID", "APP_SID", "password"}
+	f.Fuzz(func(t *testing.T, seg string, pick uint8) {
+		if strings.ContainsAny(seg, "[]") {
+			return
+		}
+		if got, want := isSecretSegment(seg), secretSegmentOracle(seg); got != want {
+			t.Fatalf("isSecretSegment(%q) = %v, the rule says %v", seg, got, want)
+		}
+		// A known credential name, its letters' case flipped by pick's bits,
+		// nested under seg, is always a secret.
+		name := []byte(names[int(pick)%len(names)])
+		for i := range name {
+			if pick&(1<<(i%8)) != 0 && ('a' <= name[i]|0x20 && name[i]|0x20 <= 'z') {
+				name[i] ^= 0x20
+			}
+		}
+		for _, key := range []string{string(name), "data[" + seg + "][" + string(name) + "]", "auth[" + string(name) + "]"} {
+			if !IsSecretKey(key) {
+				t.Fatalf("IsSecretKey(%q) = false", key)
+			}
+		}
+	})
 }
