@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/b24hub/b24hub/libs/bitrix/allowlist"
 	"io"
 	"log/slog"
 	"net"
@@ -31,6 +32,7 @@ type Client struct {
 	oauth    *oauthAuth // nil for webhooks
 	onRename func(ctx context.Context, oldDomain, newDomain string)
 	ops      *operationPauses
+	hosts    *allowlist.List // where redirects may lead (nil: cloud domains)
 
 	mu      sync.RWMutex
 	webhook *url.URL // current webhook base; nil for OAuth
@@ -68,7 +70,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 	}
 	c := &Client{
 		cfg: cfg, http: hc, limiter: o.limiter, clock: o.clock, log: o.log, tel: tel,
-		onRename: o.onRename, ops: newOperationPauses(),
+		onRename: o.onRename, ops: newOperationPauses(), hosts: o.hosts,
 	}
 	if cfg.WebhookURL != "" {
 		u, _ := url.Parse(cfg.WebhookURL)
@@ -323,6 +325,9 @@ func (c *Client) attemptWith(ctx context.Context, method string, body []byte) (*
 				// call to a coupon page forever (§4.1, b24phpsdk#372).
 				return nil, token, &Error{Status: status, Description: "redirected away from the REST API to " + header.Get("Location"), kind: KindPermanent}
 			}
+			if err := c.redirectAllowed(target, loc); err != nil {
+				return nil, token, &Error{Status: status, Description: "redirect refused: " + err.Error(), Err: err, kind: KindPermanent}
+			}
 			c.rebase(ctx, base, loc, method)
 			target = loc
 			if err := c.waitLimiter(ctx); err != nil {
@@ -381,6 +386,19 @@ func (c *Client) endpoint(ctx context.Context) (*url.URL, string, error) {
 		u.Path += "/"
 	}
 	return u, tok.AccessToken, nil
+}
+
+// redirectAllowed reports whether a redirect from target to loc may be
+// followed: to the same scheme and host, or to a host the allow-list takes
+// (a cloud portal over https, or a configured on-premise host).
+func (c *Client) redirectAllowed(target, loc *url.URL) error {
+	if loc.Scheme == target.Scheme && strings.EqualFold(loc.Host, target.Host) {
+		return nil
+	}
+	check := *loc
+	check.RawQuery, check.Fragment = "", ""
+	_, err := c.hosts.Portal(check.String())
+	return err
 }
 
 // rebase switches to the redirect target's base after a rename.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/b24hub/b24hub/libs/bitrix/allowlist"
 	"io"
 	"log/slog"
 	"net/http"
@@ -185,8 +186,11 @@ func TestRedirectRePOSTs(t *testing.T) {
 		http.Redirect(w, r, newSrv.URL+r.URL.Path, http.StatusFound)
 	}))
 	defer old.Close()
+	// The new location is an on-premise host reached over plain http, so
+	// it must be on the allow-list.
+	hosts, _ := allowlist.New([]string{strings.TrimPrefix(newSrv.URL, "http://")})
 	c, err := New(Config{WebhookURL: old.URL + "/rest/1/code/", MemberID: "m1"}, WithClock(NewVirtualClock()), WithLogger(quietLogger()),
-		WithRenameHook(func(_ context.Context, o, n string) { renamed = append(renamed, o+" -> "+n) }))
+		WithRenameHook(func(_ context.Context, o, n string) { renamed = append(renamed, o+" -> "+n) }), WithAllowedHosts(hosts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,6 +212,52 @@ func TestRedirectRePOSTs(t *testing.T) {
 	dom, _ := c.Domain(context.Background())
 	if !strings.Contains(newSrv.URL, dom) {
 		t.Fatalf("Domain() = %s", dom)
+	}
+}
+
+// A portal's redirect may not move its calls, and the credentials they
+// carry, to a host off the allow-list or to plain http; the new endpoint is
+// not saved.
+func TestRedirectRefusedOffTheAllowList(t *testing.T) {
+	other := httptest.NewServer(&script{answers: []answer{{200, okDeal, nil}}})
+	defer other.Close()
+	otherHost := strings.TrimPrefix(other.URL, "http://")
+	tests := []struct {
+		name     string
+		location string
+		allowed  []string
+	}{
+		{"another host, not configured", other.URL + "/rest/1/code/crm.deal.get", nil},
+		{"a cloud domain over http", "http://evil.bitrix24.com/rest/1/code/crm.deal.get", nil},
+		{"a look-alike domain", "https://acme.bitrix24.com.evil.example/rest/1/code/crm.deal.get", nil},
+		{"a link-local address", "http://169.254.169.254/rest/1/code/crm.deal.get", nil},
+		{"another scheme", "ftp://" + otherHost + "/rest/1/code/crm.deal.get", []string{otherHost}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var renamed []string
+			old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Location", tt.location)
+				w.WriteHeader(http.StatusFound)
+			}))
+			defer old.Close()
+			hosts, _ := allowlist.New(tt.allowed)
+			c, err := New(Config{WebhookURL: old.URL + "/rest/1/code/", MemberID: "m1"}, WithClock(NewVirtualClock()), WithLogger(quietLogger()),
+				WithRenameHook(func(_ context.Context, o, n string) { renamed = append(renamed, o+" -> "+n) }), WithAllowedHosts(hosts))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.GetDeal(context.Background(), 7)
+			if !errors.Is(err, KindPermanent) || !strings.Contains(err.Error(), "redirect refused") {
+				t.Fatalf("GetDeal = %v, want a permanent redirect-refused error", err)
+			}
+			if len(renamed) != 0 || len(other.Config.Handler.(*script).reqs) != 0 {
+				t.Fatalf("followed: renamed %v, %d requests to the other host", renamed, len(other.Config.Handler.(*script).reqs))
+			}
+			if dom, _ := c.Domain(context.Background()); !strings.Contains(old.URL, dom) {
+				t.Fatalf("endpoint saved: Domain() = %s", dom)
+			}
+		})
 	}
 }
 

@@ -2,6 +2,7 @@ package bitrix
 
 import (
 	"context"
+	"github.com/b24hub/b24hub/libs/bitrix/allowlist"
 	"log/slog"
 	"net/http"
 
@@ -20,6 +21,7 @@ type options struct {
 	tp       trace.TracerProvider
 	mp       metric.MeterProvider
 	onRename func(ctx context.Context, oldDomain, newDomain string)
+	hosts    *allowlist.List
 }
 
 // WithHTTPClient sets the HTTP client (default: a client with the
@@ -50,6 +52,14 @@ func WithMeterProvider(mp metric.MeterProvider) Option { return func(o *options)
 func WithRenameHook(f func(ctx context.Context, oldDomain, newDomain string)) Option {
 	return func(o *options) { o.onRename = f }
 }
+
+// WithAllowedHosts sets the hosts a redirect may lead to besides the
+// portal's own (same scheme and host): Bitrix24 cloud domains over https,
+// plus the list's configured on-premise hosts. Default: cloud domains only.
+// A redirect anywhere else is refused as a permanent error and the new
+// endpoint is not saved, so a hostile or compromised portal cannot move its
+// calls, and the tokens they carry, to another host or to plain http.
+func WithAllowedHosts(l *allowlist.List) Option { return func(o *options) { o.hosts = l } }
 
 // CallOption adjusts one call.
 type CallOption func(*callOptions)

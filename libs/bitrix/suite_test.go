@@ -3,6 +3,7 @@ package bitrix_test
 import (
 	"context"
 	"errors"
+	"github.com/b24hub/b24hub/libs/bitrix/allowlist"
 	"io"
 	"slices"
 	"strconv"
@@ -238,7 +239,11 @@ func TestPortalRename(t *testing.T) {
 	ctx := context.Background()
 	p := newFake(t, fakeportal.Config{Domain: "acme.bitrix24.test"})
 	var moved []string
-	c := webhookClient(t, p, bitrix.Config{}, bitrix.WithRenameHook(func(_ context.Context, o, n string) { moved = append(moved, o+">"+n) }))
+	// The fake portal answers over http: its new domain is configured as an
+	// on-premise host would be.
+	hosts, _ := allowlist.New([]string{"acme-renamed.bitrix24.test"})
+	c := webhookClient(t, p, bitrix.Config{}, bitrix.WithAllowedHosts(hosts),
+		bitrix.WithRenameHook(func(_ context.Context, o, n string) { moved = append(moved, o+">"+n) }))
 	id := bitrix.ID(p.CreateDeal(map[string]string{"TITLE": "x"}, false))
 	p.Rename("acme-renamed.bitrix24.test")
 	if err := c.UpdateDeal(ctx, id, map[string]any{"TITLE": "after rename"}, bitrix.DealUpdate{}); err != nil {

@@ -27,7 +27,7 @@ import (
 	"github.com/b24hub/b24hub/libs/consumer/bitrixport"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/portals"
-	"github.com/b24hub/b24hub/services/subscriptions/internal/allowlist"
+	"github.com/b24hub/b24hub/libs/bitrix/allowlist"
 	"github.com/b24hub/b24hub/services/subscriptions/internal/desired"
 	"github.com/b24hub/b24hub/services/subscriptions/internal/install"
 	"github.com/b24hub/b24hub/services/subscriptions/internal/lease"
@@ -146,7 +146,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s.want.Store(want)
 	s.clients = restclient.New(restclient.Config{ClientID: cfg.AppClientID, ClientSecret: cfg.AppClientSecret,
-		HTTPClient: deps.HTTPClient, Limiter: limiter}, deps.Portals, s.creds, deps.Logger)
+		HTTPClient: deps.HTTPClient, Limiter: limiter, AllowedHosts: allow}, deps.Portals, s.creds, deps.Logger)
 	s.install, err = install.New(install.Config{AllowList: allow, ClientID: cfg.AppClientID, ClientSecret: cfg.AppClientSecret, Timeout: cfg.InstallTimeout,
 		HTTPClient: deps.HTTPClient}, s.creds, kvRecords{kvPortals}, deps.Portals, st, deps.Logger)
 	if err != nil {

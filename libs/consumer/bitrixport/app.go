@@ -3,6 +3,7 @@ package bitrixport
 import (
 	"errors"
 	"fmt"
+	"github.com/b24hub/b24hub/libs/bitrix/allowlist"
 	"os"
 	"strings"
 
@@ -34,6 +35,11 @@ type App struct {
 	// during a key rotation. B24HUB_CREDENTIALS_OLD_KEYS (comma-separated
 	// base64), optional.
 	OldCredentialsKeys [][]byte
+	// AllowedHosts are the on-premise portal hosts (host or host:port) a
+	// portal's redirect may lead to, besides Bitrix24 cloud domains over
+	// https; the same list the subscriptions service checks installs
+	// against. B24HUB_INSTALL_ALLOWED_HOSTS (comma-separated), optional.
+	AllowedHosts *allowlist.List
 }
 
 // AppFromEnv reads the application settings. Every variable is optional;
@@ -66,6 +72,9 @@ func AppFromEnv(getenv func(string) string) (App, error) {
 			continue
 		}
 		a.OldCredentialsKeys = append(a.OldCredentialsKeys, b)
+	}
+	if a.AllowedHosts, err = allowlist.New(strings.Split(getenv("B24HUB_INSTALL_ALLOWED_HOSTS"), ",")); err != nil {
+		errs = append(errs, fmt.Errorf("B24HUB_INSTALL_ALLOWED_HOSTS: %w", err))
 	}
 	if key == "" && getenv("B24HUB_CREDENTIALS_OLD_KEYS") != "" {
 		errs = append(errs, errors.New("B24HUB_CREDENTIALS_OLD_KEYS is set without B24HUB_CREDENTIALS_KEY"))

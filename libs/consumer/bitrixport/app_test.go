@@ -39,6 +39,8 @@ func TestAppFromEnv(t *testing.T) {
 		{name: "bad old key", env: map[string]string{"B24HUB_CREDENTIALS_KEY": key, "B24HUB_CREDENTIALS_OLD_KEYS": "nope!"}, wantErr: "B24HUB_CREDENTIALS_OLD_KEYS"},
 		{name: "old keys alone", env: map[string]string{"B24HUB_CREDENTIALS_OLD_KEYS": key}, wantErr: "without B24HUB_CREDENTIALS_KEY"},
 		{name: "both secret forms", env: map[string]string{"B24HUB_APP_CLIENT_SECRET": "a", "B24HUB_APP_CLIENT_SECRET_FILE": secretFile}, wantErr: "not both"},
+		{name: "allowed hosts", env: map[string]string{"B24HUB_INSTALL_ALLOWED_HOSTS": "crm.example.com, 127.0.0.1:8443"}},
+		{name: "allowed host as a URL", env: map[string]string{"B24HUB_INSTALL_ALLOWED_HOSTS": "https://crm.example.com/"}, wantErr: "B24HUB_INSTALL_ALLOWED_HOSTS"},
 		{name: "missing key file", env: map[string]string{"B24HUB_CREDENTIALS_KEY_FILE": filepath.Join(dir, "nope")}, wantErr: "B24HUB_CREDENTIALS_KEY_FILE"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -27,8 +27,10 @@ func SharedLimiter(ctx context.Context, js jetstream.JetStream) (*bitrix.KVLimit
 // every client uses the shared limiter (SharedLimiter), and when app has a
 // credentials key, portals installed as the application are called with
 // the tokens the subscriptions service stored in eventbus.BucketTokens
-// (sealed with that key; refreshed with app's client id and secret). opts
-// add the logger, tracer and so on; they cannot replace the limiter.
+// (sealed with that key; refreshed with app's client id and secret), and
+// a portal's redirect is followed only to app.AllowedHosts or a cloud
+// domain over https. opts add the logger, tracer and so on; they cannot
+// replace the limiter or the allowed hosts.
 //
 // It fails when a bucket it needs does not exist. With a key but without
 // the client id or secret, installed portals fail with ErrNoCredentials
@@ -39,7 +41,7 @@ func SharedClients(ctx context.Context, js jetstream.JetStream, reg Lookup, app 
 		return nil, err
 	}
 	// Last, so that it wins over a WithLimiter in opts.
-	opts = append(append([]bitrix.Option(nil), opts...), bitrix.WithLimiter(lim))
+	opts = append(append([]bitrix.Option(nil), opts...), bitrix.WithLimiter(lim), bitrix.WithAllowedHosts(app.AllowedHosts))
 	if len(app.CredentialsKey) == 0 {
 		r := NewRegistryClients(reg, opts...)
 		r.noOAuth = "B24HUB_CREDENTIALS_KEY is not set for this service"

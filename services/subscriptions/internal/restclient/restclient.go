@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/b24hub/b24hub/libs/bitrix/allowlist"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -34,6 +35,9 @@ type Config struct {
 	HTTPClient *http.Client
 	// Limiter is shared by every client (optional: one local limiter).
 	Limiter bitrix.Limiter
+	// AllowedHosts are where a portal's redirect may lead besides cloud
+	// domains over https (optional: cloud domains only).
+	AllowedHosts *allowlist.List
 }
 
 // Lookup finds a portal; *portals.Registry implements it.
@@ -101,7 +105,7 @@ func (f *Factory) Client(ctx context.Context, memberID string) (*bitrix.Client, 
 		}
 		cfg.OAuth = &bitrix.OAuthConfig{ClientID: f.cfg.ClientID, ClientSecret: f.cfg.ClientSecret, MemberID: memberID, Store: f.tokens}
 	}
-	opts := []bitrix.Option{bitrix.WithLimiter(f.cfg.Limiter), bitrix.WithLogger(f.log)}
+	opts := []bitrix.Option{bitrix.WithLimiter(f.cfg.Limiter), bitrix.WithLogger(f.log), bitrix.WithAllowedHosts(f.cfg.AllowedHosts)}
 	if f.cfg.HTTPClient != nil {
 		opts = append(opts, bitrix.WithHTTPClient(f.cfg.HTTPClient))
 	}

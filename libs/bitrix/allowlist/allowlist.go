@@ -1,9 +1,13 @@
-// Package allowlist decides which hosts the subscriptions service may call
-// with credentials taken from an unverified ONAPPINSTALL body. Bitrix24
-// cloud portals live under a fixed set of registrable domains; on-premise
-// portals (and the fake portal in tests) must be configured explicitly. A
-// request to any other host is refused before a socket is opened, so a
-// forged install cannot make the service probe arbitrary hosts (SSRF).
+// Package allowlist decides which hosts b24hub may send a portal's
+// credentials to: the subscriptions service before it calls the endpoints
+// of an unverified ONAPPINSTALL body, and every bitrix.Client before it
+// follows a portal's redirect (and saves the new endpoint). Bitrix24 cloud
+// portals live under a fixed set of registrable domains and are reached over
+// https only; on-premise portals (and the fake portal in tests) must be
+// configured explicitly (B24HUB_INSTALL_ALLOWED_HOSTS). A request to any
+// other host is refused before a socket is opened, so neither a forged
+// install nor a hostile portal can make a service send tokens to, or probe,
+// arbitrary hosts (SSRF).
 package allowlist
 
 import (
