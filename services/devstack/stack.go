@@ -167,7 +167,7 @@ func build(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	if err != nil {
 		return nil, err
 	}
-	if st.monitor, err = monitor.New(mcfg, monitor.Deps{NC: st.nc, Pool: st.pool, Logger: log.With("service", "monitor")}); err != nil {
+	if st.monitor, err = monitor.New(mcfg, monitor.Deps{NC: st.nc, Pool: st.pool, Logger: log.With("service", "monitor"), Portals: st.reg}); err != nil {
 		return nil, fmt.Errorf("%w (set B24HUB_MONITOR_ADDR to a free address)", err)
 	}
 	scfg, err := subscriptions.ConfigFromEnv(env)

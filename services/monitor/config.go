@@ -26,6 +26,12 @@ type Config struct {
 	// is replaced, e.g. "http://jaeger:16686/trace/{trace_id}". Env
 	// B24HUB_TRACE_URL_TEMPLATE; optional; default none (no link).
 	TraceURLTemplate string
+	// PortalsFile is the operators' portals file (libs/portals). With the
+	// B24_PORTALS bucket it is the live registry the alert rules watch: a
+	// portal removed from it or uninstalled is no longer watched. Env
+	// B24HUB_PORTALS_FILE; optional (then only installed portals are
+	// watched); reloaded without restart. Ignored when Deps.Portals is set.
+	PortalsFile string
 	// AlertRulesFile is the YAML alert rules file. Env
 	// B24HUB_ALERT_RULES_FILE; optional; default: the built-in rules
 	// (alert.DefaultRulesYAML, documented in docs/monitor.md).
@@ -104,8 +110,8 @@ func (c Config) String() string {
 	if c.Token != "" {
 		tok = "*****"
 	}
-	return fmt.Sprintf("addr=%s token=%s trace_url_template=%q alert_rules_file=%q retention=%s batch=%d/%s replay_max=%d",
-		c.Addr, tok, c.TraceURLTemplate, c.AlertRulesFile, c.Retention, c.BatchSize, c.BatchWait, c.ReplayMax)
+	return fmt.Sprintf("addr=%s token=%s trace_url_template=%q alert_rules_file=%q portals_file=%q retention=%s batch=%d/%s replay_max=%d",
+		c.Addr, tok, c.TraceURLTemplate, c.AlertRulesFile, c.PortalsFile, c.Retention, c.BatchSize, c.BatchWait, c.ReplayMax)
 }
 
 // ConfigFromEnv reads Config from environment variables (see the field
@@ -116,6 +122,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		Token:            strings.TrimSpace(getenv("B24HUB_MONITOR_TOKEN")),
 		TraceURLTemplate: getenv("B24HUB_TRACE_URL_TEMPLATE"),
 		AlertRulesFile:   getenv("B24HUB_ALERT_RULES_FILE"),
+		PortalsFile:      getenv("B24HUB_PORTALS_FILE"),
 	}
 	var errs []error
 	if f := getenv("B24HUB_MONITOR_TOKEN_FILE"); f != "" {

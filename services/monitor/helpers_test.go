@@ -19,6 +19,7 @@ import (
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/natstest"
 	"github.com/b24hub/b24hub/libs/pgtest"
+	"github.com/b24hub/b24hub/libs/portals"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/b24hub/b24hub/services/monitor"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -196,7 +197,14 @@ sinks:
 	return path
 }
 
-func start(t *testing.T) *env {
+// startOption adjusts the monitor's configuration before it starts.
+type startOption func(*monitor.Config)
+
+// installedPortals are registered in the B24_PORTALS bucket before every
+// test's monitor starts: the alert rules watch only registered portals.
+var installedPortals = []string{"m1", "m2"}
+
+func start(t *testing.T, opts ...startOption) *env {
 	t.Helper()
 	e := &env{t: t, clock: &clock{}}
 	e.srv = natstest.Start(t)
@@ -204,6 +212,9 @@ func start(t *testing.T) *env {
 	ctx := context.Background()
 	if err := eventbus.Provision(ctx, e.js, eventbus.StreamOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	for _, m := range installedPortals {
+		e.install(ctx, m, true)
 	}
 	dsn := pgtest.NewDatabase(t)
 	direct, err := pgxpool.New(ctx, dsn)
@@ -226,6 +237,9 @@ func start(t *testing.T) *env {
 	e.hook = newHook(t)
 	cfg := monitor.Config{Addr: "127.0.0.1:0", Token: "test-token-0123456789", AlertRulesFile: rulesFor(t, e.hook.srv.URL),
 		TraceURLTemplate: "http://jaeger:16686/trace/{trace_id}", BatchWait: 5 * time.Millisecond}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -350,4 +364,31 @@ func (e *env) do(method, path string, body any, out any) int {
 		_ = json.NewDecoder(resp.Body).Decode(out)
 	}
 	return resp.StatusCode
+}
+
+// install puts member into the B24_PORTALS bucket as the app-install flow
+// does; active false is what ONAPPUNINSTALL leaves.
+func (e *env) install(ctx context.Context, member string, active bool) {
+	e.t.Helper()
+	kv, err := e.js.KeyValue(ctx, eventbus.BucketPortals)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	rec := portals.Installed{MemberID: member, Domain: member + ".bitrix24.ru", TokenSHA256: portals.HashToken("token-" + member),
+		ClientEndpoint: "https://" + member + ".bitrix24.ru/rest/", Active: active}
+	if err := portals.PutInstalled(ctx, kv, rec); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// forget deletes member from the B24_PORTALS bucket.
+func (e *env) forget(ctx context.Context, member string) {
+	e.t.Helper()
+	kv, err := e.js.KeyValue(ctx, eventbus.BucketPortals)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, member); err != nil {
+		e.t.Fatal(err)
+	}
 }

@@ -74,6 +74,11 @@ type Deps struct {
 	// HTTPClient is used by the webhook sinks; optional, default a client
 	// with no global timeout (each sink has its own).
 	HTTPClient *http.Client
+	// Portals is the live portal registry the alert rules watch (the local
+	// stack passes the one it shares with the ingress); optional: when nil
+	// the monitor watches Config.PortalsFile and the B24_PORTALS bucket
+	// itself, and evaluates no rule until the bucket is loaded.
+	Portals PortalRegistry
 }
 
 // Service is a configured monitor; Run starts it.
@@ -90,6 +95,8 @@ type Service struct {
 	srv       *http.Server
 	consumers []*ingest.Consumer
 	migrated  atomic.Bool
+	own       *ownPortals // nil when Deps.Portals is set
+	portals   atomic.Bool // the registry is loaded
 	ingested  metric.Int64Counter
 	failures  metric.Int64Counter
 }
@@ -157,9 +164,18 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		}
 		sinks = append(sinks, sink)
 	}
+	if deps.Portals == nil {
+		if s.own, err = newOwnPortals(cfg.PortalsFile); err != nil {
+			return nil, err
+		}
+		s.deps.Portals = s.own.reg
+	} else {
+		s.portals.Store(true)
+	}
+	live := livePortals{reg: s.deps.Portals}
 	alerts := alert.NewStore(deps.Pool)
 	s.engine, err = alert.NewEngine(alert.EngineConfig{Rules: rules, Src: s.store, State: alerts, Sinks: sinks,
-		Lease: alert.NewPGLease(deps.Pool, alert.LeaseKey), Now: deps.Now, Meter: meter, Log: s.log})
+		Lease: alert.NewPGLease(deps.Pool, alert.LeaseKey), Portals: live, Now: deps.Now, Meter: meter, Log: s.log})
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +196,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 
 	pub := eventbus.NewPublisher(js, eventbus.WithTracerProvider(deps.TracerProvider))
 	apiSrv := api.New(api.Config{Ledger: s.store, Alerts: alerts, Rules: rules, Auth: api.NewAuth(s.token),
-		Replayer: replay.New(s.store, pub, cfg.ReplayMax, deps.Now), TraceURLTemplate: cfg.TraceURLTemplate,
+		Replayer: replay.New(s.store, pub, cfg.ReplayMax, deps.Now), TraceURLTemplate: cfg.TraceURLTemplate, Watched: live.Watched,
 		Now: deps.Now, Log: s.log})
 
 	s.health = telemetry.NewHealth(map[string]telemetry.ReadyFunc{"monitor": s.Ready})
@@ -210,6 +226,9 @@ func (s *Service) Token() string { return s.token }
 func (s *Service) Ready(ctx context.Context) error {
 	if !s.migrated.Load() {
 		return errors.New("monitor: schema not migrated yet")
+	}
+	if !s.portals.Load() {
+		return errors.New("monitor: portals registry not loaded yet (waiting for the " + eventbus.BucketPortals + " bucket)")
 	}
 	if err := s.store.Ping(ctx); err != nil {
 		return fmt.Errorf("monitor: postgres: %w", err)
@@ -283,7 +302,15 @@ func (s *Service) Run(ctx context.Context) error {
 		for _, c := range s.consumers {
 			sub.Go(func() error { return c.Run(sctx) })
 		}
-		sub.Go(func() error { return s.engine.Run(sctx) })
+		sub.Go(func() error {
+			if s.own != nil {
+				if err := s.watchOwnPortals(sctx); err != nil {
+					return nil // shutting down
+				}
+				s.portals.Store(true)
+			}
+			return s.engine.Run(sctx)
+		})
 		sub.Go(func() error {
 			t := time.NewTicker(s.cfg.MaintainEvery)
 			defer t.Stop()

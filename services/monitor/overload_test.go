@@ -21,6 +21,7 @@ import (
 	"github.com/b24hub/b24hub/libs/fakeportal"
 	"github.com/b24hub/b24hub/libs/natstest"
 	"github.com/b24hub/b24hub/libs/pgtest"
+	"github.com/b24hub/b24hub/libs/portals"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/b24hub/b24hub/services/monitor"
 	"github.com/b24hub/b24hub/services/monitor/internal/alert"
@@ -91,6 +92,15 @@ func TestOverloadLimitFiresTheDefaultRule(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
+	// Registered as an installed portal: the monitor watches only live ones.
+	kv, err := js.KeyValue(ctx, eventbus.BucketPortals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := portals.PutInstalled(ctx, kv, portals.Installed{MemberID: p.MemberID(), Domain: p.Domain(),
+		TokenSHA256: portals.HashToken("app-token"), Active: true}); err != nil {
+		t.Fatal(err)
+	}
 	hc := p.Client()
 	hc.Transport = overloaded{next: hc.Transport}
 	client, err := bitrix.New(bitrix.Config{WebhookURL: p.AddWebhook(1, "blocked"), MemberID: p.MemberID()},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -305,5 +306,109 @@ rules: [{name: quiet, kind: silence, event: ONCRMDEALUPDATE, max_quiet: 10m, cal
 	_ = follower.Tick(ctx)
 	if len(sink.got) != 2 {
 		t.Fatalf("follower notified: %v", sink.got)
+	}
+}
+
+// livePortals is a hand-written alert.Portals.
+type livePortals struct {
+	mu  sync.Mutex
+	set map[string]bool
+}
+
+func (l *livePortals) Watched(m string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.set[m]
+}
+
+func (l *livePortals) remove(m string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.set, m)
+}
+
+func TestEvaluateWatchesOnlyLivePortals(t *testing.T) {
+	rules := mustRules(t, `
+rules:
+  - {name: quiet, kind: silence, event: ONCRMDEALUPDATE, max_quiet: 10m}
+  - {name: quiet-named, kind: silence, event: ONCRMDEALUPDATE, max_quiet: 10m, portals: [gone, m2]}
+  - {name: probe, kind: probe, max_quiet: 15m}
+  - {name: overload, kind: error_kind, error_kind: overload, window: 10m}
+  - {name: dead, kind: dead_letters, window: 10m}
+`)
+	now := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+	old := now.Add(-time.Hour)
+	in := alert.Input{Now: now, Since: old,
+		LastSeen: []ledger.LastSeen{
+			{Portal: "gone", EventType: "ONCRMDEALUPDATE", Source: "push", LastReceivedAt: old},
+			{Portal: "gone", EventType: "ONAPPTEST", Source: "push", LastReceivedAt: old},
+			{Portal: "m2", EventType: "ONCRMDEALUPDATE", Source: "push", LastReceivedAt: old},
+		},
+		Counts: map[time.Duration][]ledger.OutcomeCount{10 * time.Minute: {
+			{Consumer: "deal-sync", Portal: "gone", Kind: "retry", ErrorKind: "overload", N: 3},
+			{Consumer: "deal-sync", Portal: "gone", Kind: "dead_letter", N: 1},
+		}},
+	}
+	tests := []struct {
+		name    string
+		watched func(string) bool
+		want    []string
+	}{
+		{"no registry watches every portal", nil,
+			[]string{"dead/deal-sync", "overload/gone", "probe/gone", "quiet-named/gone", "quiet-named/m2", "quiet/gone", "quiet/m2"}},
+		{"a gone portal is not watched", func(m string) bool { return m == "m2" },
+			[]string{"dead/deal-sync", "quiet-named/m2", "quiet/m2"}},
+		{"nothing registered", func(string) bool { return false }, []string{"dead/deal-sync"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in.Watched = tt.watched
+			var got []string
+			for _, o := range alert.Evaluate(rules, in) {
+				if !o.Firing {
+					t.Errorf("%s observed but not firing", o.Key)
+				}
+				got = append(got, o.Key)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("observed %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestEngineResolvesAlertsOfRemovedPortal: once a portal leaves the live
+// registry its firing silence alert resolves, saying why, and it is not
+// evaluated again.
+func TestEngineResolvesAlertsOfRemovedPortal(t *testing.T) {
+	rules := mustRules(t, `rules: [{name: quiet, kind: silence, event: ONCRMDEALUPDATE, max_quiet: 10m}]`)
+	now := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+	src := &fakeSource{seen: []ledger.LastSeen{
+		{Portal: "m1", EventType: "ONCRMDEALUPDATE", Source: "push", LastReceivedAt: now.Add(-time.Hour)},
+		{Portal: "m2", EventType: "ONCRMDEALUPDATE", Source: "push", LastReceivedAt: now.Add(-time.Hour)},
+	}}
+	state := &memState{alerts: map[string]alert.Alert{}}
+	sink := &recSink{}
+	live := &livePortals{set: map[string]bool{"m1": true, "m2": true}}
+	e, err := alert.NewEngine(alert.EngineConfig{Rules: rules, Src: src, State: state, Sinks: []alert.Sink{sink},
+		Lease: fixedLease(true), Portals: live, Now: func() time.Time { return now }, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_ = e.Tick(ctx)
+	live.remove("m1")
+	_ = e.Tick(ctx)
+	_ = e.Tick(ctx)
+	slices.Sort(sink.got)
+	if want := []string{"quiet/m1 firing", "quiet/m1 resolved", "quiet/m2 firing"}; !slices.Equal(sink.got, want) {
+		t.Fatalf("notifications = %v, want %v", sink.got, want)
+	}
+	if a := state.alerts["quiet/m1"]; a.State != alert.StateResolved || !strings.Contains(a.Message, "no longer registered") {
+		t.Errorf("m1 alert = %+v", a)
+	}
+	if a := state.alerts["quiet/m2"]; a.State != alert.StateFiring {
+		t.Errorf("m2 alert = %+v", a)
 	}
 }

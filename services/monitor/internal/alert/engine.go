@@ -18,6 +18,12 @@ type Source interface {
 	OutcomeCounts(ctx context.Context, from, to time.Time) ([]ledger.OutcomeCount, error)
 }
 
+// Portals is the live portal registry the evaluator consults.
+type Portals interface {
+	// Watched reports whether memberID is registered and not uninstalled.
+	Watched(memberID string) bool
+}
+
 // StateStore persists alert state.
 type StateStore interface {
 	List(ctx context.Context, firingOnly bool, limit int) ([]Alert, error)
@@ -38,6 +44,7 @@ type Engine struct {
 	state StateStore
 	sinks []Sink
 	lease Lease
+	live  Portals
 	now   func() time.Time
 	since time.Time
 	log   *slog.Logger
@@ -47,13 +54,18 @@ type Engine struct {
 	leader bool
 }
 
-// EngineConfig wires an Engine. Every field but Now and Meter is required.
+// EngineConfig wires an Engine. Every field but Portals, Now and Meter is
+// required.
 type EngineConfig struct {
 	Rules Rules
 	Src   Source
 	State StateStore
 	Sinks []Sink
 	Lease Lease
+	// Portals is the live registry: portal-targeted rules watch only the
+	// portals it reports watched. Nil watches every portal the ledger has
+	// seen (and every portal a rule names).
+	Portals Portals
 	// Now is the clock; default time.Now. Tests inject one to simulate
 	// business hours.
 	Now func() time.Time
@@ -71,7 +83,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		cfg.Now = time.Now
 	}
 	e := &Engine{rules: cfg.Rules, src: cfg.Src, state: cfg.State, sinks: cfg.Sinks, lease: cfg.Lease,
-		now: cfg.Now, log: cfg.Log}
+		live: cfg.Portals, now: cfg.Now, log: cfg.Log}
 	e.since = e.now()
 	if cfg.Meter != nil {
 		if err := e.registerGauges(cfg.Meter); err != nil {
@@ -170,6 +182,9 @@ func (e *Engine) Tick(ctx context.Context) error {
 func (e *Engine) evaluate(ctx context.Context) error {
 	now := e.now()
 	in := Input{Now: now, Since: e.since, Counts: map[time.Duration][]ledger.OutcomeCount{}}
+	if e.live != nil {
+		in.Watched = e.live.Watched
+	}
 	var err error
 	if in.LastSeen, err = e.src.LastSeen(ctx); err != nil {
 		return err
@@ -200,12 +215,15 @@ func (e *Engine) evaluate(ctx context.Context) error {
 		}
 	}
 	// A firing alert that is no longer observed (its consumer went quiet,
-	// its rule was removed) is resolved.
+	// its rule was removed, its portal is gone) is resolved.
 	for _, a := range prev {
 		if a.State == StateFiring && !observed[a.Key] {
 			msg := "condition no longer observed"
-			if !rules[a.Rule] {
+			switch {
+			case !rules[a.Rule]:
 				msg = "rule removed from the configuration"
+			case TargetsPortal(a.Kind) && !in.watched(a.Target):
+				msg = "portal " + a.Target + " is no longer registered (uninstalled, or removed from the portals file or the B24_PORTALS bucket): not watched"
 			}
 			changed = append(changed, resolve(a, msg, 0, now))
 		}

@@ -20,6 +20,21 @@ type Input struct {
 	LastSeen []ledger.LastSeen
 	// Counts holds outcome counts per rule window, keyed by the window.
 	Counts map[time.Duration][]ledger.OutcomeCount
+	// Watched reports whether a portal is live: registered and not
+	// uninstalled. Rules whose target is a portal (silence, probe,
+	// error_kind) observe only watched portals, so a portal that is gone
+	// stops being evaluated and its alerts resolve. Nil watches every
+	// portal.
+	Watched func(memberID string) bool
+}
+
+// watched reports whether in watches portal.
+func (in Input) watched(portal string) bool { return in.Watched == nil || in.Watched(portal) }
+
+// TargetsPortal reports whether rules of kind target a portal (rather than
+// a consumer).
+func TargetsPortal(kind string) bool {
+	return kind == KindSilence || kind == KindProbe || kind == KindErrorKind
 }
 
 // Observation is one rule instance's condition at evaluation time.
@@ -94,6 +109,9 @@ func evalQuiet(r Rule, in Input) []Observation {
 	}
 	out := make([]Observation, 0, len(portals))
 	for _, p := range portals {
+		if !in.watched(p) {
+			continue
+		}
 		s, ok := last[p]
 		if !ok {
 			s.at = in.Since
@@ -195,6 +213,9 @@ func evalErrorKind(r Rule, in Input) []Observation {
 		func(c ledger.OutcomeCount) bool { return c.ErrorKind == r.ErrorKind })
 	var out []Observation
 	for _, portal := range sortedKeys(by) {
+		if !in.watched(portal) {
+			continue
+		}
 		var n int64
 		for _, v := range by[portal] {
 			n += v

@@ -35,6 +35,10 @@ type Config struct {
 	Auth     *Auth
 	// TraceURLTemplate builds trace links; "{trace_id}" is replaced.
 	TraceURLTemplate string
+	// Watched reports whether a portal is live (registered, not
+	// uninstalled): the health view evaluates silence and probe rules for
+	// those only, as the alert evaluator does. Nil watches every portal.
+	Watched func(memberID string) bool
 	// Now is the clock for health and stats; default time.Now.
 	Now func() time.Time
 	Log *slog.Logger
@@ -357,8 +361,11 @@ func (s *Server) deadLetters(c echo.Context) error {
 
 // PortalHealth is one portal's entry in GET /api/v1/portals.
 type PortalHealth struct {
-	Portal      string            `json:"portal"`
-	Domain      string            `json:"domain"`
+	Portal string `json:"portal"`
+	Domain string `json:"domain"`
+	// Watched is false for a portal the ledger remembers but the registry
+	// no longer holds (uninstalled or removed): no rule watches it.
+	Watched     bool              `json:"watched"`
 	LastEventAt time.Time         `json:"last_event_at"`
 	Events      []ledger.LastSeen `json:"events"`
 	Silence     []SilenceStatus   `json:"silence"`
@@ -392,7 +399,8 @@ func (s *Server) health(ctx context.Context) ([]PortalHealth, error) {
 		if !ok {
 			i = len(out)
 			idx[l.Portal] = i
-			out = append(out, PortalHealth{Portal: l.Portal, Silence: []SilenceStatus{}, Alerts: []alert.Alert{}})
+			out = append(out, PortalHealth{Portal: l.Portal, Watched: s.cfg.Watched == nil || s.cfg.Watched(l.Portal),
+				Silence: []SilenceStatus{}, Alerts: []alert.Alert{}})
 		}
 		p := &out[i]
 		p.Events = append(p.Events, l)
@@ -410,7 +418,7 @@ func (s *Server) health(ctx context.Context) ([]PortalHealth, error) {
 			quiet.Rules = append(quiet.Rules, r)
 		}
 	}
-	for _, o := range alert.Evaluate(quiet, alert.Input{Now: now, Since: now, LastSeen: seen}) {
+	for _, o := range alert.Evaluate(quiet, alert.Input{Now: now, Since: now, LastSeen: seen, Watched: s.cfg.Watched}) {
 		if i, ok := idx[o.Target]; ok {
 			out[i].Silence = append(out[i].Silence, SilenceStatus{Rule: o.Rule, Kind: o.Kind, EventType: events[o.Rule],
 				Firing: o.Firing, QuietSecs: o.Value, Message: o.Message})
