@@ -69,7 +69,6 @@ type Handler struct {
 	log       *slog.Logger
 	now       func() time.Time
 	tracer    trace.Tracer
-	prop      propagation.TextMapPropagator
 
 	requests metric.Int64Counter
 	// counted caches the attribute set of each (status, event) pair:
@@ -132,7 +131,7 @@ func New(cfg Config, auth Authenticator, pub Publisher, installer Installer, log
 		cfg.TracerProvider = otel.GetTracerProvider()
 	}
 	h := &Handler{cfg: cfg, auth: auth, pub: pub, installer: installer, log: log, now: time.Now, requests: requests,
-		tracer: cfg.TracerProvider.Tracer("github.com/b24hub/b24hub/services/ingress"), prop: eventbus.Propagator()}
+		tracer: cfg.TracerProvider.Tracer("github.com/b24hub/b24hub/services/ingress")}
 	h.scratch.New = func() any {
 		return &scratch{body: make([]byte, 0, 4096), redacted: make([]byte, 0, 4096)}
 	}
@@ -159,16 +158,18 @@ type answer struct {
 
 // ServeEvent handles one POST. Every non-200 answer publishes nothing.
 //
-// It makes the request's server span itself, continuing an incoming W3C
-// traceparent and named after the route template ("POST
-// /bitrix24/events/:route"), never the raw URL. A middleware would have to
+// It makes the request's server span itself, named after the route
+// template ("POST /bitrix24/events/:route"), never the raw URL. The span
+// starts a new trace: the request is not authenticated yet, so an incoming
+// W3C traceparent becomes a link, never the parent (a caller cannot pick
+// our trace ids or force sampling), and incoming baggage is dropped (it
+// would otherwise ride into every consumer's context and outgoing call). A middleware would have to
 // clone the request to carry the span's context, and otelhttp also records
 // several HTTP histograms per request, which cost more CPU than decoding
 // the event; the ingress.requests counter covers what they would tell.
 func (h *Handler) ServeEvent(c echo.Context) error {
 	r := c.Request()
-	ctx := h.prop.Extract(r.Context(), traceHeaders(r.Header))
-	ctx, span := h.tracer.Start(ctx, spanName(r.Method, c.Path()), trace.WithSpanKind(trace.SpanKindServer))
+	ctx, span := h.tracer.Start(r.Context(), spanName(r.Method, c.Path()), h.spanOptions(r.Header)...)
 	defer span.End()
 	sc := h.getScratch()
 	defer h.putScratch(sc)
@@ -207,6 +208,27 @@ func (h *Handler) ServeEvent(c echo.Context) error {
 	_, err := w.Write(body)
 	return err
 }
+
+// spanOptions starts the server span as a new root, linked to the caller's
+// span when the request carries a valid traceparent. Only the trace-context
+// propagator reads the headers, so baggage never enters the context.
+func (h *Handler) spanOptions(hdr http.Header) []trace.SpanStartOption {
+	if len(hdr["Traceparent"]) == 0 {
+		return serverRoot
+	}
+	remote := trace.SpanContextFromContext(traceContext.Extract(context.Background(), traceHeaders(hdr)))
+	if !remote.IsValid() {
+		return serverRoot
+	}
+	return append(serverRoot[:len(serverRoot):len(serverRoot)], trace.WithLinks(trace.Link{SpanContext: remote}))
+}
+
+// serverRoot are the span options of every request without a traceparent
+// (everything Bitrix24 sends), shared so they cost no allocation.
+var serverRoot = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer), trace.WithNewRoot()}
+
+// traceContext reads a W3C traceparent (and tracestate), nothing else.
+var traceContext propagation.TraceContext
 
 // traceHeaders lets the propagators read an HTTP request's trace headers.
 // They ask by lower-case name; propagation.HeaderCarrier would

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"go.opentelemetry.io/otel/baggage"
 	"io"
 	"log/slog"
 	"net/http"
@@ -35,16 +36,18 @@ const (
 type recordingPublisher struct {
 	mu   sync.Mutex
 	msgs []eventbus.Message
+	ctxs []context.Context // the context of each publish
 	err  error
 }
 
-func (p *recordingPublisher) Publish(_ context.Context, m eventbus.Message) (*jetstream.PubAck, error) {
+func (p *recordingPublisher) Publish(ctx context.Context, m eventbus.Message) (*jetstream.PubAck, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.err != nil {
 		return nil, p.err
 	}
 	p.msgs = append(p.msgs, m)
+	p.ctxs = append(p.ctxs, ctx)
 	return &jetstream.PubAck{Sequence: uint64(len(p.msgs))}, nil
 }
 
@@ -239,17 +242,19 @@ func (w *nullWriter) Header() http.Header         { return w.h }
 func (w *nullWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *nullWriter) WriteHeader(s int)           { w.status = s }
 
-// TestServerSpanContinuesTraceparent: the POST's server span joins the
-// caller's trace, is named after the route template and carries the
-// portal and event once authenticated.
-func TestServerSpanContinuesTraceparent(t *testing.T) {
+// TestServerSpanLinksOutsideTraceparent: the POST's server span starts a
+// new trace (the request is not authenticated when the span starts), links
+// to the caller's span, drops the caller's baggage, is named after the
+// route template and carries the portal and event once authenticated.
+func TestServerSpanLinksOutsideTraceparent(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	reg := portals.NewRegistry()
 	if err := reg.Put(portals.SourceFile, portals.Portal{MemberID: member, TokenSHA256: portals.HashToken(token), Active: true}); err != nil {
 		t.Fatal(err)
 	}
-	h, err := New(Config{TracerProvider: tp}, reg, &recordingPublisher{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), noop.NewMeterProvider().Meter(""))
+	pub := &recordingPublisher{}
+	h, err := New(Config{TracerProvider: tp}, reg, pub, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), noop.NewMeterProvider().Meter(""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,6 +264,7 @@ func TestServerSpanContinuesTraceparent(t *testing.T) {
 	req := httptest.NewRequest(http.MethodPost, "/bitrix24/events/main", strings.NewReader(valid("")))
 	req.Header.Set("Content-Type", form)
 	req.Header.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	req.Header.Set("baggage", "tenant=victim,role=admin")
 	w := httptest.NewRecorder()
 	e.ServeHTTP(w, req)
 	if w.Code != http.StatusOK {
@@ -269,8 +275,20 @@ func TestServerSpanContinuesTraceparent(t *testing.T) {
 		t.Fatalf("%d spans, want 1", len(spans))
 	}
 	sp := spans[0]
-	if sp.SpanContext().TraceID().String() != traceID || sp.Parent().SpanID().String() != "00f067aa0ba902b7" {
-		t.Errorf("span %s (parent %s) does not continue the incoming trace", sp.SpanContext().TraceID(), sp.Parent().SpanID())
+	if sp.SpanContext().TraceID().String() == traceID || sp.Parent().IsValid() {
+		t.Errorf("span %s (parent %s) continues the outside trace; want a new root", sp.SpanContext().TraceID(), sp.Parent().SpanID())
+	}
+	if links := sp.Links(); len(links) != 1 || links[0].SpanContext.TraceID().String() != traceID || links[0].SpanContext.SpanID().String() != "00f067aa0ba902b7" {
+		t.Errorf("links = %+v, want one link to the caller's span", links)
+	}
+	if n := len(pub.ctxs); n != 1 {
+		t.Fatalf("%d publishes", n)
+	}
+	if b := baggage.FromContext(pub.ctxs[0]); b.Len() != 0 {
+		t.Errorf("outside baggage reached the publish: %s", b)
+	}
+	if got := trace.SpanContextFromContext(pub.ctxs[0]).TraceID(); got != sp.SpanContext().TraceID() {
+		t.Errorf("published under trace %s, want the server span's %s", got, sp.SpanContext().TraceID())
 	}
 	if sp.Name() != "POST /bitrix24/events/:route" || sp.SpanKind() != trace.SpanKindServer {
 		t.Errorf("span %q kind %v", sp.Name(), sp.SpanKind())
