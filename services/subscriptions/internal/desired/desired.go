@@ -29,7 +29,7 @@ import (
 	"slices"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // MaxHandlerLen is the longest handler URL Bitrix24 stores
