@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/b24hub/b24hub/libs/buildinfo"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -66,6 +67,9 @@ func (c Command) Run(ctx context.Context, args []string, getenv func(string) str
 		return c.Serve(ctx, getenv, stdout)
 	case len(args) == 1 && args[0] == "migrate":
 		return c.migrate(ctx, getenv, stdout)
+	case len(args) == 1 && args[0] == "version":
+		_, err := fmt.Fprintln(stdout, c.Name, buildinfo.Read())
+		return err
 	case len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help"):
 		_, err := fmt.Fprint(stdout, c.Usage())
 		return err
@@ -76,7 +80,7 @@ func (c Command) Run(ctx context.Context, args []string, getenv func(string) str
 // Usage is printed for -h and, with exit status 2, for arguments the
 // command does not know.
 func (c Command) Usage() string {
-	return fmt.Sprintf(`usage: %[1]s [migrate]
+	return fmt.Sprintf(`usage: %[1]s [migrate | version]
 
 Without arguments %[1]s runs until SIGINT or SIGTERM, configured by B24HUB_*
 environment variables (see services/%[1]s/README.md).
@@ -84,6 +88,7 @@ environment variables (see services/%[1]s/README.md).
   migrate  apply the schema migrations (schema %[2]s) to B24HUB_DATABASE_URL
            and exit. Needs PostgreSQL only. The service migrates when it starts
            too; this is for deploy pipelines (the Kubernetes migrate Job).
+  version  print the version, VCS revision and Go version of this binary.
 `, c.Name, c.Schema)
 }
 

@@ -30,8 +30,8 @@ func TestRunAndExitCode(t *testing.T) {
 		stderr string
 	}{
 		{nil, 1, "", "demo: boom\n"},
-		{[]string{"--help"}, 0, "usage: demo [migrate]", ""},
-		{[]string{"migrate", "now"}, 2, "", "demo: unexpected arguments [\"migrate\" \"now\"]\n\nusage: demo [migrate]"},
+		{[]string{"--help"}, 0, "usage: demo [migrate | version]", ""},
+		{[]string{"migrate", "now"}, 2, "", "demo: unexpected arguments [\"migrate\" \"now\"]\n\nusage: demo [migrate | version]"},
 	} {
 		var stdout, stderr bytes.Buffer
 		err := cmd.Run(context.Background(), tt.args, func(string) string { return "" }, &stdout)

@@ -1,0 +1,34 @@
+package svcmain_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/b24hub/b24hub/libs/buildinfo"
+	"github.com/b24hub/b24hub/libs/svcmain"
+)
+
+// TestVersion: `<service> version` prints the name and the build, needs no
+// dependency (Serve is not called) and is listed in the usage.
+func TestVersion(t *testing.T) {
+	cmd := svcmain.Command{Name: "demo", Schema: "demo"} // nil Serve: calling it would panic
+	var stdout bytes.Buffer
+	if err := cmd.Run(context.Background(), []string{"version"}, func(string) string { return "" }, &stdout); err != nil {
+		t.Fatal(err)
+	}
+	want := "demo " + buildinfo.Read().String() + "\n"
+	if stdout.String() != want {
+		t.Errorf("version printed %q, want %q", stdout.String(), want)
+	}
+	if !strings.Contains(stdout.String(), buildinfo.Version()) {
+		t.Errorf("version output %q lacks the version %q", stdout.String(), buildinfo.Version())
+	}
+	if u := cmd.Usage(); !strings.Contains(u, "  version  ") {
+		t.Errorf("usage does not list version:\n%s", u)
+	}
+	if err := cmd.Run(context.Background(), []string{"version", "extra"}, func(string) string { return "" }, &stdout); err == nil {
+		t.Error("version with an extra argument was accepted")
+	}
+}
