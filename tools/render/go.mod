@@ -4,7 +4,7 @@ go 1.26.4
 
 require (
 	github.com/b24hub/b24hub/libs/svcdecl v0.0.0-00010101000000-000000000000
-	golang.org/x/mod v0.38.0
+	golang.org/x/mod v0.41.0
 )
 
 replace github.com/b24hub/b24hub/libs/svcdecl => ../../libs/svcdecl
