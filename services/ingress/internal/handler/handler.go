@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/b24hub/b24hub/libs/b24event"
@@ -74,10 +75,13 @@ type Handler struct {
 	// counted caches the attribute set of each (status, event) pair:
 	// building an attribute.Set per request (sorting, hashing, allocating)
 	// cost more than the counter itself. Both parts are bounded: a status
-	// is one of a handful, and an event name other than "unknown" only
-	// comes with an authenticated portal.
-	counted sync.Map  // countKey → metric.AddOption
-	scratch sync.Pool // *scratch
+	// is one of a handful, and at most maxCountedKeys pairs are kept, past
+	// which an event name is counted as "other" — an authenticated portal
+	// may still send any number of made-up event names, and each would be
+	// a new series in every scrape and a cache entry never freed.
+	counted  sync.Map     // countKey → metric.AddOption
+	nCounted atomic.Int64 // entries in counted
+	scratch  sync.Pool    // *scratch
 }
 
 // scratch holds the per-request buffers: the body as read, its redacted
@@ -282,9 +286,26 @@ func (h *Handler) countOption(a answer) metric.AddOption {
 	if o, ok := h.counted.Load(k); ok {
 		return o.(metric.AddOption)
 	}
-	o, _ := h.counted.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(attribute.Int("code", a.status), attribute.String("event", a.event))))
+	if h.nCounted.Load() >= maxCountedKeys {
+		k.event = OtherEvents
+		if o, ok := h.counted.Load(k); ok {
+			return o.(metric.AddOption)
+		}
+	}
+	o, loaded := h.counted.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(attribute.Int("code", k.status), attribute.String("event", k.event))))
+	if !loaded {
+		h.nCounted.Add(1)
+	}
 	return o.(metric.AddOption)
 }
+
+// maxCountedKeys bounds the (status, event) series of the requests counter.
+// Bitrix24 documents a few hundred events; a portal uses a few dozen.
+const maxCountedKeys = 512
+
+// OtherEvents is the event label of requests counted after the counter
+// reached maxCountedKeys series.
+const OtherEvents = "other"
 
 // accept runs the steps of one POST and returns the authenticated event
 // (nil when it got that far), the message id and the answer.

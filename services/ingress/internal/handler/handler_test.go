@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"io"
 	"log/slog"
 	"net/http"
@@ -302,5 +304,61 @@ func TestServerSpanLinksOutsideTraceparent(t *testing.T) {
 		if got[k] != v {
 			t.Errorf("%s = %q, want %q", k, got[k], v)
 		}
+	}
+}
+
+// TestRequestsCounterSeriesAreBounded: an authenticated portal sending any
+// number of made-up event names adds at most maxCountedKeys series to the
+// requests counter; the rest are counted as "other", none lost.
+func TestRequestsCounterSeriesAreBounded(t *testing.T) {
+	reg := portals.NewRegistry()
+	if err := reg.Put(portals.SourceFile, portals.Portal{MemberID: member, TokenSHA256: portals.HashToken(token), Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	h, err := New(Config{}, reg, discardPublisher{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), mp.Meter(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := echo.New()
+	h.Register(e)
+	const sent = maxCountedKeys + 300
+	for i := range sent {
+		body := strings.Replace(valid(""), "event=ONCRMDEALUPDATE", fmt.Sprintf("event=ONMADEUP%d", i), 1)
+		req := httptest.NewRequest(http.MethodPost, "/bitrix24/events", strings.NewReader(body))
+		req.Header.Set("Content-Type", form)
+		w := httptest.NewRecorder()
+		e.ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			t.Fatalf("event %d: status %d %s", i, w.Code, w.Body)
+		}
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var series int
+	var total, other int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			sum, ok := m.Data.(metricdata.Sum[int64])
+			if !ok {
+				continue
+			}
+			for _, dp := range sum.DataPoints {
+				series++
+				total += dp.Value
+				if v, _ := dp.Attributes.Value("event"); v.AsString() == OtherEvents {
+					other += dp.Value
+				}
+			}
+		}
+	}
+	if series > maxCountedKeys+1 || other == 0 || total != sent {
+		t.Fatalf("%d series (max %d + other), %d counted as other, %d counted of %d sent", series, maxCountedKeys, other, total, sent)
+	}
+	if n := h.nCounted.Load(); n > maxCountedKeys+1 {
+		t.Fatalf("cache holds %d entries", n)
 	}
 }
