@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/b24hub/b24hub/libs/postgres"
 	"github.com/b24hub/b24hub/libs/telemetry"
 	"golang.org/x/sync/errgroup"
 )
@@ -25,7 +24,7 @@ type config struct {
 	DataDir     string // B24HUB_DEV_DATA_DIR, default ".data"
 	NATSURL     string // B24HUB_NATS_URL; empty = embed a nats-server
 	NATSPort    int    // B24HUB_DEV_NATS_PORT, default 4222 (random when taken)
-	DatabaseURL string // B24HUB_DATABASE_URL, default postgres.DefaultURL (created if missing)
+	DatabaseURL string // B24HUB_DATABASE_URL; empty = a database owned by DataDir on the local server (see database.go)
 	PortalsFile string // B24HUB_PORTALS_FILE; empty = the demo portal on an embedded fake Bitrix24
 	IngressAddr string // B24HUB_INGRESS_ADDR, default 127.0.0.1:8080
 	MonitorAddr string // B24HUB_MONITOR_ADDR, default 127.0.0.1:8081
@@ -35,7 +34,7 @@ type config struct {
 
 func configFromEnv(getenv func(string) string) (config, error) {
 	c := config{DataDir: ".data", NATSURL: getenv("B24HUB_NATS_URL"), NATSPort: 4222,
-		DatabaseURL: postgres.DefaultURL, PortalsFile: getenv("B24HUB_PORTALS_FILE"),
+		PortalsFile: getenv("B24HUB_PORTALS_FILE"),
 		IngressAddr: "127.0.0.1:8080", MonitorAddr: "127.0.0.1:8081", AdminAddr: "127.0.0.1:9090", FakeAddr: "127.0.0.1:8090"}
 	for env, dst := range map[string]*string{
 		"B24HUB_DEV_DATA_DIR": &c.DataDir, "B24HUB_DATABASE_URL": &c.DatabaseURL, "B24HUB_INGRESS_ADDR": &c.IngressAddr,

@@ -39,6 +39,8 @@ type stack struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	pool    *pgxpool.Pool
+	db      stackDatabase
+	dataDir string
 	reg     *portals.Registry
 	demo    *demoPortal // nil with a user portals file
 	fake    *fakeportal.Portal
@@ -54,7 +56,7 @@ type stack struct {
 }
 
 func build(ctx context.Context, cfg config, getenv func(string) string, log *slog.Logger, tel *telemetry.Telemetry) (_ *stack, err error) {
-	st := &stack{natsURL: cfg.NATSURL}
+	st := &stack{natsURL: cfg.NATSURL, dataDir: cfg.DataDir}
 	defer func() {
 		if err != nil {
 			st.close()
@@ -79,7 +81,13 @@ func build(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	}
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	st.pool, err = postgres.Open(pctx, withPoolSize(cfg.DatabaseURL, 20), true)
+	st.db = stackDatabase{URL: cfg.DatabaseURL}
+	if cfg.DatabaseURL == "" {
+		if st.db, err = ownedDatabase(pctx, postgres.DefaultURL, cfg.DataDir, log); err != nil {
+			return nil, err
+		}
+	}
+	st.pool, err = postgres.Open(pctx, withPoolSize(st.db.URL, 20), true)
 	if err != nil {
 		return nil, fmt.Errorf("%w\n  the local stack needs PostgreSQL: start it, or set B24HUB_DATABASE_URL", err)
 	}
@@ -128,6 +136,7 @@ func build(ctx context.Context, cfg config, getenv func(string) string, log *slo
 		"B24HUB_MONITOR_ADDR":    cfg.MonitorAddr,
 		"B24HUB_MONITOR_TOKEN":   monitorToken,
 		"B24HUB_PORTALS_FILE":    st.portalsFile,
+		"B24HUB_DATABASE_URL":    st.db.URL,
 		"B24HUB_CREDENTIALS_KEY": credKey,
 		"B24HUB_HANDLER_URL":     "http://" + cfg.IngressAddr,
 	}
@@ -247,6 +256,7 @@ func (st *stack) printBanner(w io.Writer, adminURL string) {
 	fmt.Fprintf(w, "  monitor:        %s/  (API %s/api/v1/, token in %s)\n", monitorURL, monitorURL, "B24HUB_MONITOR_TOKEN")
 	fmt.Fprintf(w, "  monitor token:  %s\n", st.monitor.Token())
 	fmt.Fprintf(w, "  admin:          %s/healthz  /readyz  /metrics\n", adminURL)
+	fmt.Fprintf(w, "  database:       %s\n", st.db.describe(st.dataDir))
 	fmt.Fprintf(w, "  portals file:   %s\n", st.portalsFile)
 	if st.fake != nil {
 		fmt.Fprintf(w, "  fake Bitrix24:  %s  (demo portal %s)\n", st.fake.URL(), st.demo.MemberID)
