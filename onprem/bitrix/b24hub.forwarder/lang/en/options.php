@@ -1,0 +1,20 @@
+<?php
+$MESS['B24HUB_FORWARDER_STATUS'] = 'Delivery status';
+$MESS['B24HUB_FORWARDER_SPOOL_SIZE'] = 'Events waiting in the spool';
+$MESS['B24HUB_FORWARDER_OLDEST'] = 'oldest captured';
+$MESS['B24HUB_FORWARDER_LAST_SUCCESS'] = 'Last successful delivery';
+$MESS['B24HUB_FORWARDER_LAST_ERROR'] = 'Last error';
+$MESS['B24HUB_FORWARDER_NEXT_ATTEMPT'] = 'Next attempt after a failure (consecutive failures)';
+$MESS['B24HUB_FORWARDER_CAPTURE_ERROR'] = 'Last event that could not be spooled';
+$MESS['B24HUB_FORWARDER_SETTINGS'] = 'Settings';
+$MESS['B24HUB_FORWARDER_INGRESS_URL'] = 'b24hub ingress URL';
+$MESS['B24HUB_FORWARDER_INSTALLATION_ID'] = 'Installation id (as in the b24hub portals file)';
+$MESS['B24HUB_FORWARDER_SECRET'] = 'Signing secret';
+$MESS['B24HUB_FORWARDER_SECRET_HINT'] = 'Leave empty to keep the current secret (shown below); copy it into the b24hub portals file. At least 32 characters.';
+$MESS['B24HUB_FORWARDER_EVENTS'] = 'Events to forward';
+$MESS['B24HUB_FORWARDER_EVENTS_HINT'] = 'One per line as module:EventName, e.g. crm:OnAfterCrmDealUpdate or my.module:OnSomethingHappened.';
+$MESS['B24HUB_FORWARDER_BATCH_SIZE'] = 'Events per delivery';
+$MESS['B24HUB_FORWARDER_SAVE'] = 'Save';
+$MESS['B24HUB_FORWARDER_SEND_NOW'] = 'Send now';
+$MESS['B24HUB_FORWARDER_SAVED'] = 'Settings saved; event handlers updated.';
+$MESS['B24HUB_FORWARDER_SEND_RESULT'] = 'Delivery run: #RESULT#';

@@ -1,0 +1,20 @@
+<?php
+$MESS['B24HUB_FORWARDER_STATUS'] = 'Состояние доставки';
+$MESS['B24HUB_FORWARDER_SPOOL_SIZE'] = 'Событий в очереди';
+$MESS['B24HUB_FORWARDER_OLDEST'] = 'самое старое от';
+$MESS['B24HUB_FORWARDER_LAST_SUCCESS'] = 'Последняя успешная доставка';
+$MESS['B24HUB_FORWARDER_LAST_ERROR'] = 'Последняя ошибка';
+$MESS['B24HUB_FORWARDER_NEXT_ATTEMPT'] = 'Следующая попытка после ошибки (ошибок подряд)';
+$MESS['B24HUB_FORWARDER_CAPTURE_ERROR'] = 'Последнее событие, которое не удалось поставить в очередь';
+$MESS['B24HUB_FORWARDER_SETTINGS'] = 'Настройки';
+$MESS['B24HUB_FORWARDER_INGRESS_URL'] = 'Адрес ingress b24hub';
+$MESS['B24HUB_FORWARDER_INSTALLATION_ID'] = 'Идентификатор установки (как в файле порталов b24hub)';
+$MESS['B24HUB_FORWARDER_SECRET'] = 'Секрет подписи';
+$MESS['B24HUB_FORWARDER_SECRET_HINT'] = 'Оставьте пустым, чтобы сохранить текущий секрет (показан ниже); скопируйте его в файл порталов b24hub. Не короче 32 символов.';
+$MESS['B24HUB_FORWARDER_EVENTS'] = 'Пересылаемые события';
+$MESS['B24HUB_FORWARDER_EVENTS_HINT'] = 'По одному в строке: модуль:ИмяСобытия, например crm:OnAfterCrmDealUpdate или my.module:OnSomethingHappened.';
+$MESS['B24HUB_FORWARDER_BATCH_SIZE'] = 'Событий в одной доставке';
+$MESS['B24HUB_FORWARDER_SAVE'] = 'Сохранить';
+$MESS['B24HUB_FORWARDER_SEND_NOW'] = 'Отправить сейчас';
+$MESS['B24HUB_FORWARDER_SAVED'] = 'Настройки сохранены, обработчики событий обновлены.';
+$MESS['B24HUB_FORWARDER_SEND_RESULT'] = 'Доставка: #RESULT#';
