@@ -199,7 +199,8 @@ type Scaling struct {
 	// MinReplicas is the least number of replicas. Optional, default 2.
 	MinReplicas int
 	// MaxReplicas is the autoscaler's ceiling. Optional, default 6; ignored
-	// for a Singleton.
+	// for a Singleton. Equal to MinReplicas it means a fixed replica count
+	// without an autoscaler (the monitor's interchangeable API replicas).
 	MaxReplicas int
 	// TargetCPU is the autoscaler's CPU utilisation target in percent.
 	// Optional, default 70; ignored for a Singleton.
@@ -405,4 +406,28 @@ func (c Catalog) Lookup(name string) (Service, bool) {
 		return Service{}, false
 	}
 	return c[i], true
+}
+
+// SubjectMatches reports whether the NATS subject matches pattern, as the
+// server matches subscriptions and permissions: '*' stands for one token,
+// a final '>' for one or more.
+func SubjectMatches(pattern, subject string) bool {
+	pt, st := strings.Split(pattern, "."), strings.Split(subject, ".")
+	for i, p := range pt {
+		switch {
+		case p == ">" && i == len(pt)-1:
+			return len(st) > i
+		case i >= len(st):
+			return false
+		case p != "*" && p != st[i]:
+			return false
+		}
+	}
+	return len(pt) == len(st)
+}
+
+// MayPublish reports whether subject falls under one of s.Publishes: what
+// its NATS user will be allowed to publish.
+func (s Service) MayPublish(subject string) bool {
+	return slices.ContainsFunc(s.Publishes, func(p string) bool { return SubjectMatches(p, subject) })
 }

@@ -106,3 +106,30 @@ func TestDefaults(t *testing.T) {
 		t.Fatalf("defaults = %+v", s)
 	}
 }
+
+func TestSubjectMatches(t *testing.T) {
+	tests := []struct {
+		pattern, subject string
+		want             bool
+	}{
+		{"b24.events.*.*", "b24.events.m1.ONCRMDEALADD", true},
+		{"b24.events.*.*", "b24.events.m1", false},
+		{"b24.events.*.*", "b24.events.m1.X.Y", false},
+		{"b24.dead.tasks.>", "b24.dead.tasks.m1.ONTASKADD", true},
+		{"b24.dead.tasks.>", "b24.dead.tasks", false},
+		{"b24.dead.tasks.>", "b24.dead.telephony.m1.X", false},
+		{">", "anything.at.all", true},
+		{"b24.control.install", "b24.control.install", true},
+		{"b24.control.install", "b24.control.installx", false},
+		{"b24.control.install", "b24.control", false},
+	}
+	for _, tt := range tests {
+		if got := svcdecl.SubjectMatches(tt.pattern, tt.subject); got != tt.want {
+			t.Errorf("SubjectMatches(%q, %q) = %v, want %v", tt.pattern, tt.subject, got, tt.want)
+		}
+	}
+	s := valid()
+	if !s.MayPublish("b24.outcomes.contacts.m1") || s.MayPublish("b24.changes.contact.m1.1") {
+		t.Fatalf("MayPublish disagrees with Publishes %q", s.Publishes)
+	}
+}

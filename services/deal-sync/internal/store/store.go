@@ -22,15 +22,15 @@ import (
 const Schema = "deal_sync"
 
 //go:embed migrations/*.sql
-var migrations embed.FS
+var embedded embed.FS
+
+// Migrations holds the schema's migrations, NNN_name.sql at its root: the
+// service's declaration hands them to libs/svcmain, which applies them.
+var Migrations, _ = fs.Sub(embedded, "migrations") // a literal, existing directory: never fails
 
 // Migrate applies the embedded migrations to Schema.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return err
-	}
-	return postgres.Migrate(ctx, pool, Schema, sub)
+	return postgres.Migrate(ctx, pool, Schema, Migrations)
 }
 
 // Store reads and writes deal-sync's tables. Every query names the schema,

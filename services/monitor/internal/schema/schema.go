@@ -15,14 +15,14 @@ import (
 const Name = "monitor"
 
 //go:embed migrations/*.sql
-var migrations embed.FS
+var embedded embed.FS
+
+// Migrations holds the schema's migrations, NNN_name.sql at its root: the
+// service's declaration hands them to libs/svcmain, which applies them.
+var Migrations, _ = fs.Sub(embedded, "migrations") // a literal, existing directory: never fails
 
 // Migrate applies every pending migration. It is safe to run from several
 // replicas at once (tern takes an advisory lock) and a no-op when current.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return err
-	}
-	return postgres.Migrate(ctx, pool, Name, sub)
+	return postgres.Migrate(ctx, pool, Name, Migrations)
 }

@@ -21,19 +21,19 @@ import (
 const Schema = "subscriptions"
 
 //go:embed migrations/*.sql
-var migrations embed.FS
+var embedded embed.FS
+
+// Migrations holds the schema's migrations, NNN_name.sql at its root: the
+// service's declaration hands them to libs/svcmain, which applies them.
+var Migrations, _ = fs.Sub(embedded, "migrations") // a literal, existing directory: never fails
 
 // Migrate applies the embedded migrations. Replicas starting together race
 // on CREATE SCHEMA IF NOT EXISTS (PostgreSQL answers the loser with a
 // unique violation), so a failed attempt is retried a few times; the
 // migrations themselves run under tern's advisory lock.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return err
-	}
 	for attempt := 1; ; attempt++ {
-		err = postgres.Migrate(ctx, pool, Schema, sub)
+		err := postgres.Migrate(ctx, pool, Schema, Migrations)
 		if err == nil || attempt == 5 || ctx.Err() != nil {
 			return err
 		}

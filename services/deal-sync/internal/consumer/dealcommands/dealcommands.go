@@ -31,13 +31,20 @@ import (
 // is still written once: commands are de-duplicated by id).
 const Durable = "deal-sync-commands"
 
+// EntityType and Action are the one command this consumer executes:
+// b24.commands.deal.<member_id>.update.
+const (
+	EntityType = "deal"
+	Action     = "update"
+)
+
 // Spec is the consumer definition: commands one at a time, in parallel.
 func Spec() consumer.Spec {
 	return consumer.Spec{
 		Durable:        Durable,
 		Description:    "deal-sync: write deal updates requested by external systems",
 		Stream:         eventbus.StreamCommands,
-		FilterSubjects: []string{eventbus.Command("deal", "*", "update")},
+		FilterSubjects: []string{eventbus.Command(EntityType, "*", Action)},
 	}
 }
 
@@ -58,7 +65,7 @@ func New(clients bitrixport.Clients, st *store.Store, log *slog.Logger) *Handler
 // Handle implements consumer.Handler.
 func (h *Handler) Handle(ctx context.Context, m *consumer.Message[*eventsv1.Command]) error {
 	cmd := m.Payload
-	if cmd.GetEntityType() != "deal" || cmd.GetAction() != "update" {
+	if cmd.GetEntityType() != EntityType || cmd.GetAction() != Action {
 		return consumer.Permanent(fmt.Errorf("unsupported command %s.%s", cmd.GetEntityType(), cmd.GetAction()))
 	}
 	id, err := bitrix.ParseID(cmd.GetEntityId())

@@ -37,6 +37,9 @@ const Durable = "telephony"
 // EntityType is the DomainChange entity type.
 const EntityType = "call"
 
+// Event is the raw event this consumer handles.
+const Event = "ONVOXIMPLANTCALLEND"
+
 // Record statuses stored in calls.record_status and the RECORD_STATUS field.
 const (
 	RecordPresent     = "present"
@@ -56,7 +59,7 @@ func Spec() consumer.Spec {
 	return consumer.Spec{
 		Durable:        Durable,
 		Description:    "telephony: mirror finished calls with their recordings",
-		FilterSubjects: eventbus.RawEventFilter("ONVOXIMPLANTCALLEND"),
+		FilterSubjects: eventbus.RawEventFilter(Event),
 		MaxDeliver:     12,
 	}
 }

@@ -1,0 +1,32 @@
+package monitor
+
+import (
+	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/b24hub/b24hub/libs/svcdecl"
+	"github.com/b24hub/b24hub/services/monitor/internal/ingest"
+	"github.com/b24hub/b24hub/services/monitor/internal/schema"
+)
+
+// Declaration is what the monitor is: the one source its command,
+// Kubernetes manifests, NATS permissions and local-stack registration
+// derive from (see libs/svcdecl).
+//
+// Its API replicas are interchangeable and the alert evaluator inside
+// holds a PostgreSQL advisory lease, so it runs a fixed two replicas (no
+// autoscaler) and is no singleton.
+var Declaration = svcdecl.Service{
+	Name:    "monitor",
+	Summary: "Records every event, outcome and dead letter in a delivery ledger, raises alerts, serves the dashboard and API, and replays events.",
+	Role:    svcdecl.RoleObserver,
+	Consumers: []svcdecl.Consumer{
+		{Durable: ingest.DurableLedger, Stream: eventbus.StreamEvents, FilterSubjects: eventbus.RawEventFilter()},
+		{Durable: ingest.DurableOutcomes, Stream: eventbus.StreamOutcomes, FilterSubjects: []string{eventbus.OutcomesPrefix + ".>"}},
+		{Durable: ingest.DurableDead, Stream: eventbus.StreamDead, FilterSubjects: []string{eventbus.DeadPrefix + ".>"}},
+	},
+	// Replays enter as raw events again.
+	Publishes:   []string{eventbus.RawEvent("*", "*")},
+	Database:    &svcdecl.Database{Schema: schema.Name, Migrations: schema.Migrations},
+	Ports:       []svcdecl.Port{{Name: "api", Port: 8081, Exposure: svcdecl.Cluster, Env: "B24HUB_MONITOR_ADDR"}},
+	Scaling:     svcdecl.Scaling{MinReplicas: 2, MaxReplicas: 2},
+	MemoryLimit: "512Mi",
+}
