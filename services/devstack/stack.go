@@ -32,6 +32,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// DemoAppClientID is the client id of the local stack's demo application
+// (its secret is generated into the data directory), used when
+// B24HUB_APP_CLIENT_ID and B24HUB_APP_CLIENT_SECRET are not set.
+const DemoAppClientID = "local.b24hub.demo"
+
 // stack is every component of the local system, built in dependency order.
 type stack struct {
 	natsURL string
@@ -142,6 +147,17 @@ func build(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	}
 	if st.fake != nil {
 		defaults["B24HUB_INSTALL_ALLOWED_HOSTS"] = hostOf(st.fake.URL())
+	}
+	// Installs are refused unless the application is configured (the
+	// verification would fail open), so the local stack has a demo app of
+	// its own unless the user configures theirs.
+	if getenv("B24HUB_APP_CLIENT_ID") == "" && getenv("B24HUB_APP_CLIENT_SECRET") == "" && getenv("B24HUB_APP_CLIENT_SECRET_FILE") == "" {
+		appSecret, err := secretFile(cfg.DataDir, "app-client-secret", func() string { return randomHex(24) })
+		if err != nil {
+			return nil, err
+		}
+		defaults["B24HUB_APP_CLIENT_ID"] = DemoAppClientID
+		defaults["B24HUB_APP_CLIENT_SECRET"] = appSecret
 	}
 	env := overlayEnv(getenv, defaults)
 

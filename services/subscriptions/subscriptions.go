@@ -152,6 +152,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !s.install.Configured() {
+		deps.Logger.Warn("ONAPPINSTALL will be refused: B24HUB_APP_CLIENT_ID and B24HUB_APP_CLIENT_SECRET are not set, so an install's member_id cannot be confirmed")
+	}
 	s.install.OnInstalled = func(memberID string) {
 		// The new credentials replace any cached client; the leader also
 		// re-binds when the ONAPPINSTALL reaches the raw stream.

@@ -62,14 +62,16 @@ type Auditor interface {
 type Config struct {
 	// AllowList decides which hosts may be called (required).
 	AllowList *allowlist.List
-	// ClientID, when set, must equal app.info CODE: only installs of this
-	// application are accepted (a token of another app is refused).
+	// ClientID must equal app.info CODE: only installs of this application
+	// are accepted (a token of another app is refused). Without it every
+	// install is refused: the verification would fail open.
 	ClientID string
-	// ClientSecret, with ClientID, makes the verification also exchange the
-	// install's refresh token at the (allow-listed) OAuth server: the answer
-	// names the member_id the tokens belong to, which must be the claimed
-	// one, so nobody can register a member id with the tokens of their own
-	// portal. The fresh token pair is what gets stored.
+	// ClientSecret makes the verification also exchange the install's
+	// refresh token at the (allow-listed) OAuth server: the answer names the
+	// member_id the tokens belong to, which must be the claimed one, so
+	// nobody can register a victim's member id with the tokens of their own
+	// free portal. The fresh token pair is what gets stored. Without it
+	// every install is refused.
 	ClientSecret string
 	// Timeout bounds the verification call. Default 5s (the ingress waits
 	// for the whole exchange within its publish timeout).
@@ -150,6 +152,14 @@ func (v *Verifier) Handle(ctx context.Context, req eventbus.InstallRequest) even
 	return eventbus.InstallReply{Accepted: true}
 }
 
+// ErrNotConfigured refuses installs while the application's client id and
+// secret are unset: app.info alone proves only that the token works on the
+// portal it names, not that the claimed member_id is that portal's.
+var ErrNotConfigured = &Refusal{Reason: "install verification is not configured: set B24HUB_APP_CLIENT_ID and B24HUB_APP_CLIENT_SECRET"}
+
+// Configured reports whether installs can be verified (and so accepted).
+func (v *Verifier) Configured() bool { return v.cfg.ClientID != "" && v.cfg.ClientSecret != "" }
+
 func (v *Verifier) install(ctx context.Context, req eventbus.InstallRequest) (store.InstallRecord, error) {
 	var rec store.InstallRecord
 	body, err := b24event.Decode(req.ContentType, req.Body, b24event.DefaultLimits())
@@ -163,6 +173,9 @@ func (v *Verifier) install(ctx context.Context, req eventbus.InstallRequest) (st
 	rec.MemberID, rec.Domain = ev.MemberID, ev.Domain
 	if ev.Name != "ONAPPINSTALL" {
 		return rec, refuse("event %s is not ONAPPINSTALL", ev.Name)
+	}
+	if !v.Configured() {
+		return rec, ErrNotConfigured
 	}
 	switch {
 	case ev.ApplicationToken == "":
@@ -196,7 +209,7 @@ func (v *Verifier) install(ctx context.Context, req eventbus.InstallRequest) (st
 	if err != nil {
 		return rec, err
 	}
-	if v.cfg.ClientID != "" && info.Code != v.cfg.ClientID {
+	if info.Code != v.cfg.ClientID {
 		return rec, refuse("the token belongs to application %q, not this one", info.Code)
 	}
 	auth, _ := body.Tree["auth"].(map[string]any)
@@ -209,10 +222,8 @@ func (v *Verifier) install(ctx context.Context, req eventbus.InstallRequest) (st
 	if uid, err := strconv.ParseInt(str(auth, "user_id"), 10, 64); err == nil {
 		tok.UserID = bitrix.ID(uid)
 	}
-	if v.cfg.ClientID != "" && v.cfg.ClientSecret != "" {
-		if tok, err = v.confirmMember(ctx, server, endpoint, tok); err != nil {
-			return rec, err
-		}
+	if tok, err = v.confirmMember(ctx, server, endpoint, tok); err != nil {
+		return rec, err
 	}
 	if err := v.creds.Put(ctx, ev.MemberID, tok); err != nil {
 		return rec, fmt.Errorf("store credentials: %w", err)

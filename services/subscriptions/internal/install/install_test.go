@@ -115,13 +115,17 @@ func TestHandle(t *testing.T) {
 		body       []byte
 		clientID   string
 		secret     string
+		noApp      bool // clientID and secret stay as given ("" when unset)
 		existing   *portals.Portal
 		accepted   bool
 		reason     string
 		wantCalled bool
 	}{
-		{name: "valid", body: installBody(endpoint, server, goodToken, "app-token"), accepted: true, wantCalled: true},
-		{name: "valid with client id", body: installBody(endpoint, server, goodToken, "app-token"), clientID: "local.app.1", accepted: true, wantCalled: true},
+		// Without the application's client id and secret the member_id
+		// cannot be confirmed, so nothing is accepted (and nothing called).
+		{name: "no client id or secret", body: installBody(endpoint, server, goodToken, "app-token"), noApp: true, reason: "not configured"},
+		{name: "client id without secret", body: installBody(endpoint, server, goodToken, "app-token"), noApp: true, clientID: "local.app.1", reason: "not configured"},
+		{name: "secret without client id", body: installBody(endpoint, server, goodToken, "app-token"), noApp: true, secret: "s", reason: "not configured"},
 		{name: "member confirmed", body: installBody(endpoint, server, goodToken, "app-token"), clientID: "local.app.1", secret: "s", accepted: true, wantCalled: true},
 		{name: "tokens of another portal", body: installBodyRefresh(endpoint, server, goodToken, "app-token", "other-portal"), clientID: "local.app.1", secret: "s", reason: "another portal", wantCalled: true},
 		{name: "wrong client secret", body: installBody(endpoint, server, goodToken, "app-token"), clientID: "local.app.1", secret: "bad", reason: "did not accept", wantCalled: true},
@@ -149,6 +153,12 @@ func TestHandle(t *testing.T) {
 			if tt.existing != nil {
 				lookup[member] = *tt.existing
 			}
+			if !tt.noApp && tt.clientID == "" {
+				tt.clientID = "local.app.1"
+			}
+			if !tt.noApp && tt.secret == "" {
+				tt.secret = "s"
+			}
 			v, err := New(Config{AllowList: allow, ClientID: tt.clientID, ClientSecret: tt.secret}, creds, records, lookup, audit, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			if err != nil {
 				t.Fatal(err)
@@ -171,10 +181,7 @@ func TestHandle(t *testing.T) {
 			}
 			tok := creds[member]
 			rec := records[member]
-			wantAccess, wantRefresh := goodToken, "refresh-1"
-			if tt.secret != "" {
-				wantAccess, wantRefresh = "rotated-access", "rotated-refresh"
-			}
+			wantAccess, wantRefresh := "rotated-access", "rotated-refresh"
 			if tok.AccessToken != wantAccess || tok.RefreshToken != wantRefresh || tok.ClientEndpoint != endpoint || tok.ServerEndpoint != server || tok.Expires.IsZero() {
 				t.Errorf("token = %+v", tok)
 			}
