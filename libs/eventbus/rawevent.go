@@ -26,6 +26,7 @@ var sourceHeader = map[eventsv1.Source][]string{
 	eventsv1.Source_SOURCE_OFFLINE:   {SourceOffline},
 	eventsv1.Source_SOURCE_RECONCILE: {SourceReconcile},
 	eventsv1.Source_SOURCE_REPLAY:    {SourceReplay},
+	eventsv1.Source_SOURCE_ONPREM:    {SourceOnPrem},
 }
 
 var protobufHeader = []string{ContentTypeProtobuf}
@@ -53,7 +54,8 @@ func (b *RawEventBuffer) Reset() {
 func (b *RawEventBuffer) Cap() int { return cap(b.data) }
 
 // RawEventMessage is the one way a raw event is put on the bus: the
-// ingress publishes pushes with it, the subscriptions service recovered
+// ingress publishes pushes and on-premise events with it, the
+// subscriptions service recovered
 // events, the monitor replays, and the conformance suite its fixtures, so
 // every consumer sees the same message whatever its origin.
 //

@@ -24,6 +24,8 @@ func TestRawEventMessage(t *testing.T) {
 			nats.Header{"B24-Source": {"offline"}, "Content-Type": {"application/protobuf"}, "B24-Member-Id": {"m1"}, "B24-Event": {"ONAPPTEST"}}},
 		{"reconcile", &eventsv1.Envelope{MessageId: "id3", MemberId: "m-2", Event: "ONTASKUPDATE", EntityId: "7", Source: eventsv1.Source_SOURCE_RECONCILE},
 			nats.Header{"B24-Source": {"reconcile"}, "Content-Type": {"application/protobuf"}, "B24-Member-Id": {"m-2"}, "B24-Event": {"ONTASKUPDATE"}, "B24-Entity-Id": {"7"}}},
+		{"on-premise", &eventsv1.Envelope{MessageId: "id4", MemberId: "inst-1", Event: "ONCRMDEALADD", EntityId: "3", Source: eventsv1.Source_SOURCE_ONPREM},
+			nats.Header{"B24-Source": {"onprem"}, "Content-Type": {"application/protobuf"}, "B24-Member-Id": {"inst-1"}, "B24-Event": {"ONCRMDEALADD"}, "B24-Entity-Id": {"3"}}},
 		{"replay names the original", &eventsv1.Envelope{MessageId: "id1-r00", MemberId: "m1", Event: "ONCRMDEALUPDATE", EntityId: "42", Source: eventsv1.Source_SOURCE_REPLAY, ReplayOf: "id1"},
 			nats.Header{"B24-Source": {"replay"}, "Content-Type": {"application/protobuf"}, "B24-Member-Id": {"m1"}, "B24-Event": {"ONCRMDEALUPDATE"}, "B24-Entity-Id": {"42"}, "B24-Original-Msg-Id": {"id1"}}},
 	}

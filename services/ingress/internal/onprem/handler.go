@@ -15,14 +15,12 @@ import (
 	"github.com/b24hub/b24hub/libs/portals"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/labstack/echo/v4"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -195,17 +193,11 @@ func (h *Handler) publish(ctx context.Context, inst portals.Portal, ev Event, re
 		Body:        ev.Raw,
 		EntityId:    ev.EntityID,
 	}
-	data, err := proto.Marshal(env)
+	m, err := eventbus.RawEventMessage(env, nil)
 	if err != nil {
 		return err
 	}
-	hdr := nats.Header{}
-	hdr.Set(eventbus.HeaderSource, eventbus.SourceOnPrem)
-	hdr.Set(eventbus.HeaderContentType, eventbus.ContentTypeProtobuf)
-	if ev.EntityID != "" {
-		hdr.Set(eventbus.HeaderEntityID, ev.EntityID)
-	}
-	_, err = h.pub.Publish(ctx, eventbus.Message{Subject: eventbus.RawEvent(inst.MemberID, ev.Subject()), MsgID: msgID, Data: data, Header: hdr})
+	_, err = h.pub.Publish(ctx, m)
 	if err != nil {
 		h.log.WarnContext(ctx, "on-premise event not stored", "installation", inst.MemberID, "event", ev.Subject(), "event_id", ev.ID, "error", err)
 	}
