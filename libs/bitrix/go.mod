@@ -22,6 +22,7 @@ require (
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
 
 require (
@@ -47,8 +48,18 @@ replace github.com/b24hub/b24hub/libs/fakeportal => ../fakeportal
 
 replace github.com/b24hub/b24hub/libs/natstest => ../natstest
 
-require github.com/b24hub/b24hub/libs/eventbus v0.0.0-00010101000000-000000000000
+require (
+	github.com/b24hub/b24hub/libs/consumer v0.0.0-00010101000000-000000000000
+	github.com/b24hub/b24hub/libs/eventbus v0.0.0-00010101000000-000000000000
+	github.com/b24hub/b24hub/libs/portals v0.0.0-00010101000000-000000000000
+)
 
 replace github.com/b24hub/b24hub/libs/eventbus => ../eventbus
 
 replace github.com/b24hub/b24hub/proto => ../../proto
+
+replace github.com/b24hub/b24hub/libs/portals => ../portals
+
+replace github.com/b24hub/b24hub/libs/consumer => ../consumer
+
+replace github.com/b24hub/b24hub/libs/pgtest => ../pgtest

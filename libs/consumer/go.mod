@@ -4,12 +4,9 @@ go 1.26.0
 
 require (
 	github.com/b24hub/b24hub/libs/b24event v0.0.0-00010101000000-000000000000
-	github.com/b24hub/b24hub/libs/bitrix v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/eventbus v0.0.0-00010101000000-000000000000
-	github.com/b24hub/b24hub/libs/fakeportal v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/natstest v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/pgtest v0.0.0-00010101000000-000000000000
-	github.com/b24hub/b24hub/libs/portals v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/proto v0.0.0-00010101000000-000000000000
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/nats-io/nats.go v1.55.0
@@ -23,7 +20,6 @@ require (
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
-	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
@@ -44,7 +40,6 @@ require (
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
-	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
 
 replace (
@@ -55,9 +50,4 @@ replace (
 
 replace github.com/b24hub/b24hub/libs/pgtest => ../pgtest
 
-replace (
-	github.com/b24hub/b24hub/libs/b24event => ../b24event
-	github.com/b24hub/b24hub/libs/bitrix => ../bitrix
-	github.com/b24hub/b24hub/libs/fakeportal => ../fakeportal
-	github.com/b24hub/b24hub/libs/portals => ../portals
-)
+replace github.com/b24hub/b24hub/libs/b24event => ../b24event

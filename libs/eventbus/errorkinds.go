@@ -4,7 +4,7 @@ import "slices"
 
 // Error kinds: the whole vocabulary of Outcome.error_kind (and of the
 // error_kind label of the consumer metrics). The consumer runtime assigns
-// the first group, libs/consumer/bitrixport maps the Bitrix24 client's
+// the first group, libs/bitrix/bitrixport maps the Bitrix24 client's
 // errors onto the second, and the monitor's error_kind alert rules accept
 // only these names, so that a rule can never wait for a kind nobody
 // produces. Adding a kind is a change of this contract: add it here and to

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/b24hub/b24hub/libs/bitrix"
-	"github.com/b24hub/b24hub/libs/consumer/bitrixport"
+	"github.com/b24hub/b24hub/libs/bitrix/bitrixport"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/fakeportal"
 	"github.com/b24hub/b24hub/libs/portals"

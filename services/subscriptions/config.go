@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/b24hub/b24hub/libs/consumer/bitrixport"
+	"github.com/b24hub/b24hub/libs/bitrix/bitrixport"
 )
 
 // Config is the service configuration. Every field is read from one

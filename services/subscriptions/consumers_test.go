@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/b24hub/b24hub/libs/bitrix"
-	"github.com/b24hub/b24hub/libs/consumer/bitrixport"
+	"github.com/b24hub/b24hub/libs/bitrix/bitrixport"
 	"github.com/b24hub/b24hub/libs/fakeportal"
 )
 

@@ -75,7 +75,7 @@ func (s *Service) syncPortal(ctx context.Context, memberID string, apply bool) e
 		s.log.WarnContext(ctx, "subscription check failed", "member_id", memberID, "error", err)
 		return out
 	}
-	c, err := s.clients.Client(ctx, memberID)
+	c, err := s.clients.ClientFor(ctx, memberID)
 	if err != nil {
 		return fail(err)
 	}

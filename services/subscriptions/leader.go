@@ -108,7 +108,7 @@ func (s *Service) drainPortal(ctx context.Context, memberID string) {
 	if !ok || !p.Active {
 		return
 	}
-	c, err := s.clients.Client(ctx, memberID)
+	c, err := s.clients.ClientFor(ctx, memberID)
 	if err == nil {
 		var st offline.Stats
 		st, err = s.pump.Drain(ctx, offline.Portal{MemberID: memberID, Domain: p.Domain, ClientEndpoint: p.ClientEndpoint}, c)
@@ -138,7 +138,7 @@ func (s *Service) reconcileAll(ctx context.Context) {
 }
 
 func (s *Service) reconcilePortal(ctx context.Context, p portals.Portal, entity string) {
-	c, err := s.clients.Client(ctx, p.MemberID)
+	c, err := s.clients.ClientFor(ctx, p.MemberID)
 	if err == nil {
 		var st reconcile.Stats
 		st, err = s.recon.Run(ctx, reconcile.Portal{MemberID: p.MemberID, Domain: p.Domain, ClientEndpoint: p.ClientEndpoint}, c, entity)
@@ -158,7 +158,7 @@ func (s *Service) probeAll(ctx context.Context) {
 		if ctx.Err() != nil || !s.desired().For(id).ProbeEnabled() {
 			continue
 		}
-		c, err := s.clients.Client(ctx, id)
+		c, err := s.clients.ClientFor(ctx, id)
 		if err == nil {
 			_, err = s.prober.Send(ctx, id, c)
 		}

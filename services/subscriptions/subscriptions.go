@@ -24,17 +24,16 @@ import (
 	"time"
 
 	"github.com/b24hub/b24hub/libs/bitrix"
-	"github.com/b24hub/b24hub/libs/consumer/bitrixport"
+	"github.com/b24hub/b24hub/libs/bitrix/allowlist"
+	"github.com/b24hub/b24hub/libs/bitrix/bitrixport"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/portals"
-	"github.com/b24hub/b24hub/libs/bitrix/allowlist"
 	"github.com/b24hub/b24hub/services/subscriptions/internal/desired"
 	"github.com/b24hub/b24hub/services/subscriptions/internal/install"
 	"github.com/b24hub/b24hub/services/subscriptions/internal/lease"
 	"github.com/b24hub/b24hub/services/subscriptions/internal/offline"
 	"github.com/b24hub/b24hub/services/subscriptions/internal/probe"
 	"github.com/b24hub/b24hub/services/subscriptions/internal/reconcile"
-	"github.com/b24hub/b24hub/services/subscriptions/internal/restclient"
 	"github.com/b24hub/b24hub/services/subscriptions/internal/store"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -77,7 +76,7 @@ type Service struct {
 	pub   *eventbus.Publisher
 
 	want    atomic.Pointer[desired.Set]
-	clients *restclient.Factory
+	clients *bitrixport.RegistryClients
 	creds   *bitrix.KVTokenStore
 	install *install.Verifier
 	pump    *offline.Pump
@@ -145,8 +144,24 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		kickDrain: make(chan string, 256),
 	}
 	s.want.Store(want)
-	s.clients = restclient.New(restclient.Config{ClientID: cfg.AppClientID, ClientSecret: cfg.AppClientSecret,
-		HTTPClient: deps.HTTPClient, Limiter: limiter, AllowedHosts: allow}, deps.Portals, s.creds, deps.Logger)
+	// The same per-portal clients as every consumer (bitrixport), on the
+	// token store the installs are written to.
+	opts := []bitrix.Option{bitrix.WithLimiter(limiter), bitrix.WithLogger(deps.Logger), bitrix.WithAllowedHosts(allow)}
+	if deps.HTTPClient != nil {
+		opts = append(opts, bitrix.WithHTTPClient(deps.HTTPClient))
+	}
+	if cfg.App().CanRefresh() {
+		s.clients, err = bitrixport.NewOAuthRegistryClients(deps.Portals,
+			bitrixport.OAuthApp{ClientID: cfg.AppClientID, ClientSecret: cfg.AppClientSecret, Tokens: s.creds}, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("subscriptions: %w", err)
+		}
+	} else {
+		// Installed portals are then left out of binding, offline events,
+		// probes and reconciliation: say so once rather than per portal.
+		deps.Logger.WarnContext(ctx, "installed portals cannot be called: B24HUB_APP_CLIENT_ID and B24HUB_APP_CLIENT_SECRET are not set")
+		s.clients = bitrixport.NewRegistryClients(deps.Portals, opts...)
+	}
 	s.install, err = install.New(install.Config{AllowList: allow, ClientID: cfg.AppClientID, ClientSecret: cfg.AppClientSecret, Timeout: cfg.InstallTimeout,
 		HTTPClient: deps.HTTPClient}, s.creds, kvRecords{kvPortals}, deps.Portals, st, deps.Logger)
 	if err != nil {
@@ -288,7 +303,7 @@ func (s *Service) reloadDesired(ctx context.Context) {
 func (s *Service) appPortals(ctx context.Context) []string {
 	var out []string
 	for _, p := range s.deps.Portals.All() {
-		if p.Source == portals.SourceInstall && p.Active && s.clients.OAuth(ctx, p.MemberID) {
+		if p.Source == portals.SourceInstall && p.Active && s.clients.AppInstalled(ctx, p.MemberID) {
 			out = append(out, p.MemberID)
 		}
 	}
@@ -303,7 +318,7 @@ func (s *Service) restPortals(ctx context.Context) []portals.Portal {
 		if !p.Active {
 			continue
 		}
-		if p.WebhookURL != "" || s.clients.OAuth(ctx, p.MemberID) {
+		if p.WebhookURL != "" || s.clients.AppInstalled(ctx, p.MemberID) {
 			out = append(out, p)
 		}
 	}

@@ -29,9 +29,9 @@ import (
 
 	"github.com/b24hub/b24hub/libs/b24event"
 	"github.com/b24hub/b24hub/libs/bitrix"
+	"github.com/b24hub/b24hub/libs/bitrix/allowlist"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/portals"
-	"github.com/b24hub/b24hub/libs/bitrix/allowlist"
 	"github.com/b24hub/b24hub/services/subscriptions/internal/store"
 )
 

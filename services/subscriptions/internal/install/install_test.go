@@ -13,9 +13,9 @@ import (
 	"testing"
 
 	"github.com/b24hub/b24hub/libs/bitrix"
+	"github.com/b24hub/b24hub/libs/bitrix/allowlist"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/portals"
-	"github.com/b24hub/b24hub/libs/bitrix/allowlist"
 	"github.com/b24hub/b24hub/services/subscriptions/internal/store"
 )
 

@@ -8,7 +8,7 @@ import (
 	"io"
 
 	"github.com/b24hub/b24hub/libs/bitrix"
-	"github.com/b24hub/b24hub/libs/consumer/bitrixport"
+	"github.com/b24hub/b24hub/libs/bitrix/bitrixport"
 	"github.com/b24hub/b24hub/libs/svcmain"
 	"github.com/b24hub/b24hub/services/telephony"
 	"github.com/nats-io/nats.go/jetstream"

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/b24hub/b24hub/libs/bitrix"
+	"github.com/b24hub/b24hub/libs/bitrix/bitrixport"
 	"github.com/b24hub/b24hub/libs/consumer"
-	"github.com/b24hub/b24hub/libs/consumer/bitrixport"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/portals"
 )
@@ -82,5 +82,57 @@ func TestRegistryClients(t *testing.T) {
 	}
 	if _, err := rc.ClientFor(context.Background(), "unknown"); !errors.Is(err, bitrixport.ErrNoCredentials) || !errors.Is(err, consumer.ErrPermanent) {
 		t.Errorf("unknown portal: %v", err)
+	}
+}
+
+type lookup map[string]portals.Portal
+
+func (l lookup) Lookup(id string) (portals.Portal, bool) { p, ok := l[id]; return p, ok }
+
+// TestAppInstalledAndForget covers what the subscriptions service asks of
+// the clients: which portals it can call as the application, and building
+// a new client after a reinstall replaced the tokens.
+func TestAppInstalledAndForget(t *testing.T) {
+	ctx := context.Background()
+	tokens := &bitrix.MemoryTokenStore{}
+	tokens.Put("app", bitrix.Token{AccessToken: "a", RefreshToken: "r", ClientEndpoint: "https://a.bitrix24.com/rest/", MemberID: "app"})
+	tokens.Put("gone", bitrix.Token{AccessToken: "a"})
+	reg := lookup{
+		"hook":   {MemberID: "hook", WebhookURL: "https://h.bitrix24.com/rest/1/code/", Active: true},
+		"app":    {MemberID: "app", Active: true, Plan: "enterprise", ClientEndpoint: "https://a.bitrix24.com/rest/"},
+		"gone":   {MemberID: "gone", Active: false, ClientEndpoint: "https://g.bitrix24.com/rest/"},
+		"nocred": {MemberID: "nocred", Active: true, ClientEndpoint: "https://n.bitrix24.com/rest/"},
+	}
+	rc, err := bitrixport.NewOAuthRegistryClients(reg, bitrixport.OAuthApp{ClientID: "id", ClientSecret: "s", Tokens: tokens})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]bool{"hook": false, "app": true, "gone": false, "nocred": false, "unknown": false} {
+		if got := rc.AppInstalled(ctx, id); got != want {
+			t.Errorf("AppInstalled(%s) = %v, want %v", id, got, want)
+		}
+	}
+	c, err := rc.ClientFor(ctx, "app")
+	if err != nil || c.Portal() != "app" {
+		t.Fatalf("ClientFor(app) = %v, %v", c, err)
+	}
+	if again, _ := rc.ClientFor(ctx, "app"); again != c {
+		t.Error("client not kept")
+	}
+	rc.Forget("app")
+	if again, _ := rc.ClientFor(ctx, "app"); again == c {
+		t.Error("Forget kept the client")
+	}
+	if _, err := rc.ClientFor(ctx, "nocred"); !errors.Is(err, bitrixport.ErrNoCredentials) || !errors.Is(err, consumer.ErrPermanent) {
+		t.Errorf("installed portal without tokens: %v", err)
+	}
+	// Without the application's credentials no installed portal is
+	// callable, and saying so is permanent.
+	webhookOnly := bitrixport.NewRegistryClients(reg)
+	if webhookOnly.AppInstalled(ctx, "app") {
+		t.Error("AppInstalled without application credentials")
+	}
+	if _, err := webhookOnly.ClientFor(ctx, "app"); !errors.Is(err, bitrixport.ErrNoCredentials) {
+		t.Errorf("installed portal without application credentials: %v", err)
 	}
 }

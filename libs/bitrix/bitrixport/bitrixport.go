@@ -160,6 +160,30 @@ func (r *RegistryClients) ClientFor(ctx context.Context, memberID string) (*bitr
 	return c, nil
 }
 
+// AppInstalled reports whether memberID is an active portal installed as
+// the application (a registry record with a client_endpoint and no webhook
+// URL) that this service can call: it has the application's credentials
+// and the portal's tokens are stored. Those are the portals event.bind,
+// offline events and event.test work for. A token store that cannot be
+// read counts as no.
+func (r *RegistryClients) AppInstalled(ctx context.Context, memberID string) bool {
+	p, ok := r.reg.Lookup(memberID)
+	if !ok || !p.Active || p.WebhookURL != "" || p.ClientEndpoint == "" || r.oauth == nil {
+		return false
+	}
+	_, _, err := r.oauth.Tokens.Load(ctx, memberID)
+	return err == nil
+}
+
+// Forget drops the client kept for memberID, so the next ClientFor builds
+// a new one: after a reinstall replaced the portal's tokens, or an
+// uninstall, the old client's cached access token must not be used.
+func (r *RegistryClients) Forget(memberID string) {
+	r.mu.Lock()
+	delete(r.clients, memberID)
+	r.mu.Unlock()
+}
+
 // Static serves one client for every portal; handy in tests and for the
 // local stack with one fake portal.
 type Static struct{ Client *bitrix.Client }

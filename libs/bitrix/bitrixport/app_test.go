@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/b24hub/b24hub/libs/consumer/bitrixport"
+	"github.com/b24hub/b24hub/libs/bitrix/bitrixport"
 )
 
 func TestAppFromEnv(t *testing.T) {
