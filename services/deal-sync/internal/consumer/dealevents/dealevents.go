@@ -1,5 +1,16 @@
 // Package dealevents is deal-sync's consumer of raw deal events
-// (ONCRMDEALADD, ONCRMDEALUPDATE, ONCRMDEALDELETE, ONCRMDEALMOVETOCATEGORY).
+// (ONCRMDEALADD, ONCRMDEALUPDATE, ONCRMDEALDELETE, ONCRMDEALMOVETOCATEGORY),
+// and of the same changes raised as PHP events on an on-premise
+// installation and delivered by its b24hub.forwarder module
+// (ONAFTERCRMDEALADD, ONAFTERCRMDEALUPDATE, ONAFTERCRMDEALDELETE).
+//
+// On-premise events are handled exactly like REST events: their deal id
+// (the envelope's entity id) is the hint, and the deal is fetched through
+// the installation's REST webhook. Their field arrays are not used as the
+// state: OnAfterCrmDealUpdate carries only the fields that save changed,
+// not the deal, so a diff against the snapshot needs the fetch anyway; and
+// one path for both sources keeps coalescing, batching, the rate limit and
+// loop protection identical. See docs/onprem.md.
 //
 // Events are hints: they carry a deal id only. For each batch of one
 // portal's events the handler fetches every distinct deal once with batched
@@ -40,8 +51,13 @@ const Durable = "deal-sync"
 // EntityType is the DomainChange entity type.
 const EntityType = "deal"
 
-// Events are the raw events this consumer handles.
-var Events = []string{"ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALDELETE", "ONCRMDEALMOVETOCATEGORY"}
+// Events are the raw events this consumer handles: REST events, then the
+// on-premise PHP events (OnAfterCrmDeal… upper-cased by the ingress).
+var Events = []string{"ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALDELETE", "ONCRMDEALMOVETOCATEGORY",
+	"ONAFTERCRMDEALADD", "ONAFTERCRMDEALUPDATE", "ONAFTERCRMDEALDELETE"}
+
+// deleteEvents say the deal is gone: no fetch, the mirror is marked deleted.
+var deleteEvents = map[string]bool{"ONCRMDEALDELETE": true, "ONAFTERCRMDEALDELETE": true}
 
 // Spec is the consumer definition: batches of up to 50 distinct deals of
 // one portal gathered for 200ms.
@@ -150,7 +166,7 @@ func (h *Handler) HandleBatch(ctx context.Context, batch []*consumer.Message[*ev
 		if m.Published.After(w.stored) {
 			w.stored = m.Published
 		}
-		if m.Event == "ONCRMDEALDELETE" {
+		if deleteEvents[m.Event] {
 			w.deleted = true
 		}
 	}
