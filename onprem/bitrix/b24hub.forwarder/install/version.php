@@ -1,5 +1,5 @@
 <?php
-$arModuleVersion = [
-    'VERSION' => '1.0.0',
-    'VERSION_DATE' => '2026-12-03 00:00:00',
-];
+$arModuleVersion = array(
+    "VERSION" => "1.0.0",
+    "VERSION_DATE" => "2026-12-03 00:00:00",
+);

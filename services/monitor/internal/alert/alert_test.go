@@ -131,6 +131,7 @@ rules:
   - {name: errors, kind: error_rate, window: 10m, threshold: 0.5, min_attempts: 4}
   - {name: dead, kind: dead_letters, window: 10m}
   - {name: overload, kind: error_kind, error_kind: overload, window: 10m}
+  - {name: onprem-quiet, kind: silence, event: ONAFTERCRMDEALUPDATE, max_quiet: 10m}
 `)
 	now := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC) // Monday noon
 	in := alert.Input{Now: now, Since: now.Add(-time.Hour),
@@ -140,6 +141,8 @@ rules:
 			{Portal: "m2", EventType: "ONCRMDEALUPDATE", Source: "replay", LastReceivedAt: now},
 			{Portal: "m3", EventType: "ONCRMDEALUPDATE", Source: "replay", LastReceivedAt: now},
 			{Portal: "m1", EventType: "ONAPPTEST", Source: "push", LastReceivedAt: now.Add(-5 * time.Minute)},
+			// An on-premise installation's forwarded events count by default.
+			{Portal: "crm-main", EventType: "ONAFTERCRMDEALUPDATE", Source: "onprem", LastReceivedAt: now.Add(-11 * time.Minute)},
 		},
 		Counts: map[time.Duration][]ledger.OutcomeCount{10 * time.Minute: {
 			{Consumer: "deal-sync", Portal: "m1", Kind: "done", N: 2},
@@ -158,8 +161,9 @@ rules:
 		"quiet-m9/m9":      true, // named, never seen, quiet since start
 		"probe/m1":         false,
 		"errors/deal-sync": true, "errors/tasks": false,
-		"dead/tasks":  true,
-		"overload/m1": true,
+		"dead/tasks":            true,
+		"overload/m1":           true,
+		"onprem-quiet/crm-main": true,
 	}
 	for k, v := range want {
 		if f, ok := got[k]; !ok || f != v {

@@ -72,7 +72,8 @@ type Rule struct {
 	// Event is the event type watched by a silence rule; required there.
 	Event string `yaml:"event" json:"event,omitempty"`
 	// Sources count towards a silence or probe rule. Default push,
-	// offline, reconcile (replays never prove the portal is talking).
+	// offline, reconcile, onprem (replays never prove the portal is
+	// talking; an on-premise installation's forwarded events do).
 	Sources []string `yaml:"sources" json:"sources,omitempty"`
 	// MaxQuiet is the longest allowed quiet period (silence, probe); required there.
 	MaxQuiet Duration `yaml:"max_quiet" json:"max_quiet,omitempty"`
@@ -283,7 +284,7 @@ func (r *Rule) compile(cals map[string]*Calendar) error {
 		r.Portals = nil
 	}
 	if len(r.Sources) == 0 {
-		r.Sources = []string{"push", "offline", "reconcile"}
+		r.Sources = []string{"push", "offline", "reconcile", "onprem"}
 	}
 	if r.Window <= 0 {
 		r.Window = Duration(15 * time.Minute)
