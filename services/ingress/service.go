@@ -21,4 +21,6 @@ var Declaration = svcdecl.Service{
 	Buckets: []svcdecl.Bucket{{Name: eventbus.BucketPortals, Access: svcdecl.Read}},
 	Ports:   []svcdecl.Port{{Name: "http", Port: 8080, Exposure: svcdecl.Public, Env: "B24HUB_INGRESS_ADDR"}},
 	Scaling: svcdecl.Scaling{MinReplicas: 2, MaxReplicas: 10},
+	SecretFiles: []svcdecl.SecretFile{{Env: "B24HUB_PORTALS_FILE", Secret: "b24hub-portals", Key: "portals.yaml",
+		Comment: "The portals the ingress authenticates (with the B24_PORTALS bucket)."}},
 }

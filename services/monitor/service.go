@@ -24,9 +24,18 @@ var Declaration = svcdecl.Service{
 		{Durable: ingest.DurableDead, Stream: eventbus.StreamDead, FilterSubjects: []string{eventbus.DeadPrefix + ".>"}},
 	},
 	// Replays enter as raw events again.
-	Publishes:   []string{eventbus.RawEvent("*", "*")},
+	Publishes: []string{eventbus.RawEvent("*", "*")},
+	// The alert rules watch the live portal registry: the portals file and
+	// the bucket.
+	Buckets:     []svcdecl.Bucket{{Name: eventbus.BucketPortals, Access: svcdecl.Read}},
 	Database:    &svcdecl.Database{Schema: schema.Name, Migrations: schema.Migrations},
 	Ports:       []svcdecl.Port{{Name: "api", Port: 8081, Exposure: svcdecl.Cluster, Env: "B24HUB_MONITOR_ADDR"}},
 	Scaling:     svcdecl.Scaling{MinReplicas: 2, MaxReplicas: 2},
 	MemoryLimit: "512Mi",
+	SecretFiles: []svcdecl.SecretFile{
+		{Env: "B24HUB_MONITOR_TOKEN_FILE", Secret: "b24hub-monitor-token", Key: "token",
+			Comment: "The API's bearer token (the dashboard and b24ctl send it)."},
+		{Env: "B24HUB_PORTALS_FILE", Secret: "b24hub-portals", Key: "portals.yaml",
+			Comment: "The live portal registry the alert rules watch (with the\nB24_PORTALS bucket): a portal removed here stops being watched."},
+	},
 }

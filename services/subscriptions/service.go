@@ -37,4 +37,9 @@ var Declaration = svcdecl.Service{
 	Database:     &svcdecl.Database{Schema: store.Schema, Migrations: store.Migrations},
 	PortalClient: true,
 	Scaling:      svcdecl.Scaling{Singleton: true, MinReplicas: 2},
+	Env: []svcdecl.Env{
+		{Name: "B24HUB_INSTANCE_ID", FieldPath: "metadata.name", Comment: "Lease holder identity: the pod name."},
+		{Name: "B24HUB_HANDLER_URL", Value: "https://b24hub.example.com",
+			Comment: "Public base URL of the ingress; event handlers are bound to\n<this>/bitrix24/events. Overlays set it to the Ingress host."},
+	},
 }
