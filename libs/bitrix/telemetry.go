@@ -24,9 +24,20 @@ const (
 	attrResult = attribute.Key("bitrix.outcome")
 )
 
+// DurationBuckets are the bucket boundaries (seconds) of
+// bitrix.client.duration: a REST call takes tens of milliseconds to
+// seconds, and retries and operation-limit pauses (up to 10 minutes) stretch it.
+var DurationBuckets = []float64{0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
+
+// WaitBuckets are the bucket boundaries (seconds) of
+// bitrix.client.limiter.wait: from a token just short (milliseconds) to an
+// operation-limit pause; the B24HubRateLimitPressure alert reads the p95 against 10 s.
+var WaitBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600}
+
 // telemetry holds the instruments. Metric names follow OTel conventions;
 // the Prometheus exporter turns dots into underscores.
 type telemetry struct {
+	portals   *labelCap // bounds bitrix.portal on metrics
 	tracer    trace.Tracer
 	calls     metric.Int64Counter
 	errs      metric.Int64Counter
@@ -43,15 +54,17 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) (*telemetry,
 		mp = otel.GetMeterProvider()
 	}
 	m := mp.Meter(instrumentationName)
-	t := &telemetry{tracer: tp.Tracer(instrumentationName)}
+	t := &telemetry{tracer: tp.Tracer(instrumentationName), portals: portalCapFor(mp)}
 	var err, e error
 	t.calls, e = m.Int64Counter("bitrix.client.calls", metric.WithDescription("REST calls by method, portal and outcome (ok or the final error code)."))
 	err = errors.Join(err, e)
 	t.errs, e = m.Int64Counter("bitrix.client.errors", metric.WithDescription("Failed HTTP attempts by method, portal, error code and kind, including ones that were retried."))
 	err = errors.Join(err, e)
-	t.duration, e = m.Float64Histogram("bitrix.client.duration", metric.WithUnit("s"), metric.WithDescription("Wall time of a REST call including retries and limiter waits."))
+	t.duration, e = m.Float64Histogram("bitrix.client.duration", metric.WithUnit("s"), metric.WithDescription("Wall time of a REST call including retries and limiter waits."),
+		metric.WithExplicitBucketBoundaries(DurationBuckets...))
 	err = errors.Join(err, e)
-	t.wait, e = m.Float64Histogram("bitrix.client.limiter.wait", metric.WithUnit("s"), metric.WithDescription("Time spent waiting for the portal's rate limiter or an operation-limit pause."))
+	t.wait, e = m.Float64Histogram("bitrix.client.limiter.wait", metric.WithUnit("s"), metric.WithDescription("Time spent waiting for the portal's rate limiter or an operation-limit pause."),
+		metric.WithExplicitBucketBoundaries(WaitBuckets...))
 	err = errors.Join(err, e)
 	t.refreshes, e = m.Int64Counter("bitrix.client.oauth.refreshes", metric.WithDescription("OAuth refresh exchanges by portal and outcome."))
 	err = errors.Join(err, e)
@@ -64,14 +77,14 @@ func (t *telemetry) start(ctx context.Context, method, portal string) (context.C
 }
 
 func (t *telemetry) attemptFailed(ctx context.Context, method, portal string, e *Error) {
-	t.errs.Add(ctx, 1, metric.WithAttributes(attrMethod.String(method), attrPortal.String(portal),
+	t.errs.Add(ctx, 1, metric.WithAttributes(attrMethod.String(methodLabel(method)), attrPortal.String(t.portals.value(portal)),
 		attrCode.String(codeLabel(e)), attrKind.String(e.Kind().String())))
 	trace.SpanFromContext(ctx).AddEvent("attempt failed", trace.WithAttributes(
 		attrStatus.Int(e.Status), attrCode.String(e.Code), attrKind.String(e.Kind().String())))
 }
 
 func (t *telemetry) waited(ctx context.Context, portal string, d time.Duration) {
-	t.wait.Record(ctx, d.Seconds(), metric.WithAttributes(attrPortal.String(portal)))
+	t.wait.Record(ctx, d.Seconds(), metric.WithAttributes(attrPortal.String(t.portals.value(portal))))
 }
 
 func (t *telemetry) finish(ctx context.Context, span trace.Span, method, portal string, status int, began time.Time, now time.Time, err error) {
@@ -90,9 +103,9 @@ func (t *telemetry) finish(ctx context.Context, span trace.Span, method, portal 
 		span.SetAttributes(attrStatus.Int(status))
 	}
 	span.End()
-	attrs := metric.WithAttributes(attrMethod.String(method), attrPortal.String(portal), attrResult.String(outcome))
-	t.calls.Add(ctx, 1, attrs)
-	t.duration.Record(ctx, now.Sub(began).Seconds(), metric.WithAttributes(attrMethod.String(method), attrPortal.String(portal)))
+	m, p := attrMethod.String(methodLabel(method)), attrPortal.String(t.portals.value(portal))
+	t.calls.Add(ctx, 1, metric.WithAttributes(m, p, attrResult.String(outcome)))
+	t.duration.Record(ctx, now.Sub(began).Seconds(), metric.WithAttributes(m, p))
 }
 
 func (t *telemetry) refresh(ctx context.Context, portal string, e *Error) {
@@ -100,14 +113,36 @@ func (t *telemetry) refresh(ctx context.Context, portal string, e *Error) {
 	if e != nil {
 		outcome = codeLabel(e)
 	}
-	t.refreshes.Add(ctx, 1, metric.WithAttributes(attrPortal.String(portal), attrResult.String(outcome)))
+	t.refreshes.Add(ctx, 1, metric.WithAttributes(attrPortal.String(t.portals.value(portal)), attrResult.String(outcome)))
 }
 
-// codeLabel is the error code for metrics, or the kind when the code is
-// empty (common for CRM errors, §4.4).
+// codeLabel is the error code for metrics when it is one the client knows,
+// else the kind: the code comes from the portal's answer, so an unknown one
+// must not become a new series (the kind still says what happened, and the
+// span and the error keep the code).
 func codeLabel(e *Error) string {
-	if e.Code != "" {
+	if metricCodes[e.Code] {
 		return e.Code
 	}
 	return e.Kind().String()
 }
+
+// metricCodes are the error codes with their own bitrix.error.code and
+// bitrix.outcome label: the ones the client reacts to, plus common
+// server-side failures worth telling apart on a dashboard.
+var metricCodes = func() map[string]bool {
+	m := map[string]bool{
+		CodeQueryLimitExceeded: true, CodeOverloadLimit: true, CodeOperationTimeLimit: true,
+		CodeExpiredToken: true, CodeInvalidToken: true, CodeInvalidGrant: true, CodeNoAuthFound: true,
+		CodeMethodNotFound: true, CodeBatchLength: true,
+		"INTERNAL_SERVER_ERROR": true, "ERROR_CORE": true, "ERROR_ARGUMENT": true,
+		"ERROR_REQUIRED_PARAMETERS_MISSING": true, "ERROR_UNEXPECTED_ANSWER": true,
+	}
+	for c := range authCodes {
+		m[c] = true
+	}
+	for c := range notFoundCodes {
+		m[c] = true
+	}
+	return m
+}()

@@ -223,6 +223,16 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
+// DurationBuckets are the bucket boundaries (seconds) of consumer.duration:
+// a handler takes milliseconds (a database write) to tens of seconds (REST
+// calls with retries), up to the consumer's AckWait.
+var DurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120}
+
+// LagBuckets are the bucket boundaries (seconds) of consumer.lag: from
+// real time (sub-second) to a backlog of hours after an outage; the
+// B24HubProcessingLate alert reads the p95 against 300 s.
+var LagBuckets = []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600}
+
 // metrics are the runtime's instruments for one consumer.
 type metrics struct {
 	processed metric.Int64Counter
@@ -246,10 +256,12 @@ func newMetrics(m metric.Meter, consumer string) (*metrics, error) {
 	out.dead, err = m.Int64Counter("consumer.dead", metric.WithDescription("Messages dead-lettered, by reason."))
 	errs = append(errs, err)
 	out.duration, err = m.Float64Histogram("consumer.duration", metric.WithUnit("s"),
-		metric.WithDescription("Handler time per attempt, batch included."))
+		metric.WithDescription("Handler time per attempt, batch included."),
+		metric.WithExplicitBucketBoundaries(DurationBuckets...))
 	errs = append(errs, err)
 	out.lag, err = m.Float64Histogram("consumer.lag", metric.WithUnit("s"),
-		metric.WithDescription("Time from storing a message in its stream to processing it."))
+		metric.WithDescription("Time from storing a message in its stream to processing it."),
+		metric.WithExplicitBucketBoundaries(LagBuckets...))
 	errs = append(errs, err)
 	return out, errors.Join(errs...)
 }
