@@ -444,7 +444,7 @@ func TestEncodeForm(t *testing.T) {
 		{"auth[server_endpoint]", "https://oauth.bitrix.info/rest/"},
 		{"x", "a b~*'é"},
 	}))
-	// As in the real capture quoted in reference/bitrix24.md §3.2.
+	// As in the real capture cited in docs/bitrix24.md §3.2.
 	want := "event=ONCRMCONTACTADD&data%5BFIELDS%5D%5BID%5D=134806&auth%5Bscope%5D=crm%2Cplacement%2Cuser_brief" +
 		"&auth%5Bserver_endpoint%5D=https%3A%2F%2Foauth.bitrix.info%2Frest%2F&x=a+b%7E%2A%27%C3%A9"
 	if got != want {

@@ -19,5 +19,5 @@
 //   - KindTransient: a read is retried by the client; a write that failed
 //     ambiguously is not ([Error.Ambiguous]).
 //
-// Facts about the API are cited from docs/reference/bitrix24.md as "§n.n".
+// Facts about the API are cited from docs/bitrix24.md as "§n.n".
 package bitrix

@@ -7,7 +7,7 @@
 // disk.file.get, event.*, event.offline.*, app.info, feature.get and batch)
 // over both incoming-webhook URLs (/rest/{user}/{code}/{method}) and OAuth
 // (/rest/{method} with auth=token), and behaves the way the documentation in
-// docs/reference/bitrix24.md says the real one does ("§n.n" below):
+// docs/bitrix24.md says the real one does ("§n.n" below):
 //
 //   - a per-portal leaky bucket answering 503 QUERY_LIMIT_EXCEEDED (§4.5),
 //     and a per-method operation-time limit answering 429 (§4.6);
