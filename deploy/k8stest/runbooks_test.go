@@ -2,6 +2,7 @@ package k8stest
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -18,15 +19,15 @@ var requiredRunbooks = []string{
 }
 
 var (
-	b24ctlCmdRe   = regexp.MustCompile("(?m)(?:^|`)b24ctl ((?:[a-z][a-z-]*)(?: [a-z][a-z-]*)?)((?: [^\n|&;`]*)?)")
-	flagRe        = regexp.MustCompile(`(?:^|\s)--([a-z][a-z-]*)`)
-	apiPathRe     = regexp.MustCompile(`/api/v1/[A-Za-z0-9_/{}<>:.-]*`)
-	routeRe       = regexp.MustCompile(`\.(?:GET|POST|PUT|DELETE|PATCH)\("([^"]+)"`)
-	deployRefRe   = regexp.MustCompile(`\bdeploy/([a-z0-9-]+)`)
-	promLineRe    = regexp.MustCompile(`(?m)^#\s{2,}(.*(?:b24hub_|nats_).*)$`)
-	cmdPathRe     = regexp.MustCompile(`path:\s*"([^"]+)"`)
-	quotedFlagRe  = regexp.MustCompile(`fs\.[A-Za-z]+\(\s*(?:&?[^,"]*,\s*)?"([a-z][a-z-]*)"`)
-	helpFlagNames = map[string]bool{"help": true}
+	b24ctlCmdRe    = regexp.MustCompile("(?m)(?:^[ \t]*(?:[A-Z_][A-Z0-9_]*=\\S* )*|`)b24ctl( [^\n`]*)?")
+	continuationRe = regexp.MustCompile(`\\\n\s*`)
+	placeholderRe  = regexp.MustCompile(`<[a-z_][a-z_ ]*>`)
+	shellCutRe     = regexp.MustCompile(`\s(?:#|\||&|;|<|>|2>)`)
+	usageLineRe    = regexp.MustCompile(`(?m)^Usage:\n\s+b24ctl ?(.*)$`)
+	apiPathRe      = regexp.MustCompile(`/api/v1/[A-Za-z0-9_/{}<>:.-]*`)
+	routeRe        = regexp.MustCompile(`\.(?:GET|POST|PUT|DELETE|PATCH)\("([^"]+)"`)
+	deployRefRe    = regexp.MustCompile(`\bdeploy/([a-z0-9-]+)`)
+	promLineRe     = regexp.MustCompile(`(?m)^#\s{2,}(.*(?:b24hub_|nats_).*)$`)
 )
 
 func docFiles(t *testing.T) map[string]string {
@@ -44,39 +45,94 @@ func docFiles(t *testing.T) map[string]string {
 	return out
 }
 
+// b24ctlDocs are the files whose b24ctl command lines must run as written:
+// the runbooks, the deploy guide, the CLI's own page and the README.
+func b24ctlDocs(t *testing.T) map[string]string {
+	out := docFiles(t)
+	for _, f := range []string{"docs/b24ctl.md", "README.md"} {
+		out[f] = string(readFile(t, f))
+	}
+	return out
+}
+
+// docCommands returns the b24ctl command lines of a document: at the start
+// of a line (after environment assignments) or of an inline code span, with
+// shell continuations joined and the line cut at a comment, pipe, list or
+// redirection. Placeholders such as <member_id> become a plain word.
+func docCommands(text string) []string {
+	text = continuationRe.ReplaceAllString(text, " ")
+	var out []string
+	for _, m := range b24ctlCmdRe.FindAllStringSubmatch(text, -1) {
+		line := placeholderRe.ReplaceAllString(m[1], "PLACEHOLDER")
+		if i := shellCutRe.FindStringIndex(line); i != nil {
+			line = line[:i[0]]
+		}
+		out = append(out, strings.TrimSpace(line))
+	}
+	return out
+}
+
+// TestRunbooksMatchB24ctl runs every documented b24ctl command line, with
+// --help added, against b24ctl built from this checkout: the command path
+// must exist, positional arguments must be ones it takes, and every flag
+// must parse (name and value type), as an operator would type it.
 func TestRunbooksMatchB24ctl(t *testing.T) {
 	f := serviceFacts(t, "b24ctl")
 	if !f.Exists {
 		t.Skip("services/b24ctl/cmd/b24ctl not written yet")
 	}
-	paths := map[string]bool{}
-	for _, m := range cmdPathRe.FindAllStringSubmatch(f.OwnText, -1) {
-		paths[m[1]] = true
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command to build b24ctl")
 	}
-	flags := map[string]bool{}
-	for _, m := range quotedFlagRe.FindAllStringSubmatch(f.OwnText, -1) {
-		flags[m[1]] = true
+	bin := filepath.Join(t.TempDir(), "b24ctl")
+	build := exec.Command(goBin, "build", "-o", bin, "./services/b24ctl/cmd/b24ctl")
+	build.Dir = repoRoot
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build b24ctl: %v\n%s", err, out)
 	}
-	if len(paths) == 0 {
-		t.Fatalf("found no b24ctl command registrations (path: \"...\") in services/b24ctl; update this test")
-	}
-	for file, text := range docFiles(t) {
-		for _, m := range b24ctlCmdRe.FindAllStringSubmatch(text, -1) {
-			cmd, rest := m[1], m[2]
-			if !paths[cmd] {
-				// "b24ctl simulate" style single-word commands.
-				first, _, _ := strings.Cut(cmd, " ")
-				if !paths[first] {
-					t.Errorf("%s: `b24ctl %s` is not a b24ctl command (have: %v)", file, cmd, sortedKeys(paths))
-					continue
+	checked := 0
+	for file, text := range b24ctlDocs(t) {
+		for _, line := range docCommands(text) {
+			args := strings.Fields(strings.NewReplacer(`"`, "", "'", "").Replace(line))
+			cmd := exec.Command(bin, append(args, "--help")...)
+			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Errorf("%s: `b24ctl %s` does not parse: %v\n%s", file, line, err, out)
+				continue
+			}
+			// The resolved command, from the help's first usage line.
+			usage := usageLineRe.FindStringSubmatch(string(out))
+			if usage == nil {
+				t.Errorf("%s: `b24ctl %s --help` printed no usage line:\n%s", file, line, out)
+				continue
+			}
+			var path, params []string
+			for _, w := range strings.Fields(usage[1]) {
+				switch {
+				case w == "[flags]" || w == "[command]":
+				case strings.ToUpper(w) == w:
+					params = append(params, w)
+				default:
+					path = append(path, w)
 				}
 			}
-			for _, fm := range flagRe.FindAllStringSubmatch(rest, -1) {
-				if !flags[fm[1]] && !helpFlagNames[fm[1]] && !strings.HasPrefix(rest, " --dry-run") {
-					t.Errorf("%s: `b24ctl %s ... --%s`: b24ctl defines no flag %q", file, cmd, fm[1], fm[1])
+			var words []string
+			for _, a := range args {
+				if strings.HasPrefix(a, "-") {
+					break
 				}
+				words = append(words, a)
 			}
+			if len(words) < len(path) || strings.Join(words[:len(path)], " ") != strings.Join(path, " ") || len(words)-len(path) > len(params) {
+				t.Errorf("%s: `b24ctl %s`: b24ctl has no such command, or it takes fewer arguments (it resolved to `b24ctl %s`)", file, line, usage[1])
+			}
+			checked++
 		}
+	}
+	if checked < 20 {
+		t.Errorf("checked only %d documented b24ctl command lines; the extraction is broken", checked)
 	}
 }
 

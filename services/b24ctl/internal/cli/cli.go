@@ -1,21 +1,25 @@
 // Package cli is b24ctl, the b24hub operator CLI: portals, subscriptions,
 // live events and the ledger, replay, topology, and a load generator.
 //
-// Every command prints a human table by default and one JSON document with
-// --output json, answers --help with an example, and exits with a code that
-// means something (see the Exit* constants). Errors name the fix.
+// It follows the conventions of kubectl and the nats CLI: commands are
+// nouns then verbs (`b24ctl events tail`), listing and show commands take
+// `-o json|yaml|table`, each command lists only the flags it uses (NATS
+// flags on NATS commands, monitor flags on monitor commands), `b24ctl
+// completion bash|zsh|fish` prints shell completion and `b24ctl version`
+// the build. Exit codes mean something (see the Exit* constants) and errors
+// name the fix. Follow-mode commands run until interrupted; every command
+// stops on the first Ctrl-C (a second one kills the process).
 package cli
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
-	"time"
+
+	"github.com/spf13/cobra"
 )
 
 // Exit codes. Scripts may rely on them.
@@ -34,6 +38,11 @@ const (
 	ExitFindings = 4
 	// ExitAuth: the monitor refused the token.
 	ExitAuth = 5
+	// ExitInterrupted: Ctrl-C (or SIGTERM) stopped a command before it had
+	// done its work (128 + SIGINT, as shells report it). A follow-mode
+	// command (events tail) ends with ExitOK instead: being interrupted is
+	// how it is meant to stop.
+	ExitInterrupted = 130
 )
 
 // Env is what a command runs with; tests fill it by hand.
@@ -45,12 +54,22 @@ type Env struct {
 	// Progress forces the progress bar on (it is shown by default only
 	// when stderr is a terminal).
 	Progress bool
+	// ReadSecret prints prompt on stderr and reads one line from the
+	// terminal without echo. Nil when there is no terminal to ask: a
+	// secret is then never prompted for.
+	ReadSecret func(prompt string) (string, error)
+	// Version is the release version stamped into the binary with
+	// -ldflags; empty for a development build.
+	Version string
 }
 
 // exitError carries an exit code with a message.
 type exitError struct {
 	code int
 	err  error
+	// shown is true when the command already printed its result (a
+	// report that says what went wrong), so no error document follows.
+	shown bool
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
@@ -60,47 +79,27 @@ func fail(code int, format string, a ...any) error {
 	return &exitError{code: code, err: fmt.Errorf(format, a...)}
 }
 
+// failShown is fail for a command whose printed result already says
+// what went wrong.
+func failShown(code int, format string, a ...any) error {
+	return &exitError{code: code, err: fmt.Errorf(format, a...), shown: true}
+}
+
 func usageErr(format string, a ...any) error { return fail(ExitUsage, format, a...) }
 
-// command is one leaf command.
-type command struct {
-	path    string // "portals list"
-	summary string
-	usage   string // arguments after the path
-	example string
-	flags   func(fs *flag.FlagSet, o *opts)
-	run     func(ctx context.Context, c *call) error
+// app is one b24ctl invocation.
+type app struct {
+	env Env
 }
-
-// opts are the flags every command understands.
-type opts struct {
-	output     string
-	natsURL    string
-	monitorURL string
-	token      string
-	timeout    time.Duration
-}
-
-// call is one command invocation.
-type call struct {
-	env  Env
-	o    opts
-	args []string
-	fs   *flag.FlagSet
-}
-
-func (c *call) out() io.Writer { return c.env.Stdout }
-func (c *call) json() bool     { return c.o.output == "json" }
-
-var commands []*command
-
-func register(c *command) { commands = append(commands, c) }
 
 // Run executes b24ctl with args (without the program name) and returns the
-// exit code.
+// exit code. Cancelling ctx (the first Ctrl-C) stops the command.
 func Run(ctx context.Context, args []string, env Env) int {
 	if env.Getenv == nil {
 		env.Getenv = func(string) string { return "" }
+	}
+	if env.Stdin == nil {
+		env.Stdin = strings.NewReader("")
 	}
 	if env.Stdout == nil {
 		env.Stdout = io.Discard
@@ -108,123 +107,133 @@ func Run(ctx context.Context, args []string, env Env) int {
 	if env.Stderr == nil {
 		env.Stderr = io.Discard
 	}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		printOverview(env.Stdout)
-		if len(args) == 0 {
-			return ExitUsage
-		}
-		return ExitOK
-	}
-	cmd, rest := find(args)
-	if cmd == nil {
-		fmt.Fprintf(env.Stderr, "b24ctl: unknown command %q\n\n", strings.Join(args[:min(len(args), 2)], " "))
-		printOverview(env.Stderr)
-		return ExitUsage
-	}
-	c := &call{env: env}
-	fs := flag.NewFlagSet("b24ctl "+cmd.path, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&c.o.output, "output", "text", "output format: text or json")
-	fs.StringVar(&c.o.natsURL, "nats-url", or(env.Getenv("B24HUB_NATS_URL"), "nats://127.0.0.1:4222"), "NATS URL (env B24HUB_NATS_URL)")
-	fs.StringVar(&c.o.monitorURL, "monitor-url", or(env.Getenv("B24HUB_MONITOR_URL"), "http://127.0.0.1:8081"), "monitor base URL (env B24HUB_MONITOR_URL)")
-	fs.StringVar(&c.o.token, "token", env.Getenv("B24HUB_MONITOR_TOKEN"), "monitor API token (env B24HUB_MONITOR_TOKEN)")
-	fs.DurationVar(&c.o.timeout, "timeout", 30*time.Second, "overall time limit of the command")
-	help := fs.Bool("help", false, "show help")
-	fs.BoolVar(help, "h", false, "show help")
-	if cmd.flags != nil {
-		cmd.flags(fs, &c.o)
-	}
-	c.fs = fs
-	pos, err := parseInterleaved(fs, rest)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "b24ctl %s: %v\n\n", cmd.path, err)
-		printUsage(env.Stderr, cmd, fs)
-		return ExitUsage
-	}
-	if *help {
-		printUsage(env.Stdout, cmd, fs)
-		return ExitOK
-	}
-	if c.o.output != "text" && c.o.output != "json" {
-		fmt.Fprintf(env.Stderr, "b24ctl %s: --output must be text or json\n", cmd.path)
-		return ExitUsage
-	}
-	c.args = pos
-	ctx, cancel := context.WithTimeout(ctx, c.o.timeout)
-	defer cancel()
-	err = cmd.run(ctx, c)
+	a := &app{env: env}
+	root := a.root()
+	root.SetArgs(args)
+	root.SetIn(env.Stdin)
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return ExitOK
 	}
-	code := ExitError
+	return a.report(ctx, cmd, err)
+}
+
+// report prints err and returns its exit code. Errors that cobra itself
+// returns (unknown command or flag, missing argument) are usage errors;
+// every error of a command's own work is an *exitError.
+func (a *app) report(ctx context.Context, cmd *cobra.Command, err error) int {
+	code := ExitUsage
+	shown := false
 	var ee *exitError
 	if errors.As(err, &ee) {
-		code = ee.code
+		code, shown = ee.code, ee.shown
+	}
+	if ctx.Err() != nil && code != ExitUsage && code != ExitInterrupted {
+		// A request cut short by Ctrl-C fails with whatever the transport
+		// says; what happened is the interrupt.
+		code, err = ExitInterrupted, errors.New("interrupted")
 	}
 	if code == ExitFindings {
 		return code // the output already says what was found
 	}
-	if c.json() {
-		writeJSON(env.Stdout, map[string]any{"error": err.Error(), "exit_code": code})
+	if f := cmd.Flags().Lookup("output"); f != nil && !shown && f.Value.String() != formatTable {
+		_ = printerFor(f.Value.String(), a.env.Stdout).print(map[string]any{"error": err.Error(), "exit_code": code}, nil)
 	}
-	fmt.Fprintf(env.Stderr, "b24ctl %s: %v\n", cmd.path, err)
+	fmt.Fprintf(a.env.Stderr, "%s: %v\n", cmd.CommandPath(), err)
 	if code == ExitUsage {
-		fmt.Fprintf(env.Stderr, "run `b24ctl %s --help` for usage\n", cmd.path)
+		fmt.Fprintf(a.env.Stderr, "run `%s --help` for usage\n", cmd.CommandPath())
 	}
 	return code
 }
 
-// find picks the longest command path that prefixes args.
-func find(args []string) (*command, []string) {
-	var best *command
-	n := 0
-	for _, c := range commands {
-		p := strings.Fields(c.path)
-		if len(p) <= len(args) && slices.Equal(p, args[:len(p)]) && len(p) > n {
-			best, n = c, len(p)
-		}
+// root builds the command tree.
+func (a *app) root() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "b24ctl",
+		Short: "operate b24hub: portals, subscriptions, events, replay, topology, load",
+		Long: `b24ctl operates b24hub: portals, subscriptions, live events and the delivery
+ledger, replay, the NATS topology, and a load generator.
+
+Listing and show commands take -o json|yaml|table. Exit codes: 0 ok, 1 error,
+2 usage, 3 dependency unreachable, 4 findings (drift, failed requests, firing
+alerts), 5 token refused, 130 interrupted.`,
+		Version:       a.version().Version,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		// Validate -o before any work, for every command that has it.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if f := cmd.Flags().Lookup("output"); f != nil {
+				if _, ok := formats[f.Value.String()]; !ok {
+					return usageErr("-o/--output %q: want json, yaml or table", f.Value.String())
+				}
+			}
+			return nil
+		},
 	}
-	return best, args[n:]
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr("%v", err) })
+	root.SetVersionTemplate("{{.Name}} {{.Version}}\n")
+	root.AddCommand(
+		a.portalsCmd(),
+		a.subscriptionsCmd(),
+		a.eventsCmd(),
+		a.replayCmd(),
+		a.topologyCmd(),
+		a.simulateCmd(),
+		a.versionCmd(),
+	)
+	return root
 }
 
-// parseInterleaved lets flags and positional arguments mix.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
+// group is a command that only holds subcommands. Unlike cobra's default
+// it rejects an unknown subcommand instead of printing help with exit 0.
+func group(use, short string, children ...*cobra.Command) *cobra.Command {
+	c := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageErr("unknown command %q for %q", args[0], cmd.CommandPath())
+			}
+			return cmd.Help()
+		},
+	}
+	c.AddCommand(children...)
+	return c
+}
+
+// action adapts a command's work to cobra: the context is the
+// invocation's, and an error without an exit code is a failure (exit 1),
+// never mistaken for a usage error.
+func action(fn func(ctx context.Context, cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		err := fn(cmd.Context(), cmd, args)
+		var ee *exitError
+		if err != nil && !errors.As(err, &ee) {
+			err = &exitError{code: ExitError, err: err}
 		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+		return err
 	}
 }
 
-func printOverview(w io.Writer) {
-	fmt.Fprintln(w, "b24ctl — operate b24hub\n\nUsage: b24ctl <command> [flags]\n\nCommands:")
-	cs := slices.Clone(commands)
-	slices.SortFunc(cs, func(a, b *command) int { return strings.Compare(a.path, b.path) })
-	for _, c := range cs {
-		fmt.Fprintf(w, "  %-22s %s\n", c.path, c.summary)
+// exactArgs wants n positional arguments, named what in the error.
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageErr("want %s (got %d arguments)", what, len(args))
+		}
+		return nil
 	}
-	fmt.Fprintln(w, "\nEvery command takes --help, --output json and --timeout.")
-	fmt.Fprintln(w, "Exit codes: 0 ok, 1 error, 2 usage, 3 dependency unreachable, 4 findings (drift, failed requests), 5 token refused.")
 }
 
-func printUsage(w io.Writer, c *command, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "b24ctl %s — %s\n\nUsage: b24ctl %s [flags] %s\n\nExample:\n  %s\n\nFlags:\n", c.path, c.summary, c.path, c.usage, c.example)
-	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name == "h" {
-			return
-		}
-		def := ""
-		if f.DefValue != "" && f.DefValue != "false" && !strings.Contains(f.Name, "token") {
-			def = " (default " + f.DefValue + ")"
-		}
-		fmt.Fprintf(w, "  --%-16s %s%s\n", f.Name, f.Usage, def)
-	})
+// noArgs rejects positional arguments with a usage error.
+func noArgs(_ *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageErr("unexpected argument %q", args[0])
+	}
+	return nil
 }
 
 func or(a, b string) string {

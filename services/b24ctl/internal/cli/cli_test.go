@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +16,8 @@ import (
 	"github.com/b24hub/b24hub/services/ingress"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 )
 
 // result is one b24ctl invocation.
@@ -29,35 +28,122 @@ type result struct {
 
 func run(t *testing.T, env map[string]string, stdin string, args ...string) result {
 	t.Helper()
+	return runEnv(t, context.Background(), Env{Getenv: func(k string) string { return env[k] }, Stdin: strings.NewReader(stdin)}, args...)
+}
+
+func runEnv(t *testing.T, ctx context.Context, e Env, args ...string) result {
+	t.Helper()
 	var out, errOut bytes.Buffer
-	code := Run(context.Background(), args, Env{
-		Getenv: func(k string) string { return env[k] },
-		Stdin:  strings.NewReader(stdin), Stdout: &out, Stderr: &errOut,
-	})
+	e.Stdout, e.Stderr = &out, &errOut
+	code := Run(ctx, args, e)
 	return result{code, out.String(), errOut.String()}
 }
 
-func TestHelpAndUsage(t *testing.T) {
-	if r := run(t, nil, ""); r.code != ExitUsage || !strings.Contains(r.stdout, "simulate") {
-		t.Errorf("no args: %+v", r)
-	}
-	if r := run(t, nil, "", "--help"); r.code != ExitOK {
-		t.Errorf("--help: %+v", r)
-	}
-	if r := run(t, nil, "", "frobnicate"); r.code != ExitUsage || !strings.Contains(r.stderr, "unknown command") {
-		t.Errorf("unknown: %+v", r)
-	}
-	for _, c := range commands {
-		r := run(t, nil, "", append(strings.Fields(c.path), "--help")...)
-		if r.code != ExitOK || !strings.Contains(r.stdout, "Example:\n  b24ctl "+c.path) {
-			t.Errorf("%s --help: code %d\n%s", c.path, r.code, r.stdout)
+// leaves lists every command that does work, by path ("events tail").
+func leaves() map[string]*cobra.Command {
+	out := map[string]*cobra.Command{}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, s := range c.Commands() {
+			if s.Name() == "completion" || s.Name() == "help" {
+				continue
+			}
+			if s.HasSubCommands() {
+				walk(s)
+				continue
+			}
+			out[strings.TrimPrefix(s.CommandPath(), "b24ctl ")] = s
 		}
 	}
-	if r := run(t, nil, "", "topology", "apply", "--bogus"); r.code != ExitUsage {
-		t.Errorf("bad flag: %+v", r)
+	walk((&app{env: Env{Getenv: func(string) string { return "" }}}).root())
+	return out
+}
+
+func TestHelpAndUsage(t *testing.T) {
+	if r := run(t, nil, ""); r.code != ExitOK || !strings.Contains(r.stdout, "simulate") {
+		t.Errorf("no args: %+v", r)
 	}
-	if r := run(t, nil, "", "topology", "show", "--output", "yaml"); r.code != ExitUsage {
-		t.Errorf("bad output: %+v", r)
+	if r := run(t, nil, "", "--help"); r.code != ExitOK || !strings.Contains(r.stdout, "completion") {
+		t.Errorf("--help: %+v", r)
+	}
+	for _, args := range [][]string{{"frobnicate"}, {"events", "frobnicate"}, {"topology", "apply", "--bogus"},
+		{"topology", "show", "-o", "xml"}, {"events", "show"}, {"events", "show", "a", "b"}, {"topology", "show", "extra"}} {
+		if r := run(t, nil, "", args...); r.code != ExitUsage || !strings.Contains(r.stderr, "--help` for usage") {
+			t.Errorf("%v: want a usage error, got %+v", args, r)
+		}
+	}
+	for path := range leaves() {
+		r := run(t, nil, "", append(strings.Fields(path), "--help")...)
+		if r.code != ExitOK || !strings.Contains(r.stdout, "Examples:\n  b24ctl "+path) {
+			t.Errorf("%s --help: code %d\n%s", path, r.code, r.stdout)
+		}
+	}
+}
+
+// TestFlagsOnlyWhereUsed: a command lists the connection flags it uses and
+// no others, and -o on every command that prints a result.
+func TestFlagsOnlyWhereUsed(t *testing.T) {
+	natsCmds := map[string]bool{"portals list": true, "subscriptions diff": true, "subscriptions apply": true,
+		"events tail": true, "topology apply": true, "topology show": true}
+	monitorCmds := map[string]bool{"portals health": true, "events search": true, "events show": true,
+		"replay event": true, "replay filter": true, "replay dead-letters": true}
+	all := leaves()
+	for path := range natsCmds {
+		if all[path] == nil {
+			t.Errorf("no command %q", path)
+		}
+	}
+	for path, c := range all {
+		t.Run(path, func(t *testing.T) {
+			has := func(name string) bool { return c.Flags().Lookup(name) != nil }
+			if has("nats-url") != natsCmds[path] {
+				t.Errorf("--nats-url present=%v, want %v", has("nats-url"), natsCmds[path])
+			}
+			for _, f := range []string{"monitor-url", "token-file", "token"} {
+				if has(f) != monitorCmds[path] {
+					t.Errorf("--%s present=%v, want %v", f, has(f), monitorCmds[path])
+				}
+			}
+			if has("timeout") != (natsCmds[path] || monitorCmds[path]) {
+				t.Errorf("--timeout present=%v on a command that talks to neither NATS nor the monitor", has("timeout"))
+			}
+			if !has("output") {
+				t.Error("no -o/--output")
+			}
+			help := run(t, nil, "", append(strings.Fields(path), "--help")...).stdout
+			if strings.Contains(help, "Global Flags") || strings.Contains(help, "--token ") {
+				t.Errorf("help lists global or deprecated flags:\n%s", help)
+			}
+		})
+	}
+}
+
+func TestVersionAndCompletion(t *testing.T) {
+	r := runEnv(t, context.Background(), Env{Version: "v1.2.3"}, "version")
+	if r.code != ExitOK || !strings.HasPrefix(r.stdout, "b24ctl v1.2.3 ") {
+		t.Errorf("version: %+v", r)
+	}
+	r = runEnv(t, context.Background(), Env{Version: "v1.2.3"}, "version", "-o", "yaml")
+	var b map[string]string
+	if err := yaml.Unmarshal([]byte(r.stdout), &b); err != nil || b["version"] != "v1.2.3" || b["go_version"] == "" {
+		t.Errorf("version -o yaml: %v %+v", err, r)
+	}
+	if r := run(t, nil, "", "version"); r.code != ExitOK || !strings.HasPrefix(r.stdout, "b24ctl dev ") {
+		t.Errorf("unstamped version: %+v", r)
+	}
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		if r := run(t, nil, "", "completion", sh); r.code != ExitOK || !strings.Contains(r.stdout, "b24ctl") {
+			t.Errorf("completion %s: code %d, %d bytes", sh, r.code, len(r.stdout))
+		}
+	}
+	// The shell asks b24ctl itself for candidates.
+	r = run(t, nil, "", "__complete", "events", "search", "--status", "")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "dead\n") {
+		t.Errorf("complete --status: %+v", r)
+	}
+	r = run(t, nil, "", "__complete", "replay", "")
+	if !strings.Contains(r.stdout, "dead-letters") || !strings.Contains(r.stdout, "filter") {
+		t.Errorf("complete replay: %+v", r)
 	}
 }
 
@@ -164,7 +250,7 @@ func TestPortalsFile(t *testing.T) {
 	tokFile := filepath.Join(dir, "token")
 	_ = os.WriteFile(tokFile, []byte("tok-1\n"), 0o600)
 	env := map[string]string{"B24HUB_PORTALS_FILE": file}
-	if r := run(t, env, "", "portals", "add", "--member-id", "m1", "--domain", "a.bitrix24.com", "--token-file", tokFile); r.code != ExitOK {
+	if r := run(t, env, "", "portals", "add", "--member-id", "m1", "--domain", "a.bitrix24.com", "--application-token-file", tokFile); r.code != ExitOK {
 		t.Fatalf("add: %+v", r)
 	}
 	if r := run(t, env, "", "portals", "add", "--member-id", "m2", "--application-token", "generate", "--output", "json"); r.code != ExitOK || !strings.Contains(r.stdout, "application_token") {
@@ -201,71 +287,6 @@ func TestPortalsFile(t *testing.T) {
 	}
 	if r := run(t, env, "x", "portals", "rotate-token", "--member-id", "nope", "--application-token-stdin"); r.code != ExitError || !strings.Contains(r.stderr, "reinstall") {
 		t.Errorf("rotate unknown: %+v", r)
-	}
-}
-
-// monitorStub answers the monitor routes the CLI uses, behind a bearer token.
-func monitorStub(t *testing.T) *httptest.Server {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer secret" {
-			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = io.WriteString(w, `{"error":"unauthorized"}`)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		switch {
-		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/events":
-			if r.URL.Query().Get("portal") != "m1" || r.URL.Query().Get("limit") != "50" {
-				w.WriteHeader(http.StatusBadRequest)
-				return
-			}
-			_, _ = io.WriteString(w, `{"events":[{"id":"e1","portal":"m1","event_type":"ONCRMDEALUPDATE","entity_id":"7","source":"push","status":"dead","received_at":"2026-09-17T10:00:00Z"}],"next_cursor":"c2"}`)
-		case r.Method == http.MethodPost && r.URL.Path == "/api/v1/replay":
-			var req map[string]any
-			_ = json.NewDecoder(r.Body).Decode(&req)
-			if req["event_id"] == "bad" {
-				_, _ = io.WriteString(w, `{"replayed":[],"failed":{"bad":"not found"},"truncated":false}`)
-				return
-			}
-			_, _ = io.WriteString(w, `{"replayed":[{"id":"r1","original_id":"e1"}],"truncated":false}`)
-		case r.URL.Path == "/api/v1/portals":
-			_, _ = io.WriteString(w, `{"portals":[{"portal":"m1","domain":"a.bitrix24.com","last_event_at":"2026-09-17T10:00:00Z","silence":[],"alerts":[{"rule":"silence"}]}]}`)
-		default:
-			w.WriteHeader(http.StatusNotFound)
-			_, _ = io.WriteString(w, `{"error":"not found"}`)
-		}
-	}))
-	t.Cleanup(srv.Close)
-	return srv
-}
-
-func TestMonitorCommands(t *testing.T) {
-	srv := monitorStub(t)
-	env := map[string]string{"B24HUB_MONITOR_URL": srv.URL, "B24HUB_MONITOR_TOKEN": "secret"}
-	r := run(t, env, "", "events", "search", "--portal", "m1")
-	if r.code != ExitOK || !strings.Contains(r.stdout, "ONCRMDEALUPDATE") || !strings.Contains(r.stdout, "--cursor c2") {
-		t.Errorf("search: %+v", r)
-	}
-	if r := run(t, map[string]string{"B24HUB_MONITOR_URL": srv.URL}, "", "events", "search", "--portal", "m1"); r.code != ExitAuth || !strings.Contains(r.stderr, "B24HUB_MONITOR_TOKEN") {
-		t.Errorf("no token: %+v", r)
-	}
-	if r := run(t, env, "", "replay", "event", "e1", "--output", "json"); r.code != ExitOK || !strings.Contains(r.stdout, `"r1"`) {
-		t.Errorf("replay: %+v", r)
-	}
-	if r := run(t, env, "", "replay", "event", "bad"); r.code != ExitFindings || !strings.Contains(r.stdout, "failed bad") {
-		t.Errorf("failed replay: %+v", r)
-	}
-	if r := run(t, env, "", "replay", "filter", "--portal", "m1", "--from", "1h"); r.code != ExitUsage || !strings.Contains(r.stderr, "--yes") {
-		t.Errorf("bulk replay without --yes: %+v", r)
-	}
-	if r := run(t, env, "", "replay", "dead-letters", "--consumer", "deal-sync", "--yes"); r.code != ExitOK {
-		t.Errorf("dead letters: %+v", r)
-	}
-	if r := run(t, env, "", "portals", "health"); r.code != ExitFindings || !strings.Contains(r.stdout, "a.bitrix24.com") {
-		t.Errorf("health: %+v", r)
-	}
-	if r := run(t, env, "", "events", "show", "missing"); r.code != ExitError || !strings.Contains(r.stderr, "404") {
-		t.Errorf("show missing: %+v", r)
 	}
 }
 
@@ -332,5 +353,61 @@ func TestSimulateAgainstIngress(t *testing.T) {
 	r = run(t, env, "", "events", "tail", "--since", "1m", "--count", "3", "--output", "json", "--for", "5s")
 	if r.code != ExitOK || strings.Count(r.stdout, `"member_id":"m1"`) != 3 {
 		t.Errorf("tail: %+v", r)
+	}
+}
+
+// TestPortalsAddWritesCleanFile: a new entry carries only the keys given
+// (no empty strings, no `active: null`), and the operator's comments and
+// other entries stay as they were.
+func TestPortalsAddWritesCleanFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "portals.yaml")
+	const before = `# Portals of the acme tenant; tokens live in the secret store.
+portals:
+  # the first portal
+  - member_id: m0
+    application_token: t0 # inline for the demo
+    plan: enterprise
+`
+	if err := os.WriteFile(file, []byte(before), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"B24HUB_PORTALS_FILE": file}
+	if r := run(t, env, "", "portals", "add", "--member-id", "m1", "--domain", "a.bitrix24.com", "--application-token", "generate"); r.code != ExitOK {
+		t.Fatalf("add: %+v", r)
+	}
+	b, _ := os.ReadFile(file)
+	got := string(b)
+	for _, bad := range []string{`""`, "null", "active", "webhook", "application_token_file"} {
+		if strings.Contains(got, bad) {
+			t.Errorf("file has %q:\n%s", bad, got)
+		}
+	}
+	for _, keep := range []string{"# Portals of the acme tenant", "# the first portal", "# inline for the demo", "plan: enterprise", "member_id: m1\n    application_token: ", "domain: a.bitrix24.com"} {
+		if !strings.Contains(got, keep) {
+			t.Errorf("file lost %q:\n%s", keep, got)
+		}
+	}
+	if r := run(t, env, "t0-new", "portals", "rotate-token", "--member-id", "m0", "--application-token-stdin"); r.code != ExitOK {
+		t.Fatalf("rotate: %+v", r)
+	}
+	b, _ = os.ReadFile(file)
+	if !strings.Contains(string(b), "application_token: t0-new") || !strings.Contains(string(b), "# the first portal") {
+		t.Errorf("after rotate:\n%s", b)
+	}
+
+	// An empty or missing file becomes a list with the one entry.
+	fresh := filepath.Join(dir, "fresh.yaml")
+	if r := run(t, nil, "", "portals", "add", "--portals-file", fresh, "--member-id", "m9", "--application-token-file", file); r.code != ExitOK {
+		t.Fatalf("add to a new file: %+v", r)
+	}
+	if b, _ := os.ReadFile(fresh); string(b) != "portals:\n  - member_id: m9\n    application_token_file: "+file+"\n" {
+		t.Errorf("new file:\n%s", b)
+	}
+	// A file that is not a portals document is refused, not overwritten.
+	bad := filepath.Join(dir, "bad.yaml")
+	_ = os.WriteFile(bad, []byte("- just\n- a list\n"), 0o600)
+	if r := run(t, nil, "", "portals", "add", "--portals-file", bad, "--member-id", "m9", "--application-token", "generate"); r.code != ExitError || !strings.Contains(r.stderr, "mapping") {
+		t.Errorf("add to a list file: %+v", r)
 	}
 }

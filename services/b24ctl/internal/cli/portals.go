@@ -1,90 +1,54 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/portals"
-	"gopkg.in/yaml.v3"
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	var file, member, domain, token, tokenFile, webhookFile, plan string
-	var noKV bool
-	fileFlag := func(fs *flag.FlagSet) {
-		fs.StringVar(&file, "portals-file", "", "the portals YAML file (env B24HUB_PORTALS_FILE)")
+func (a *app) portalsCmd() *cobra.Command {
+	return group("portals", "portals: list, add, rotate a token, health",
+		a.portalsListCmd(), a.portalsAddCmd(), a.portalsRotateCmd(), a.portalsHealthCmd())
+}
+
+// portalsFileFlag adds --portals-file (default B24HUB_PORTALS_FILE).
+func (a *app) portalsFileFlag(cmd *cobra.Command) *string {
+	var f string
+	cmd.Flags().StringVar(&f, "portals-file", a.env.Getenv("B24HUB_PORTALS_FILE"), "the portals YAML file (env B24HUB_PORTALS_FILE)")
+	_ = cmd.MarkFlagFilename("portals-file", "yaml", "yml")
+	return &f
+}
+
+func (a *app) portalsListCmd() *cobra.Command {
+	var noNATS bool
+	cmd := &cobra.Command{
+		Use:     "list",
+		Short:   "list portals from the portals file and the installed-apps bucket (no secrets)",
+		Example: "  b24ctl portals list --portals-file deploy/portals.yaml\n  b24ctl portals list -o yaml",
+		Args:    noArgs,
 	}
-	register(&command{
-		path:    "portals list",
-		summary: "list portals from the portals file and the installed-apps bucket (no secrets)",
-		example: "b24ctl portals list --portals-file deploy/portals.yaml",
-		flags: func(fs *flag.FlagSet, _ *opts) {
-			fileFlag(fs)
-			fs.BoolVar(&noKV, "no-nats", false, "read only the file (do not contact NATS)")
-		},
-		run: func(ctx context.Context, c *call) error {
-			return portalsList(ctx, c, or(file, c.env.Getenv("B24HUB_PORTALS_FILE")), noKV)
-		},
+	file := a.portalsFileFlag(cmd)
+	cmd.Flags().BoolVar(&noNATS, "no-nats", false, "read only the file (do not contact NATS)")
+	nats := a.natsFlags(cmd)
+	out := outputFlag(cmd)
+	cmd.RunE = action(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+		ctx, cancel := bounded(ctx, cmd)
+		defer cancel()
+		return portalsList(ctx, cmd, *file, noNATS, nats, printerFor(*out, a.env.Stdout))
 	})
-	register(&command{
-		path:    "portals add",
-		summary: "add an outgoing-webhook portal to the portals file",
-		example: "b24ctl portals add --portals-file portals.yaml --member-id a223c6b3710f85df22e9377d6c4f7553 --domain acme.bitrix24.com --token-file token.txt",
-		flags: func(fs *flag.FlagSet, _ *opts) {
-			fileFlag(fs)
-			fs.StringVar(&member, "member-id", "", "the portal's member_id (required)")
-			fs.StringVar(&domain, "domain", "", "the portal host, e.g. acme.bitrix24.com")
-			fs.StringVar(&token, "application-token", "", "the outgoing webhook's application token (prefer --token-file; \"generate\" makes one)")
-			fs.StringVar(&tokenFile, "token-file", "", "file holding the application token (referenced, not copied)")
-			fs.StringVar(&webhookFile, "webhook-url-file", "", "file holding the incoming-webhook URL used to call the portal back")
-			fs.StringVar(&plan, "plan", "", "standard (default) or enterprise: the REST rate limit")
-		},
-		run: func(ctx context.Context, c *call) error {
-			return portalsAdd(c, or(file, c.env.Getenv("B24HUB_PORTALS_FILE")), portals.FilePortal{
-				MemberID: member, Domain: domain, ApplicationToken: token, ApplicationTokenFile: tokenFile,
-				WebhookURLFile: webhookFile, Plan: plan})
-		},
-	})
-	register(&command{
-		path:    "portals rotate-token",
-		summary: "replace a file portal's application token (after regenerating it in Bitrix24)",
-		example: "b24ctl portals rotate-token --portals-file portals.yaml --member-id a223c6b3710f85df22e9377d6c4f7553 --application-token-stdin < token.txt",
-		flags: func(fs *flag.FlagSet, _ *opts) {
-			fileFlag(fs)
-			fs.StringVar(&member, "member-id", "", "the portal's member_id (required)")
-			fs.StringVar(&token, "application-token", "", "the new token (prefer --application-token-stdin)")
-			fs.BoolFunc("application-token-stdin", "read the new token from standard input", func(string) error {
-				token = "-"
-				return nil
-			})
-		},
-		run: func(ctx context.Context, c *call) error {
-			return portalsRotate(ctx, c, or(file, c.env.Getenv("B24HUB_PORTALS_FILE")), member, token)
-		},
-	})
-	register(&command{
-		path:    "portals health",
-		summary: "show each portal's last events, silences and firing alerts (from the monitor)",
-		example: "b24ctl portals health --member-id a223c6b3710f85df22e9377d6c4f7553",
-		flags: func(fs *flag.FlagSet, _ *opts) {
-			fs.StringVar(&member, "member-id", "", "one portal (default: all)")
-		},
-		run: func(ctx context.Context, c *call) error { return portalsHealth(ctx, c, member) },
-	})
+	return cmd
 }
 
 // portalRow is one portal in `portals list`.
@@ -98,7 +62,7 @@ type portalRow struct {
 	ClientEndpoint string `json:"client_endpoint,omitempty"`
 }
 
-func portalsList(ctx context.Context, c *call, file string, noKV bool) error {
+func portalsList(ctx context.Context, cmd *cobra.Command, file string, noNATS bool, o *natsOptions, p printer) error {
 	var rows []portalRow
 	if file != "" {
 		data, err := os.ReadFile(file)
@@ -113,8 +77,8 @@ func portalsList(ctx context.Context, c *call, file string, noKV bool) error {
 			rows = append(rows, portalRow{MemberID: p.MemberID, Domain: p.Domain, Source: "file", Active: p.Active, Plan: p.Plan, Webhook: p.WebhookURL != ""})
 		}
 	}
-	if !noKV {
-		nc, js, err := c.connect(ctx)
+	if !noNATS {
+		nc, js, err := o.connect(cmd)
 		if err != nil {
 			return err
 		}
@@ -143,14 +107,13 @@ func portalsList(ctx context.Context, c *call, file string, noKV bool) error {
 	if rows == nil {
 		rows = []portalRow{}
 	}
-	c.emit(map[string]any{"portals": rows}, func(w io.Writer) {
+	return p.print(map[string]any{"portals": rows}, func(w io.Writer) {
 		var t [][]string
 		for _, r := range rows {
 			t = append(t, []string{r.MemberID, r.Domain, r.Source, yesNo(r.Active), or(r.Plan, "standard"), yesNo(r.Webhook)})
 		}
 		table(w, []string{"MEMBER_ID", "DOMAIN", "SOURCE", "ACTIVE", "PLAN", "WEBHOOK"}, t)
 	})
-	return nil
 }
 
 func yesNo(b bool) string {
@@ -160,54 +123,38 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-// readFile loads the portals file as a document (missing file: empty).
-func readPortalsFile(path string) (portals.File, error) {
-	var f portals.File
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return f, nil
+func (a *app) portalsAddCmd() *cobra.Command {
+	var p portals.FilePortal
+	cmd := &cobra.Command{
+		Use:   "add",
+		Short: "add an outgoing-webhook portal to the portals file",
+		Long: `add appends an outgoing-webhook portal to the portals file. The entry carries
+only the keys given; comments and the other entries of the file are kept. The
+result is validated the way every service reads the file, then replaces the
+file atomically.`,
+		Example: "  b24ctl portals add --portals-file portals.yaml --member-id a223c6b3710f85df22e9377d6c4f7553 --domain acme.bitrix24.com --application-token-file token.txt",
+		Args:    noArgs,
 	}
-	if err != nil {
-		return f, err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return f, err
-	}
-	return f, nil
+	file := a.portalsFileFlag(cmd)
+	fs := cmd.Flags()
+	fs.StringVar(&p.MemberID, "member-id", "", "the portal's member_id (required)")
+	fs.StringVar(&p.Domain, "domain", "", "the portal host, e.g. acme.bitrix24.com")
+	fs.StringVar(&p.ApplicationToken, "application-token", "", "the outgoing webhook's application token (prefer --application-token-file; \"generate\" makes one)")
+	fs.StringVar(&p.ApplicationTokenFile, "application-token-file", "", "file holding the application token (referenced, not copied)")
+	fs.StringVar(&p.WebhookURLFile, "webhook-url-file", "", "file holding the incoming-webhook URL used to call the portal back")
+	fs.StringVar(&p.Plan, "plan", "", "standard (default) or enterprise: the REST rate limit")
+	_ = cmd.RegisterFlagCompletionFunc("plan", cobra.FixedCompletions([]string{"standard", "enterprise"}, cobra.ShellCompDirectiveNoFileComp))
+	out := outputFlag(cmd)
+	cmd.RunE = action(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+		if p.ApplicationToken != "" && p.ApplicationToken != "generate" {
+			fmt.Fprintln(a.env.Stderr, "warning: a token on the command line is visible to every user of this machine (ps, shell history); prefer --application-token-file or --application-token generate")
+		}
+		return portalsAdd(*file, p, printerFor(*out, a.env.Stdout))
+	})
+	return cmd
 }
 
-// writePortalsFile validates f the way every service will read it, then
-// replaces path atomically. Comments in the file are not kept.
-func writePortalsFile(path string, f portals.File) error {
-	data, err := yaml.Marshal(f)
-	if err != nil {
-		return err
-	}
-	if _, err := portals.ParseFile(data); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".portals-*.yaml")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
-func portalsAdd(c *call, file string, p portals.FilePortal) error {
+func portalsAdd(file string, p portals.FilePortal, pr printer) error {
 	if file == "" {
 		return usageErr("--portals-file (or B24HUB_PORTALS_FILE) is required")
 	}
@@ -215,7 +162,7 @@ func portalsAdd(c *call, file string, p portals.FilePortal) error {
 		return usageErr("--member-id is required (auth[member_id] of the portal's events)")
 	}
 	if (p.ApplicationToken == "") == (p.ApplicationTokenFile == "") {
-		return usageErr("give exactly one of --application-token and --token-file")
+		return usageErr("give exactly one of --application-token-file and --application-token")
 	}
 	generated := ""
 	if p.ApplicationToken == "generate" {
@@ -224,79 +171,123 @@ func portalsAdd(c *call, file string, p portals.FilePortal) error {
 		generated = hex.EncodeToString(b[:])
 		p.ApplicationToken = generated
 	}
-	f, err := readPortalsFile(file)
+	doc, err := loadPortalsDoc(file)
 	if err != nil {
 		return fail(ExitError, "%s: %v", file, err)
 	}
-	for _, x := range f.Portals {
-		if x.MemberID == p.MemberID {
-			return fail(ExitError, "portal %s is already in %s — use `b24ctl portals rotate-token` to change its token", p.MemberID, file)
-		}
+	if doc.find(p.MemberID) != nil {
+		return fail(ExitError, "portal %s is already in %s — use `b24ctl portals rotate-token` to change its token", p.MemberID, file)
 	}
-	f.Portals = append(f.Portals, p)
-	if err := writePortalsFile(file, f); err != nil {
+	if err := doc.add(p); err != nil {
 		return fail(ExitError, "%v", err)
+	}
+	if err := doc.save(file); err != nil {
+		return fail(ExitError, "%s: %v", file, err)
 	}
 	res := map[string]any{"added": p.MemberID, "file": file}
 	if generated != "" {
 		res["application_token"] = generated
 	}
-	c.emit(res, func(w io.Writer) {
+	return pr.print(res, func(w io.Writer) {
 		fmt.Fprintf(w, "added portal %s to %s; services reload the file within seconds\n", p.MemberID, file)
 		if generated != "" {
 			fmt.Fprintf(w, "generated application token (shown once): %s\n", generated)
 		}
 	})
-	return nil
 }
 
-func portalsRotate(ctx context.Context, c *call, file, member, token string) error {
+func (a *app) portalsRotateCmd() *cobra.Command {
+	var member, token string
+	var fromStdin bool
+	cmd := &cobra.Command{
+		Use:     "rotate-token",
+		Short:   "replace a file portal's application token (after regenerating it in Bitrix24)",
+		Example: "  b24ctl portals rotate-token --portals-file portals.yaml --member-id a223c6b3710f85df22e9377d6c4f7553 --application-token-stdin < token.txt",
+		Args:    noArgs,
+	}
+	file := a.portalsFileFlag(cmd)
+	fs := cmd.Flags()
+	fs.StringVar(&member, "member-id", "", "the portal's member_id (required)")
+	fs.BoolVar(&fromStdin, "application-token-stdin", false, "read the new token from standard input")
+	fs.StringVar(&token, "application-token", "", "the new token (deprecated: visible in ps; use --application-token-stdin)")
+	_ = fs.MarkDeprecated("application-token", "it shows the token in ps; use --application-token-stdin")
+	out := outputFlag(cmd)
+	cmd.RunE = action(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+		if fromStdin && token != "" {
+			return usageErr("give --application-token-stdin or --application-token, not both")
+		}
+		if fromStdin {
+			b, err := io.ReadAll(io.LimitReader(a.env.Stdin, 4096))
+			if err != nil {
+				return fail(ExitError, "read token: %v", err)
+			}
+			token = strings.TrimSpace(string(b))
+		}
+		return portalsRotate(*file, member, token, printerFor(*out, a.env.Stdout))
+	})
+	return cmd
+}
+
+func portalsRotate(file, member, token string, pr printer) error {
 	if member == "" {
 		return usageErr("--member-id is required")
 	}
-	if token == "-" {
-		b, err := io.ReadAll(io.LimitReader(c.env.Stdin, 4096))
-		if err != nil {
-			return fail(ExitError, "read token: %v", err)
-		}
-		token = strings.TrimSpace(string(b))
-	}
 	if token == "" {
-		return usageErr("give the new token with --application-token-stdin (or --application-token)")
+		return usageErr("give the new token on standard input with --application-token-stdin")
 	}
 	if file == "" {
 		return usageErr("--portals-file (or B24HUB_PORTALS_FILE) is required")
 	}
-	f, err := readPortalsFile(file)
+	doc, err := loadPortalsDoc(file)
 	if err != nil {
 		return fail(ExitError, "%s: %v", file, err)
 	}
-	i := slices.IndexFunc(f.Portals, func(p portals.FilePortal) bool { return p.MemberID == member })
-	if i < 0 {
+	entry := doc.find(member)
+	if entry == nil {
 		return fail(ExitError, "portal %s is not in %s; portals installed as apps get their token from ONAPPINSTALL — reinstall the app to rotate it", member, file)
 	}
-	if f.Portals[i].ApplicationTokenFile != "" {
-		path := f.Portals[i].ApplicationTokenFile
+	if path := scalar(entry, "application_token_file"); path != "" {
 		if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
 			return fail(ExitError, "write %s: %v — update the secret that backs this file", path, err)
 		}
 	} else {
-		f.Portals[i].ApplicationToken = token
-		if err := writePortalsFile(file, f); err != nil {
-			return fail(ExitError, "%v", err)
+		setScalar(entry, "application_token", token)
+		if err := doc.save(file); err != nil {
+			return fail(ExitError, "%s: %v", file, err)
 		}
 	}
-	c.emit(map[string]any{"rotated": member, "token_sha256": portals.HashToken(token)}, func(w io.Writer) {
-		fmt.Fprintf(w, "rotated the application token of %s (sha256 %s…); the ingress picks it up within seconds\n", member, portals.HashToken(token)[:12])
+	sum := portals.HashToken(token)
+	return pr.print(map[string]any{"rotated": member, "token_sha256": sum}, func(w io.Writer) {
+		fmt.Fprintf(w, "rotated the application token of %s (sha256 %s…); the ingress picks it up within seconds\n", member, sum[:12])
 	})
-	return nil
 }
 
-func portalsHealth(ctx context.Context, c *call, member string) error {
+func (a *app) portalsHealthCmd() *cobra.Command {
+	var member string
+	cmd := &cobra.Command{
+		Use:     "health",
+		Short:   "show each portal's last events, silences and firing alerts (from the monitor)",
+		Example: "  b24ctl portals health --member-id a223c6b3710f85df22e9377d6c4f7553",
+		Args:    noArgs,
+	}
+	cmd.Flags().StringVar(&member, "member-id", "", "one portal (default: all)")
+	mon := a.monitorFlags(cmd)
+	out := outputFlag(cmd)
+	cmd.RunE = action(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+		m, err := a.monitor(cmd, mon)
+		if err != nil {
+			return err
+		}
+		return portalsHealth(ctx, m, member, printerFor(*out, a.env.Stdout))
+	})
+	return cmd
+}
+
+func portalsHealth(ctx context.Context, m *monitorClient, member string, pr printer) error {
 	var list []map[string]any
 	if member != "" {
 		var one map[string]any
-		if err := c.monitorDo(ctx, http.MethodGet, "/portals/"+url.PathEscape(member), nil, nil, &one); err != nil {
+		if err := m.do(ctx, http.MethodGet, "/portals/"+url.PathEscape(member), nil, nil, &one); err != nil {
 			return err
 		}
 		list = []map[string]any{one}
@@ -304,12 +295,15 @@ func portalsHealth(ctx context.Context, c *call, member string) error {
 		var all struct {
 			Portals []map[string]any `json:"portals"`
 		}
-		if err := c.monitorDo(ctx, http.MethodGet, "/portals", nil, nil, &all); err != nil {
+		if err := m.do(ctx, http.MethodGet, "/portals", nil, nil, &all); err != nil {
 			return err
 		}
 		list = all.Portals
 	}
-	c.emit(map[string]any{"portals": list}, func(w io.Writer) {
+	if list == nil {
+		list = []map[string]any{}
+	}
+	err := pr.print(map[string]any{"portals": list}, func(w io.Writer) {
 		var rows [][]string
 		for _, p := range list {
 			alerts, _ := p["alerts"].([]any)
@@ -325,6 +319,9 @@ func portalsHealth(ctx context.Context, c *call, member string) error {
 		}
 		table(w, []string{"PORTAL", "DOMAIN", "LAST EVENT", "SILENT RULES", "FIRING ALERTS"}, rows)
 	})
+	if err != nil {
+		return err
+	}
 	for _, p := range list {
 		if a, _ := p["alerts"].([]any); len(a) > 0 {
 			return fail(ExitFindings, "alerts firing")

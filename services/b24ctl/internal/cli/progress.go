@@ -20,9 +20,11 @@ type progress struct {
 	started time.Time
 }
 
-func (c *call) progress(label string, total int64) *progress {
-	on := c.env.Progress || isTerminal(c.env.Stderr)
-	return &progress{w: c.env.Stderr, on: on, total: total, label: label, started: time.Now()}
+// progress returns a bar on stderr, drawn when stderr is a terminal (or
+// Env.Progress is set).
+func (a *app) progress(label string, total int64) *progress {
+	on := a.env.Progress || isTerminal(a.env.Stderr)
+	return &progress{w: a.env.Stderr, on: on, total: total, label: label, started: time.Now()}
 }
 
 // set draws done/total at most 10 times a second.

@@ -2,114 +2,332 @@ package cli
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	var consumer, portal, typ, status, source, entity, from, to string
-	var limit int
-	var force, yes bool
-	register(&command{
-		path:    "replay event",
-		summary: "replay one event by id (optionally only at one consumer)",
-		usage:   "EVENT_ID",
-		example: "b24ctl replay event 5d41402abc4b2a76b9719d911017c592 --consumer deal-sync",
-		flags: func(fs *flag.FlagSet, _ *opts) {
-			fs.StringVar(&consumer, "consumer", "", "track the replay at this consumer (replays its dead letter)")
-		},
-		run: func(ctx context.Context, c *call) error {
-			if len(c.args) != 1 {
-				return usageErr("give exactly one event id")
-			}
-			return replay(ctx, c, map[string]any{"event_id": c.args[0], "consumer": consumer})
-		},
-	})
-	register(&command{
-		path:    "replay filter",
-		summary: "replay every ledger event matching a filter (bounded by --limit)",
-		example: "b24ctl replay filter --portal a223c6b3710f85df22e9377d6c4f7553 --type ONCRMDEALUPDATE --from 2h --limit 500 --yes",
-		flags: func(fs *flag.FlagSet, _ *opts) {
-			fs.StringVar(&portal, "portal", "", "member_id")
-			fs.StringVar(&typ, "type", "", "event code")
-			fs.StringVar(&status, "status", "", "ledger status, e.g. error or dead")
-			fs.StringVar(&source, "source", "", "push, offline, reconcile or replay")
-			fs.StringVar(&entity, "entity", "", "entity id")
-			fs.StringVar(&consumer, "consumer", "", "consumer name")
-			fs.StringVar(&from, "from", "", "RFC 3339 time or a duration back (required)")
-			fs.StringVar(&to, "to", "", "RFC 3339 time or a duration back")
-			fs.IntVar(&limit, "limit", 100, "at most this many events")
-			fs.BoolVar(&yes, "yes", false, "confirm a bulk replay")
-		},
-		run: func(ctx context.Context, c *call) error {
-			if from == "" {
-				return usageErr("--from is required for a bulk replay (e.g. --from 1h)")
-			}
-			if !yes {
-				return usageErr("a bulk replay re-sends events to consumers; add --yes to confirm (check the set first with `b24ctl events search` and the same filter)")
-			}
-			f, err := timeArg("from", from)
-			if err != nil {
-				return err
-			}
-			t, err := timeArg("to", to)
-			if err != nil {
-				return err
-			}
-			q := map[string]any{"portal": portal, "type": typ, "status": status, "source": source, "entity": entity, "consumer": consumer, "from": f}
-			if t != "" {
-				q["to"] = t
-			}
-			return replay(ctx, c, map[string]any{"events": q, "limit": limit})
-		},
-	})
-	register(&command{
-		path:    "replay dead-letters",
-		summary: "replay dead letters (of one consumer, portal or event type)",
-		example: "b24ctl replay dead-letters --consumer deal-sync --portal a223c6b3710f85df22e9377d6c4f7553 --yes",
-		flags: func(fs *flag.FlagSet, _ *opts) {
-			fs.StringVar(&consumer, "consumer", "", "consumer name")
-			fs.StringVar(&portal, "portal", "", "member_id")
-			fs.StringVar(&typ, "type", "", "event code")
-			fs.IntVar(&limit, "limit", 100, "at most this many")
-			fs.BoolVar(&force, "force", false, "also replay dead letters whose last replay is pending or done")
-			fs.BoolVar(&yes, "yes", false, "confirm")
-		},
-		run: func(ctx context.Context, c *call) error {
-			if !yes {
-				return usageErr("add --yes to confirm (list them first with `b24ctl events search --status dead`)")
-			}
-			return replay(ctx, c, map[string]any{"dead_letters": map[string]any{"consumer": consumer, "portal": portal, "type": typ},
-				"limit": limit, "force": force})
-		},
-	})
+func (a *app) replayCmd() *cobra.Command {
+	return group("replay", "replay events to the consumers: one, by filter, or dead letters",
+		a.replayEventCmd(), a.replayFilterCmd(), a.replayDeadLettersCmd())
 }
 
-// replayResult mirrors the monitor's replay answer.
+// Bounds of --limit. The event search pages through any number; the
+// dead-letter listing answers at most 1000 rows.
+const (
+	maxFilterReplay = 100_000
+	maxDeadReplay   = 1000
+)
+
+// replayTarget is one replay to request: an event, tracked at a consumer
+// when set.
+type replayTarget struct {
+	EventID  string `json:"event_id"`
+	Consumer string `json:"consumer,omitempty"`
+}
+
+// replayPlan is what a replay will request, as a dry run shows it.
+type replayPlan struct {
+	DryRun  bool           `json:"dry_run"`
+	Count   int            `json:"count"`
+	Targets []replayTarget `json:"events"`
+	// Skipped are dead letters left alone because a replay of them is
+	// already pending or done (unless --force).
+	Skipped []string `json:"skipped,omitempty"`
+	// Truncated is true when more matched than --limit.
+	Truncated bool `json:"truncated"`
+}
+
+// replayResult is the outcome of a replay; it has the fields of the
+// monitor's answer to POST /api/v1/replay.
 type replayResult struct {
 	Replayed  []map[string]any  `json:"replayed"`
 	Skipped   []string          `json:"skipped,omitempty"`
 	Failed    map[string]string `json:"failed,omitempty"`
 	Truncated bool              `json:"truncated"`
+	// Interrupted is true when Ctrl-C stopped the replay part way.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
-func replay(ctx context.Context, c *call, req map[string]any) error {
-	var res replayResult
-	if err := c.monitorDo(ctx, http.MethodPost, "/replay", nil, req, &res); err != nil {
-		return err
+func (a *app) replayEventCmd() *cobra.Command {
+	var consumer string
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:     "event EVENT_ID",
+		Short:   "replay one event by id (optionally only at one consumer)",
+		Example: "  b24ctl replay event 5d41402abc4b2a76b9719d911017c592 --consumer deal-sync",
+		Args:    exactArgs(1, "one event id"),
 	}
-	c.emit(res, func(w io.Writer) {
-		fmt.Fprintf(w, "replayed %d, skipped %d, failed %d\n", len(res.Replayed), len(res.Skipped), len(res.Failed))
+	cmd.Flags().StringVar(&consumer, "consumer", "", "track the replay at this consumer (replays its dead letter)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "check that the event exists and print what would be replayed; send nothing")
+	mon := a.monitorFlags(cmd)
+	out := outputFlag(cmd)
+	cmd.RunE = action(func(ctx context.Context, cmd *cobra.Command, args []string) error {
+		m, err := a.monitor(cmd, mon)
+		if err != nil {
+			return err
+		}
+		pr := printerFor(*out, a.env.Stdout)
+		if dryRun {
+			if err := m.do(ctx, http.MethodGet, "/events/"+url.PathEscape(args[0]), nil, nil, nil); err != nil {
+				return err
+			}
+			return printPlan(pr, replayPlan{DryRun: true, Count: 1, Targets: []replayTarget{{EventID: args[0], Consumer: consumer}}})
+		}
+		return a.replayAll(ctx, m, pr, replayPlan{Count: 1, Targets: []replayTarget{{EventID: args[0], Consumer: consumer}}})
+	})
+	return cmd
+}
+
+func (a *app) replayFilterCmd() *cobra.Command {
+	var f eventFilter
+	var limit int
+	var yes, dryRun bool
+	cmd := &cobra.Command{
+		Use:   "filter",
+		Short: "replay every ledger event matching a filter (bounded by --limit)",
+		Long: `filter replays every ledger event matching the filter, at most --limit, newest
+first. --dry-run prints how many events match and sends nothing; without it
+--yes is required. Events are replayed one by one, with a progress bar on a
+terminal, and Ctrl-C stops between two of them.`,
+		Example: "  b24ctl replay filter --portal a223c6b3710f85df22e9377d6c4f7553 --type ONCRMDEALUPDATE --from 2h --dry-run\n" +
+			"  b24ctl replay filter --portal a223c6b3710f85df22e9377d6c4f7553 --type ONCRMDEALUPDATE --from 2h --limit 500 --yes",
+		Args: noArgs,
+	}
+	f.flags(cmd, "RFC 3339 time or a duration back (required)")
+	cmd.Flags().IntVar(&limit, "limit", 100, fmt.Sprintf("at most this many events (1..%d)", maxFilterReplay))
+	cmd.Flags().BoolVar(&yes, "yes", false, "confirm a bulk replay")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print how many events match; send nothing")
+	mon := a.monitorFlags(cmd)
+	out := outputFlag(cmd)
+	cmd.RunE = action(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+		if f.from == "" {
+			return usageErr("--from is required for a bulk replay (e.g. --from 1h)")
+		}
+		if limit < 1 || limit > maxFilterReplay {
+			return usageErr("--limit must be 1..%d", maxFilterReplay)
+		}
+		if !yes && !dryRun {
+			return usageErr("a bulk replay re-sends events to consumers: see how many match with --dry-run, then add --yes to confirm")
+		}
+		q, err := f.query()
+		if err != nil {
+			return err
+		}
+		m, err := a.monitor(cmd, mon)
+		if err != nil {
+			return err
+		}
+		plan, err := planEvents(ctx, m, q, f.consumer, limit)
+		if err != nil {
+			return err
+		}
+		pr := printerFor(*out, a.env.Stdout)
+		if dryRun {
+			plan.DryRun = true
+			return printPlan(pr, plan)
+		}
+		return a.replayAll(ctx, m, pr, plan)
+	})
+	return cmd
+}
+
+// planEvents pages through the ledger search for up to limit events (and
+// one more, to tell whether more matched).
+func planEvents(ctx context.Context, m *monitorClient, q url.Values, consumer string, limit int) (replayPlan, error) {
+	plan := replayPlan{Targets: []replayTarget{}}
+	for {
+		q.Set("limit", strconv.Itoa(min(1000, limit+1-len(plan.Targets))))
+		var page eventPage
+		if err := m.do(ctx, http.MethodGet, "/events", q, nil, &page); err != nil {
+			return plan, err
+		}
+		for _, e := range page.Events {
+			if len(plan.Targets) == limit {
+				plan.Truncated = true
+				break
+			}
+			plan.Targets = append(plan.Targets, replayTarget{EventID: str(e, "id"), Consumer: consumer})
+		}
+		if plan.Truncated || page.NextCursor == "" || len(page.Events) == 0 {
+			break
+		}
+		q.Set("cursor", page.NextCursor)
+	}
+	plan.Count = len(plan.Targets)
+	return plan, nil
+}
+
+func (a *app) replayDeadLettersCmd() *cobra.Command {
+	var consumer, portal, typ, from, to string
+	var limit int
+	var force, yes, dryRun bool
+	cmd := &cobra.Command{
+		Use:   "dead-letters",
+		Short: "replay dead letters (of one consumer, portal or event type)",
+		Long: `dead-letters replays the dead letters matching the filter, at most --limit,
+each tracked at its consumer. Dead letters whose newest replay is pending or
+done are skipped unless --force. --dry-run prints how many would be replayed
+and sends nothing; without it --yes is required.`,
+		Example: "  b24ctl replay dead-letters --consumer deal-sync --portal a223c6b3710f85df22e9377d6c4f7553 --dry-run\n" +
+			"  b24ctl replay dead-letters --consumer deal-sync --portal a223c6b3710f85df22e9377d6c4f7553 --yes",
+		Args: noArgs,
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&consumer, "consumer", "", "consumer name")
+	fs.StringVar(&portal, "portal", "", "member_id")
+	fs.StringVar(&typ, "type", "", "event code")
+	fs.StringVar(&from, "from", "", "dead since: RFC 3339 time or a duration back")
+	fs.StringVar(&to, "to", "", "dead until: RFC 3339 time or a duration back")
+	fs.IntVar(&limit, "limit", 100, fmt.Sprintf("at most this many (1..%d)", maxDeadReplay))
+	fs.BoolVar(&force, "force", false, "also replay dead letters whose last replay is pending or done")
+	fs.BoolVar(&yes, "yes", false, "confirm")
+	fs.BoolVar(&dryRun, "dry-run", false, "print how many would be replayed; send nothing")
+	mon := a.monitorFlags(cmd)
+	out := outputFlag(cmd)
+	cmd.RunE = action(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+		if limit < 1 || limit > maxDeadReplay {
+			return usageErr("--limit must be 1..%d", maxDeadReplay)
+		}
+		if !yes && !dryRun {
+			return usageErr("a replay re-sends events to consumers: see how many with --dry-run (or `b24ctl events search --status dead`), then add --yes to confirm")
+		}
+		q, err := eventFilter{portal: portal, typ: typ, consumer: consumer, from: from, to: to}.query()
+		if err != nil {
+			return err
+		}
+		m, err := a.monitor(cmd, mon)
+		if err != nil {
+			return err
+		}
+		plan, err := planDeadLetters(ctx, m, q, limit, force)
+		if err != nil {
+			return err
+		}
+		pr := printerFor(*out, a.env.Stdout)
+		if dryRun {
+			plan.DryRun = true
+			return printPlan(pr, plan)
+		}
+		return a.replayAll(ctx, m, pr, plan)
+	})
+	return cmd
+}
+
+// planDeadLetters lists up to limit dead letters and picks those to
+// replay, with the monitor's rule: a dead letter whose newest replay is
+// still pending or is done is skipped unless force.
+func planDeadLetters(ctx context.Context, m *monitorClient, q url.Values, limit int, force bool) (replayPlan, error) {
+	q.Set("limit", strconv.Itoa(min(maxDeadReplay, limit+1)))
+	var page struct {
+		DeadLetters []struct {
+			EventID  string `json:"event_id"`
+			Consumer string `json:"consumer"`
+			Replay   *struct {
+				Status string `json:"status"`
+			} `json:"replay"`
+		} `json:"dead_letters"`
+	}
+	if err := m.do(ctx, http.MethodGet, "/dead-letters", q, nil, &page); err != nil {
+		return replayPlan{}, err
+	}
+	plan := replayPlan{Targets: []replayTarget{}}
+	rows := page.DeadLetters
+	if len(rows) > limit {
+		rows, plan.Truncated = rows[:limit], true
+	}
+	for _, d := range rows {
+		if !force && d.Replay != nil && d.Replay.Status != "dead" && d.Replay.Status != "error" {
+			plan.Skipped = append(plan.Skipped, d.EventID)
+			continue
+		}
+		plan.Targets = append(plan.Targets, replayTarget{EventID: d.EventID, Consumer: d.Consumer})
+	}
+	plan.Count = len(plan.Targets)
+	return plan, nil
+}
+
+func printPlan(pr printer, plan replayPlan) error {
+	return pr.print(plan, func(w io.Writer) {
+		fmt.Fprintf(w, "would replay %d event(s)", plan.Count)
+		if len(plan.Skipped) > 0 {
+			fmt.Fprintf(w, ", skip %d already replayed (--force includes them)", len(plan.Skipped))
+		}
+		fmt.Fprintln(w)
+		if plan.Truncated {
+			fmt.Fprintln(w, "more matched than --limit")
+		}
+	})
+}
+
+// replayAll asks the monitor to replay each target in turn, drawing
+// progress, and stops between two requests on Ctrl-C. A refusal of one
+// event (unknown, not replayable) is recorded and the rest go on; losing
+// the monitor or its trust stops the run.
+func (a *app) replayAll(ctx context.Context, m *monitorClient, pr printer, plan replayPlan) error {
+	res := replayResult{Replayed: []map[string]any{}, Skipped: plan.Skipped, Failed: map[string]string{}, Truncated: plan.Truncated}
+	total := len(plan.Targets)
+	bar := a.progress("replay", int64(total))
+	var stop error
+	for i, t := range plan.Targets {
+		if ctx.Err() != nil {
+			res.Interrupted = true
+			break
+		}
+		var one replayResult
+		err := m.do(ctx, http.MethodPost, "/replay", nil, map[string]any{"event_id": t.EventID, "consumer": t.Consumer}, &one)
+		var ee *exitError
+		switch {
+		case err == nil:
+			res.Replayed = append(res.Replayed, one.Replayed...)
+			for id, e := range one.Failed {
+				res.Failed[id] = e
+			}
+		case ctx.Err() != nil:
+			res.Interrupted = true
+		case errors.As(err, &ee) && ee.code == ExitError:
+			res.Failed[t.EventID] = err.Error()
+		default:
+			stop = err
+		}
+		if res.Interrupted || stop != nil {
+			break
+		}
+		bar.set(int64(i+1), fmt.Sprintf("%d/%d", i+1, total))
+	}
+	bar.done()
+	if err := pr.print(res, func(w io.Writer) {
+		fmt.Fprintf(w, "replayed %d, skipped %d, failed %d", len(res.Replayed), len(res.Skipped), len(res.Failed))
+		if res.Interrupted || stop != nil {
+			fmt.Fprintf(w, " of %d (stopped)", total)
+		}
+		fmt.Fprintln(w)
 		for id, e := range res.Failed {
 			fmt.Fprintf(w, "  failed %s: %s\n", id, e)
 		}
 		if res.Truncated {
 			fmt.Fprintln(w, "more events matched than --limit; run again to continue")
 		}
-	})
-	if len(res.Failed) > 0 {
+	}); err != nil {
+		return err
+	}
+	done := len(res.Replayed) + len(res.Failed)
+	switch {
+	case res.Interrupted:
+		return failShown(ExitInterrupted, "interrupted after %d of %d replay requests; the rest were not sent", done, total)
+	case stop != nil:
+		code := ExitError
+		var ee *exitError
+		if errors.As(stop, &ee) {
+			code = ee.code
+		}
+		return failShown(code, "stopped after %d of %d replay requests: %v", done, total, stop)
+	case len(res.Failed) > 0:
 		return fail(ExitFindings, "replays failed")
 	}
 	return nil

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,76 +11,74 @@ import (
 
 	"github.com/b24hub/b24hub/libs/portals"
 	"github.com/b24hub/b24hub/services/b24ctl/internal/loadgen"
-	"gopkg.in/yaml.v3"
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 )
 
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
-
-func init() {
+func (a *app) simulateCmd() *cobra.Command {
 	var (
-		ingressURL, portalsFile, events string
-		portalArgs, members             multiFlag
-		rate                            float64
-		duration                        time.Duration
-		requests, concurrency           int
-		allowRemote                     bool
+		ingressURL, events    string
+		portalArgs, members   []string
+		rate                  float64
+		duration              time.Duration
+		requests, concurrency int
+		allowRemote           bool
 	)
-	register(&command{
-		path:    "simulate",
-		summary: "post realistic events to an ingress at a rate for a time; report latency percentiles and errors",
-		example: "b24ctl simulate --ingress-url http://127.0.0.1:8080 --portals-file .data/portals.yaml --events ONCRMDEALUPDATE,ONTASKUPDATE --rate 200 --duration 30s",
-		flags: func(fs *flag.FlagSet, o *opts) {
-			// fs.Var keeps what the variable holds: start every call empty.
-			portalArgs, members = nil, nil
-			fs.StringVar(&ingressURL, "ingress-url", "http://127.0.0.1:8080", "ingress base URL (loopback only unless --allow-remote)")
-			fs.StringVar(&portalsFile, "portals-file", "", "take portals and their tokens from this portals file (env B24HUB_PORTALS_FILE)")
-			fs.Var(&members, "member-id", "with --portals-file: only this portal (repeatable)")
-			fs.Var(&portalArgs, "portal", "MEMBER_ID:APPLICATION_TOKEN of a portal to simulate (repeatable)")
-			fs.StringVar(&events, "events", "ONCRMDEALUPDATE", "comma-separated event codes")
-			fs.Float64Var(&rate, "rate", 50, fmt.Sprintf("requests per second (at most %d)", loadgen.MaxRate))
-			fs.DurationVar(&duration, "duration", 10*time.Second, fmt.Sprintf("how long to send (at most %s)", loadgen.MaxDuration))
-			fs.IntVar(&requests, "requests", 0, "stop after this many requests (0: rate × duration)")
-			fs.IntVar(&concurrency, "concurrency", 64, "requests in flight at most")
-			fs.BoolVar(&allowRemote, "allow-remote", false, "allow a non-loopback ingress URL")
-		},
-		run: func(ctx context.Context, c *call) error {
-			ps, err := simPortals(c, or(portalsFile, c.env.Getenv("B24HUB_PORTALS_FILE")), members, portalArgs)
-			if err != nil {
-				return err
-			}
-			cfg := loadgen.Config{
-				URL: strings.TrimRight(ingressURL, "/") + "/bitrix24/events", AllowRemote: allowRemote, Portals: ps,
-				Events: splitEvents(events), Rate: rate, Duration: duration, Requests: requests, Concurrency: concurrency,
-			}
-			if err := cfg.Validate(); err != nil {
-				return usageErr("%v", err)
-			}
-			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < duration {
-				// Give the run its time even when --timeout was left at the default.
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), duration+15*time.Second)
-				defer cancel()
-			}
-			bar := c.progress("simulate", int64(cfg.Planned()))
-			cfg.Progress = func(done, planned int64) { bar.set(done, fmt.Sprintf("%d/%d", done, planned)) }
-			rep, err := loadgen.Run(ctx, cfg)
-			bar.done()
-			if err != nil {
-				return fail(ExitError, "%v", err)
-			}
-			c.emit(rep, func(w io.Writer) { printReport(w, rep) })
-			switch {
-			case rep.Requests > 0 && rep.OK == 0 && len(rep.Errors) > 0:
-				return fail(ExitUnavailable, "no request reached the ingress at %s (%v) — start the local stack or fix --ingress-url", ingressURL, keys(rep.Errors))
-			case rep.Failed > 0:
-				return fail(ExitFindings, "failed requests")
-			}
-			return nil
-		},
+	cmd := &cobra.Command{
+		Use:   "simulate",
+		Short: "post realistic events to an ingress at a rate for a time; report latency percentiles and errors",
+		Long: `simulate posts realistic event bodies for the chosen portals and event types to
+an ingress at --rate per second for --duration, then reports requests, status
+counts, transport errors and latency percentiles. Ctrl-C stops sending; the
+requests in flight are awaited and the report covers what was sent.`,
+		Example: "  b24ctl simulate --ingress-url http://127.0.0.1:8080 --portals-file .data/portals.yaml --events ONCRMDEALUPDATE,ONTASKUPDATE --rate 200 --duration 30s",
+		Args:    noArgs,
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&ingressURL, "ingress-url", "http://127.0.0.1:8080", "ingress base URL (loopback only unless --allow-remote)")
+	portalsFile := a.portalsFileFlag(cmd)
+	fs.StringArrayVar(&members, "member-id", nil, "with --portals-file: only this portal (repeatable)")
+	fs.StringArrayVar(&portalArgs, "portal", nil, "MEMBER_ID:APPLICATION_TOKEN of a portal to simulate (repeatable)")
+	fs.StringVar(&events, "events", "ONCRMDEALUPDATE", "comma-separated event codes")
+	fs.Float64Var(&rate, "rate", 50, fmt.Sprintf("requests per second (at most %d)", loadgen.MaxRate))
+	fs.DurationVar(&duration, "duration", 10*time.Second, fmt.Sprintf("how long to send (at most %s)", loadgen.MaxDuration))
+	fs.IntVar(&requests, "requests", 0, "stop after this many requests (0: rate × duration)")
+	fs.IntVar(&concurrency, "concurrency", 64, "requests in flight at most")
+	fs.BoolVar(&allowRemote, "allow-remote", false, "allow a non-loopback ingress URL")
+	out := outputFlag(cmd)
+	cmd.RunE = action(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+		ps, err := simPortals(*portalsFile, members, portalArgs)
+		if err != nil {
+			return err
+		}
+		cfg := loadgen.Config{
+			URL: strings.TrimRight(ingressURL, "/") + "/bitrix24/events", AllowRemote: allowRemote, Portals: ps,
+			Events: splitEvents(events), Rate: rate, Duration: duration, Requests: requests, Concurrency: concurrency,
+		}
+		if err := cfg.Validate(); err != nil {
+			return usageErr("%v", err)
+		}
+		bar := a.progress("simulate", int64(cfg.Planned()))
+		cfg.Progress = func(done, planned int64) { bar.set(done, fmt.Sprintf("%d/%d", done, planned)) }
+		rep, err := loadgen.Run(ctx, cfg) // ctx ends on Ctrl-C: sending stops, the report stays
+		bar.done()
+		if err != nil {
+			return fail(ExitError, "%v", err)
+		}
+		if err := printerFor(*out, a.env.Stdout).print(rep, func(w io.Writer) { printReport(w, rep) }); err != nil {
+			return err
+		}
+		switch {
+		case rep.Interrupted:
+			return failShown(ExitInterrupted, "interrupted after %d requests", rep.Requests)
+		case rep.Requests > 0 && rep.OK == 0 && len(rep.Errors) > 0:
+			return failShown(ExitUnavailable, "no request reached the ingress at %s (%v) — start the local stack or fix --ingress-url", ingressURL, keys(rep.Errors))
+		case rep.Failed > 0:
+			return fail(ExitFindings, "failed requests")
+		}
+		return nil
 	})
+	return cmd
 }
 
 func keys(m map[string]int) []string {
@@ -106,7 +103,7 @@ func splitEvents(s string) []string {
 // simPortals collects the portals to simulate from --portal and the
 // portals file (whose tokens are needed, so they are read here, never
 // printed).
-func simPortals(c *call, file string, members, args []string) ([]loadgen.Portal, error) {
+func simPortals(file string, members, args []string) ([]loadgen.Portal, error) {
 	var out []loadgen.Portal
 	for _, a := range args {
 		m, tok, ok := strings.Cut(a, ":")
@@ -150,6 +147,9 @@ func simPortals(c *call, file string, members, args []string) ([]loadgen.Portal,
 
 func printReport(w io.Writer, r loadgen.Report) {
 	fmt.Fprintf(w, "requests %d in %.1fs (%.1f/s): %d ok, %d failed\n", r.Requests, r.ElapsedSecs, r.RatePerSec, r.OK, r.Failed)
+	if r.Interrupted {
+		fmt.Fprintln(w, "interrupted: sending stopped early")
+	}
 	fmt.Fprintf(w, "latency ms: p50 %.1f  p90 %.1f  p99 %.1f  max %.1f\n", r.LatencyMS.P50, r.LatencyMS.P90, r.LatencyMS.P99, r.LatencyMS.Max)
 	for _, k := range keys(r.ByStatus) {
 		fmt.Fprintf(w, "  HTTP %s: %d\n", k, r.ByStatus[k])

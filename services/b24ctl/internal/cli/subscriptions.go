@@ -4,40 +4,41 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"github.com/b24hub/b24hub/libs/eventbus"
 	"io"
-	"strings"
 
+	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
 )
 
-func init() {
+func (a *app) subscriptionsCmd() *cobra.Command {
+	return group("subscriptions", "compare and repair each portal's event bindings",
+		a.subscriptionsSubCmd("diff", "compare each portal's event.bind rows with the declared ones (exit 4 on drift)",
+			"  b24ctl subscriptions diff --member-id a223c6b3710f85df22e9377d6c4f7553", false),
+		a.subscriptionsSubCmd("apply", "bind what is missing and unbind what is not declared",
+			"  b24ctl subscriptions apply -o json", true),
+	)
+}
+
+func (a *app) subscriptionsSubCmd(use, short, example string, apply bool) *cobra.Command {
 	var member string
-	memberFlag := func(fs *flag.FlagSet, _ *opts) {
-		fs.StringVar(&member, "member-id", "", "one portal (default: every installed portal)")
-	}
-	register(&command{
-		path:    "subscriptions diff",
-		summary: "compare each portal's event.bind rows with the declared ones (exit 4 on drift)",
-		example: "b24ctl subscriptions diff --member-id a223c6b3710f85df22e9377d6c4f7553",
-		flags:   memberFlag,
-		run:     func(ctx context.Context, c *call) error { return subs(ctx, c, member, false) },
+	cmd := &cobra.Command{Use: use, Short: short, Example: example, Args: noArgs}
+	cmd.Flags().StringVar(&member, "member-id", "", "one portal (default: every installed portal)")
+	nats := a.natsFlags(cmd)
+	out := outputFlag(cmd)
+	cmd.RunE = action(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+		ctx, cancel := bounded(ctx, cmd)
+		defer cancel()
+		return subs(ctx, cmd, nats, member, apply, printerFor(*out, a.env.Stdout))
 	})
-	register(&command{
-		path:    "subscriptions apply",
-		summary: "bind what is missing and unbind what is not declared",
-		example: "b24ctl subscriptions apply --output json",
-		flags:   memberFlag,
-		run:     func(ctx context.Context, c *call) error { return subs(ctx, c, member, true) },
-	})
+	return cmd
 }
 
 // subs asks a running subscriptions service (it holds the credentials) to
 // diff or apply.
-func subs(ctx context.Context, c *call, member string, apply bool) error {
-	nc, _, err := c.connect(ctx)
+func subs(ctx context.Context, cmd *cobra.Command, o *natsOptions, member string, apply bool, pr printer) error {
+	nc, _, err := o.connect(cmd)
 	if err != nil {
 		return err
 	}
@@ -46,7 +47,10 @@ func subs(ctx context.Context, c *call, member string, apply bool) error {
 	if apply {
 		subject = eventbus.ControlSubscriptionsApply
 	}
-	req, _ := json.Marshal(eventbus.SubscriptionsRequest{MemberID: member})
+	req, err := json.Marshal(eventbus.SubscriptionsRequest{MemberID: member})
+	if err != nil {
+		return fail(ExitError, "encode request: %v", err)
+	}
 	msg, err := nc.RequestWithContext(ctx, subject, req)
 	if errors.Is(err, nats.ErrNoResponders) {
 		return fail(ExitUnavailable, "no subscriptions service answers on %s — start it (services/subscriptions) or the local stack", subject)
@@ -61,6 +65,9 @@ func subs(ctx context.Context, c *call, member string, apply bool) error {
 	if rep.Error != "" {
 		return fail(ExitError, "%s", rep.Error)
 	}
+	if rep.Portals == nil {
+		rep.Portals = []eventbus.SubscriptionPlan{}
+	}
 	drift, failed := 0, 0
 	for _, p := range rep.Portals {
 		if p.Error != "" || len(p.Failed) > 0 {
@@ -70,10 +77,12 @@ func subs(ctx context.Context, c *call, member string, apply bool) error {
 			drift += len(p.Bind) + len(p.Unbind)
 		}
 	}
-	c.emit(rep, func(w io.Writer) { printPlans(w, rep, apply) })
+	if err := pr.print(rep, func(w io.Writer) { printPlans(w, rep, apply) }); err != nil {
+		return err
+	}
 	switch {
 	case failed > 0:
-		return fail(ExitError, "%d portal(s) could not be checked or repaired (see the error column)", failed)
+		return failShown(ExitError, "%d portal(s) could not be checked or repaired (see the error column)", failed)
 	case drift > 0:
 		return fail(ExitFindings, "drift")
 	}
@@ -117,7 +126,7 @@ func printPlans(w io.Writer, rep eventbus.SubscriptionsReply, apply bool) {
 		if len(p.Bind)+len(p.Unbind) == 0 {
 			fmt.Fprintln(w, "  in sync")
 		} else {
-			fmt.Fprintf(w, "  %s\n", strings.TrimSpace("run `b24ctl subscriptions apply --member-id "+p.MemberID+"` to repair"))
+			fmt.Fprintf(w, "  run `b24ctl subscriptions apply --member-id %s` to repair\n", p.MemberID)
 		}
 	}
 }

@@ -2,32 +2,45 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
 
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
 )
 
-func init() {
+func (a *app) topologyCmd() *cobra.Command {
 	var replicas int
-	register(&command{
-		path:    "topology apply",
-		summary: "create or update the streams and KV buckets; list the consumers",
-		example: "b24ctl topology apply --replicas 3",
-		flags: func(fs *flag.FlagSet, _ *opts) {
-			fs.IntVar(&replicas, "replicas", 1, "stream and bucket replicas (1..5; 3 in production)")
-		},
-		run: func(ctx context.Context, c *call) error { return topology(ctx, c, true, replicas) },
+	apply := &cobra.Command{
+		Use:     "apply",
+		Short:   "create or update the streams and KV buckets; list the consumers",
+		Example: "  b24ctl topology apply --replicas 3",
+		Args:    noArgs,
+	}
+	apply.Flags().IntVar(&replicas, "replicas", 1, "stream and bucket replicas (1..5; 3 in production)")
+	applyNATS := a.natsFlags(apply)
+	applyOut := outputFlag(apply)
+	apply.RunE = action(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+		ctx, cancel := bounded(ctx, cmd)
+		defer cancel()
+		return topology(ctx, cmd, applyNATS, true, replicas, printerFor(*applyOut, a.env.Stdout))
 	})
-	register(&command{
-		path:    "topology show",
-		summary: "list the streams, their consumers and the KV buckets",
-		example: "b24ctl topology show --output json",
-		run:     func(ctx context.Context, c *call) error { return topology(ctx, c, false, 0) },
+	show := &cobra.Command{
+		Use:     "show",
+		Short:   "list the streams, their consumers and the KV buckets",
+		Example: "  b24ctl topology show -o json",
+		Args:    noArgs,
+	}
+	showNATS := a.natsFlags(show)
+	showOut := outputFlag(show)
+	show.RunE = action(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+		ctx, cancel := bounded(ctx, cmd)
+		defer cancel()
+		return topology(ctx, cmd, showNATS, false, 0, printerFor(*showOut, a.env.Stdout))
 	})
+	return group("topology", "the NATS streams, consumers and KV buckets", apply, show)
 }
 
 // streamView is one stream in the topology output.
@@ -50,13 +63,13 @@ type consumerView struct {
 
 // topology provisions (apply) and lists. Consumers are only listed: each
 // is owned by the service whose consumer runtime defines it.
-func topology(ctx context.Context, c *call, apply bool, replicas int) error {
+func topology(ctx context.Context, cmd *cobra.Command, o *natsOptions, apply bool, replicas int, pr printer) error {
 	if apply {
 		if err := (eventbus.StreamOptions{Replicas: replicas}).Validate(); err != nil {
 			return usageErr("%v", err)
 		}
 	}
-	nc, js, err := c.connect(ctx)
+	nc, js, err := o.connect(cmd)
 	if err != nil {
 		return err
 	}
@@ -71,7 +84,7 @@ func topology(ctx context.Context, c *call, apply bool, replicas int) error {
 		Streams []streamView `json:"streams"`
 		Buckets []string     `json:"buckets"`
 	}
-	out.Applied = apply
+	out.Applied, out.Buckets = apply, []string{}
 	for _, cfg := range eventbus.Streams(eventbus.StreamOptions{}) {
 		v := streamView{Name: cfg.Name, Subjects: cfg.Subjects, Consumers: []consumerView{}}
 		st, err := js.Stream(ctx, cfg.Name)
@@ -97,7 +110,7 @@ func topology(ctx context.Context, c *call, apply bool, replicas int) error {
 			out.Buckets = append(out.Buckets, b.Bucket)
 		}
 	}
-	c.emit(out, func(w io.Writer) {
+	err = pr.print(out, func(w io.Writer) {
 		if apply {
 			fmt.Fprintln(w, "streams and buckets applied")
 		}
@@ -115,6 +128,9 @@ func topology(ctx context.Context, c *call, apply bool, replicas int) error {
 		table(w, []string{"STREAM/CONSUMER", "MESSAGES", "REPLICAS", "PENDING", "ACK PENDING"}, rows)
 		fmt.Fprintf(w, "buckets: %v\n", out.Buckets)
 	})
+	if err != nil {
+		return err
+	}
 	for _, s := range out.Streams {
 		if s.Missing {
 			return fail(ExitFindings, "streams missing")

@@ -118,6 +118,9 @@ type Report struct {
 	ElapsedSecs float64        `json:"elapsed_seconds"`
 	RatePerSec  float64        `json:"rate_per_second"`
 	LatencyMS   Percentiles    `json:"latency_ms"`
+	// Interrupted is true when ctx ended (Ctrl-C) before the planned
+	// requests were sent; the report covers those sent.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // Percentiles of request latency, in milliseconds.
@@ -137,9 +140,11 @@ func (c *Config) Planned() int {
 	return max(min(n, MaxRequests), 1)
 }
 
-// Run sends the load and returns the report. It stops at the planned
-// count, the duration, or ctx's end, whichever comes first; requests in
-// flight are awaited.
+// Run sends the load and returns the report. It stops sending at the
+// planned count, the duration, or ctx's end (Report.Interrupted),
+// whichever comes first. Requests in flight are awaited and not cut short
+// by ctx's end, so an interrupted run reports real answers, not
+// cancellations; each is bounded by the HTTP client's timeout.
 func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return Report{}, err
@@ -155,7 +160,8 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		cfg.Seed = 1
 	}
 	planned := cfg.Planned()
-	ctx, cancel := context.WithTimeout(ctx, cfg.Duration+10*time.Second) // in-flight grace
+	// In-flight requests outlive an interrupt, within a grace period.
+	reqCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Duration+10*time.Second)
 	defer cancel()
 	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed+1))
 	var (
@@ -169,8 +175,13 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	start := time.Now()
 	deadline := start.Add(cfg.Duration)
 	interval := time.Duration(float64(time.Second) / cfg.Rate)
+	interrupted := false
 send:
 	for i := range planned {
+		if ctx.Err() != nil {
+			interrupted = true
+			break
+		}
 		at := start.Add(time.Duration(i) * interval)
 		if at.After(deadline) {
 			break
@@ -178,6 +189,7 @@ send:
 		if d := time.Until(at); d > 0 {
 			select {
 			case <-ctx.Done():
+				interrupted = true
 				break send
 			case <-time.After(d):
 			}
@@ -185,6 +197,7 @@ send:
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
+			interrupted = true
 			break send
 		}
 		p := cfg.Portals[i%len(cfg.Portals)]
@@ -195,7 +208,7 @@ send:
 			defer wg.Done()
 			defer func() { <-slots }()
 			t0 := time.Now()
-			status, err := post(ctx, hc, cfg.URL, body)
+			status, err := post(reqCtx, hc, cfg.URL, body)
 			lat := time.Since(t0)
 			mu.Lock()
 			defer mu.Unlock()
@@ -220,6 +233,7 @@ send:
 		}()
 	}
 	wg.Wait()
+	rep.Interrupted = interrupted
 	elapsed := time.Since(start)
 	rep.ElapsedSecs = elapsed.Seconds()
 	if elapsed > 0 {
