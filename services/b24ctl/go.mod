@@ -4,6 +4,7 @@ go 1.26.4
 
 require (
 	github.com/b24hub/b24hub/libs/b24event v0.0.0-00010101000000-000000000000
+	github.com/b24hub/b24hub/libs/buildinfo v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/eventbus v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/natstest v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/portals v0.0.0-00010101000000-000000000000
@@ -18,7 +19,6 @@ require (
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
-	github.com/b24hub/b24hub/libs/buildinfo v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/libs/svcdecl v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/libs/telemetry v0.0.0-00010101000000-000000000000 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect

@@ -9,7 +9,7 @@ import (
 // TestLinksNoService keeps the CLI a client: it talks to the services over
 // NATS and HTTP and must not link one, with its database driver, migrations
 // and consumer runtime. The contracts it needs live in libraries
-// (libs/eventbus, proto).
+// (libs/eventbus, proto). It links one YAML library, the maintained one.
 func TestLinksNoService(t *testing.T) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -26,6 +26,7 @@ func TestLinksNoService(t *testing.T) {
 		"github.com/b24hub/b24hub/libs/postgres",
 		"github.com/b24hub/b24hub/libs/svcmain",
 		"github.com/jackc/", // pgx, tern, puddle
+		"gopkg.in/yaml.v3",  // archived; go.yaml.in/yaml/v3 is the maintained fork
 	}
 	seen := map[string]bool{}
 	for _, mod := range strings.Fields(string(out)) {

@@ -14,11 +14,6 @@ import (
 	"golang.org/x/term"
 )
 
-// version is the release version, stamped by the release build:
-// go build -ldflags "-X main.version=v1.2.3". It is the one variable the
-// linker can set, hence a package variable.
-var version string
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// The first Ctrl-C cancels ctx and the command stops cleanly; after
@@ -33,7 +28,7 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
-	env := cli.Env{Getenv: getenv, Stdin: stdin, Stdout: stdout, Stderr: stderr, Version: version}
+	env := cli.Env{Getenv: getenv, Stdin: stdin, Stdout: stdout, Stderr: stderr}
 	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		env.ReadSecret = func(prompt string) (string, error) {
 			fmt.Fprint(stderr, prompt)

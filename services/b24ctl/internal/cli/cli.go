@@ -58,8 +58,8 @@ type Env struct {
 	// terminal without echo. Nil when there is no terminal to ask: a
 	// secret is then never prompted for.
 	ReadSecret func(prompt string) (string, error)
-	// Version is the release version stamped into the binary with
-	// -ldflags; empty for a development build.
+	// Version, when set, replaces the version libs/buildinfo reads from
+	// the binary (tests).
 	Version string
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/b24hub/b24hub/libs/buildinfo"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/natstest"
 	"github.com/b24hub/b24hub/libs/portals"
@@ -128,7 +129,7 @@ func TestVersionAndCompletion(t *testing.T) {
 	if err := yaml.Unmarshal([]byte(r.stdout), &b); err != nil || b["version"] != "v1.2.3" || b["go_version"] == "" {
 		t.Errorf("version -o yaml: %v %+v", err, r)
 	}
-	if r := run(t, nil, "", "version"); r.code != ExitOK || !strings.HasPrefix(r.stdout, "b24ctl dev ") {
+	if r := run(t, nil, "", "version"); r.code != ExitOK || !strings.HasPrefix(r.stdout, "b24ctl "+buildinfo.Version()) {
 		t.Errorf("unstamped version: %+v", r)
 	}
 	for _, sh := range []string{"bash", "zsh", "fish"} {

@@ -5,40 +5,31 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"runtime/debug"
 
+	"github.com/b24hub/b24hub/libs/buildinfo"
 	"github.com/spf13/cobra"
 )
 
 // buildInfo is what `b24ctl version` prints.
 type buildInfo struct {
 	Version   string `json:"version"`
-	Commit    string `json:"commit,omitempty"`
+	Revision  string `json:"revision,omitempty"`
+	Time      string `json:"time,omitempty"`
 	Modified  bool   `json:"modified,omitempty"`
 	GoVersion string `json:"go_version"`
 	Platform  string `json:"platform"`
 }
 
-// version is the release version stamped with -ldflags, else the module
-// version Go recorded (a `go install …@vX` build), else "dev"; the commit
-// comes from the VCS stamp when the build had one.
+// version is this build as libs/buildinfo reads it (the link-time version
+// the release build sets, else the module version, else the VCS
+// revision), the same answer every service gives; Env.Version overrides
+// the version.
 func (a *app) version() buildInfo {
-	b := buildInfo{Version: a.env.Version, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if b.Version == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			b.Version = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				b.Commit = s.Value
-			case "vcs.modified":
-				b.Modified = s.Value == "true"
-			}
-		}
-	}
-	if b.Version == "" {
-		b.Version = "dev"
+	in := buildinfo.Read()
+	b := buildInfo{Version: in.Version, Revision: in.Revision, Time: in.Time, Modified: in.Modified,
+		GoVersion: or(in.GoVersion, runtime.Version()), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	if a.env.Version != "" {
+		b.Version = a.env.Version
 	}
 	return b
 }
@@ -46,7 +37,7 @@ func (a *app) version() buildInfo {
 func (a *app) versionCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "version",
-		Short:   "print the b24ctl version, commit and Go version",
+		Short:   "print the b24ctl version, revision and Go version",
 		Example: "  b24ctl version\n  b24ctl version -o json",
 		Args:    noArgs,
 	}
@@ -55,8 +46,8 @@ func (a *app) versionCmd() *cobra.Command {
 		b := a.version()
 		return printerFor(*out, a.env.Stdout).print(b, func(w io.Writer) {
 			fmt.Fprintf(w, "b24ctl %s", b.Version)
-			if b.Commit != "" {
-				fmt.Fprintf(w, " (commit %s", b.Commit)
+			if b.Revision != "" {
+				fmt.Fprintf(w, " (revision %s", b.Revision[:min(12, len(b.Revision))])
 				if b.Modified {
 					fmt.Fprint(w, ", modified")
 				}
