@@ -77,3 +77,47 @@ func TestReplayByFilterDryRun(t *testing.T) {
 		t.Fatalf("replay: %d %+v", code, res)
 	}
 }
+
+// TestLifecycleEventsAreNeverReplayed: replaying an old ONAPPUNINSTALL
+// would uninstall a portal installed again since (and delete its
+// credentials), so lifecycle events are refused one by one (422 with the
+// reason) and left out of bulk replays, dry run or not, which name them.
+func TestLifecycleEventsAreNeverReplayed(t *testing.T) {
+	e := start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	now := e.clock.Now()
+	for _, ev := range []*eventsv1.Envelope{
+		envelope("l-1", "m1", "ONAPPINSTALL", "", now.Add(-2*time.Minute), eventsv1.Source_SOURCE_PUSH),
+		envelope("l-2", "m1", "ONAPPUNINSTALL", "", now.Add(-time.Minute), eventsv1.Source_SOURCE_PUSH),
+		envelope("l-3", "m1", "ONCRMDEALUPDATE", "3", now, eventsv1.Source_SOURCE_PUSH),
+	} {
+		e.publishEvent(ctx, ev)
+	}
+	e.eventually("events recorded", 10*time.Second, func() bool {
+		var n int
+		return e.pool.QueryRow(ctx, "SELECT count(*) FROM monitor.webhook_events").Scan(&n) == nil && n == 3
+	})
+	for _, id := range []string{"l-1", "l-2"} {
+		for _, dry := range []bool{true, false} {
+			var body map[string]any
+			if code := e.do(http.MethodPost, "/api/v1/replay", api.ReplayRequest{EventID: id, DryRun: dry}, &body); code != http.StatusUnprocessableEntity {
+				t.Errorf("replay of %s (dry run %v): %d %v, want 422", id, dry, code, body)
+			}
+		}
+	}
+	portal := &api.EventQuery{Portal: "m1", From: now.Add(-time.Hour), To: now.Add(time.Minute)}
+	var plan replay.Plan
+	if code := e.do(http.MethodPost, "/api/v1/replay", api.ReplayRequest{Events: portal, DryRun: true}, &plan); code != http.StatusOK ||
+		plan.WouldReplay != 1 || !slices.Equal(plan.EventIDs, []string{"l-3"}) || len(plan.Refused) != 2 {
+		t.Fatalf("dry run by portal: %d %+v", code, plan)
+	}
+	var res replay.Result
+	if code := e.do(http.MethodPost, "/api/v1/replay", api.ReplayRequest{Events: portal}, &res); code != http.StatusAccepted ||
+		len(res.Replayed) != 1 || res.Replayed[0].OriginalID != "l-3" || len(res.Refused) != 2 {
+		t.Fatalf("replay by portal: %d %+v", code, res)
+	}
+	if info, err := e.js.Stream(ctx, eventbus.StreamEvents); err != nil || info.CachedInfo().State.Msgs != 4 {
+		t.Fatalf("stream after replays: %v, want the 3 events and one replay", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"google.golang.org/protobuf/types/known/timestamppb"
 	"io"
 	"log/slog"
 	"maps"
@@ -537,6 +538,60 @@ func TestUninstallReinstallRebinds(t *testing.T) {
 	eventually(t, 20*time.Second, "bound after reinstall", hasBindings(a, want...))
 	if p, _ := s.reg.Lookup(memberA); !p.Active || p.TokenSHA256 != portals.HashToken(in2.ApplicationToken) {
 		t.Errorf("portal after reinstall = %+v", p)
+	}
+
+	// The old uninstall comes back, as an operator's replay and as a late
+	// delivery (received now, raised an hour before the reinstall): neither
+	// deactivates the reinstalled portal or deletes its credentials.
+	var old *eventsv1.Envelope
+	for _, e := range streamEvents(t, s.js, memberA) {
+		if e.GetEvent() == "ONAPPUNINSTALL" {
+			old = e
+		}
+	}
+	if old == nil {
+		t.Fatal("the uninstall is not in the stream")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	replayed := proto.Clone(old).(*eventsv1.Envelope)
+	replayed.MessageId, replayed.ReplayOf, replayed.Source = old.GetMessageId()+"-r1", old.GetMessageId(), eventsv1.Source_SOURCE_REPLAY
+	replayed.ReceivedAt = timestamppb.Now()
+	late := proto.Clone(old).(*eventsv1.Envelope)
+	late.MessageId, late.Source, late.ReceivedAt = old.GetMessageId()+"-late", eventsv1.Source_SOURCE_OFFLINE, timestamppb.Now()
+	late.EventTs = timestamppb.New(time.Now().Add(-time.Hour))
+	var lastSeq uint64
+	for _, env := range []*eventsv1.Envelope{replayed, late} {
+		msg, err := eventbus.RawEventMessage(env, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: msg.Subject, Data: msg.Data, Header: msg.Header})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lastSeq = ack.Sequence
+	}
+	eventually(t, 20*time.Second, "the old uninstalls handled", func() (bool, string) {
+		c, err := s.js.Consumer(ctx, eventbus.StreamEvents, subscriptions.LifecycleDurable)
+		if err != nil {
+			return false, err.Error()
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		return info.AckFloor.Stream >= lastSeq, fmt.Sprintf("ack floor %d, want %d", info.AckFloor.Stream, lastSeq)
+	})
+	if p, _ := s.reg.Lookup(memberA); !p.Active {
+		t.Errorf("an old uninstall deactivated the reinstalled portal: %+v", p)
+	}
+	tokens, err := s.js.KeyValue(ctx, eventbus.BucketTokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tokens.Get(ctx, memberA); err != nil {
+		t.Errorf("an old uninstall deleted the reinstalled portal's credentials: %v", err)
 	}
 }
 

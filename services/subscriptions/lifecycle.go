@@ -66,11 +66,19 @@ func (s *Service) lifecycle() consumer.HandlerFunc[*eventsv1.Envelope] {
 				return fmt.Errorf("re-bind after %s: %s", env.GetEvent(), strings.Join(plan.Failed, "; "))
 			}
 		case "ONAPPUNINSTALL":
-			// An uninstall older than the latest accepted install (a replay
-			// of history) must not deactivate the reinstalled portal.
+			// A replay of an uninstall is inert (the monitor refuses them
+			// too): uninstalling is the portal's decision, made again in
+			// Bitrix24, never an operator's replay of history.
+			if env.GetSource() == eventsv1.Source_SOURCE_REPLAY {
+				return consumer.Skip("a replayed uninstall changes nothing; uninstall the app in Bitrix24")
+			}
+			// An uninstall that happened before the latest accepted install
+			// must not deactivate the reinstalled portal: one received
+			// before it, or one received after it (late, from the offline
+			// queue or a redelivery) but raised before it.
 			if at, ok, err := s.store.LastAccepted(ctx, id, "ONAPPINSTALL"); err != nil {
 				return err
-			} else if ok && env.GetReceivedAt() != nil && at.After(env.GetReceivedAt().AsTime()) {
+			} else if ok && raisedBefore(env, at) {
 				return consumer.Skip("uninstall older than the latest install")
 			}
 			s.clients.Forget(id)
@@ -90,4 +98,15 @@ func (s *Service) lifecycle() consumer.HandlerFunc[*eventsv1.Envelope] {
 		}
 		return nil
 	}
+}
+
+// raisedBefore reports whether the event happened before t: it reached
+// the ingress before t, or the portal's ts (whole seconds, so with a
+// second's margin) is before t.
+func raisedBefore(env *eventsv1.Envelope, t time.Time) bool {
+	if env.GetReceivedAt().AsTime().Before(t) {
+		return true
+	}
+	ts := env.GetEventTs()
+	return ts != nil && !ts.AsTime().IsZero() && ts.AsTime().Add(time.Second).Before(t)
 }

@@ -597,7 +597,7 @@ func (s *Server) replay(c echo.Context) error {
 	if res.Replayed == nil {
 		res.Replayed = []ledger.Replay{}
 	}
-	s.cfg.Log.InfoContext(ctx, "monitor replay", "replayed", len(res.Replayed), "failed", len(res.Failed), "skipped", len(res.Skipped))
+	s.cfg.Log.InfoContext(ctx, "monitor replay", "replayed", len(res.Replayed), "failed", len(res.Failed), "skipped", len(res.Skipped), "refused", len(res.Refused))
 	return c.JSON(http.StatusAccepted, res)
 }
 

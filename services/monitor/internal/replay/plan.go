@@ -20,6 +20,9 @@ type Plan struct {
 	// Skipped are dead letters a replay would leave alone because a replay
 	// of them is already pending or done (unless force).
 	Skipped []string `json:"skipped,omitempty"`
+	// Refused are lifecycle events the filter matched: a replay never
+	// republishes them (ErrLifecycle).
+	Refused []string `json:"refused,omitempty"`
 	// Truncated is true when more matched than Limit: the replay would
 	// stop at Limit.
 	Truncated bool `json:"truncated"`
@@ -69,6 +72,10 @@ func (r *Replayer) PlanEvents(ctx context.Context, f ledger.EventFilter, limit i
 		evs, p.Truncated = evs[:limit], true
 	}
 	for _, e := range evs {
+		if Lifecycle(e.EventType) {
+			p.Refused = append(p.Refused, e.ID)
+			continue
+		}
 		p.add(e.ID, f.Consumer)
 	}
 	return p, nil
@@ -90,6 +97,10 @@ func (r *Replayer) PlanDeadLetters(ctx context.Context, f ledger.DeliveryFilter,
 		rows, p.Truncated = rows[:limit], true
 	}
 	for _, d := range rows {
+		if Lifecycle(d.EventType) {
+			p.Refused = append(p.Refused, d.EventID)
+			continue
+		}
 		if !force && d.Replay != nil && d.Replay.Status != ledger.StatusDead && d.Replay.Status != ledger.StatusError {
 			p.Skipped = append(p.Skipped, d.EventID)
 			continue

@@ -42,6 +42,20 @@ var (
 // the ledger, or recorded without a valid subject).
 var ErrNotReplayable = errors.New("replay: event cannot be replayed")
 
+// ErrLifecycle refuses a replay of an application lifecycle event. A
+// replayed ONAPPUNINSTALL would uninstall a portal that was installed
+// again since and delete its credentials; a replayed ONAPPINSTALL or
+// ONAPPUPDATE would re-apply an install state nobody verified now. The
+// portal's own install, update or uninstall is the only way to change it.
+var ErrLifecycle = fmt.Errorf("%w: app lifecycle events (ONAPPINSTALL, ONAPPUPDATE, ONAPPUNINSTALL) are never replayed; install, update or uninstall the app in Bitrix24 instead", ErrNotReplayable)
+
+// lifecycleEvents are the events ErrLifecycle refuses.
+var lifecycleEvents = map[string]bool{"ONAPPINSTALL": true, "ONAPPUPDATE": true, "ONAPPUNINSTALL": true}
+
+// Lifecycle reports whether an event type is an application lifecycle
+// event, which is never replayed.
+func Lifecycle(eventType string) bool { return lifecycleEvents[eventType] }
+
 // Replayer republishes events.
 type Replayer struct {
 	store Store
@@ -117,8 +131,12 @@ func (r *Replayer) One(ctx context.Context, id, consumer string) (ledger.Replay,
 	return rep, nil
 }
 
-// replayable returns ErrNotReplayable for an event that cannot be rebuilt.
+// replayable returns ErrNotReplayable for an event that cannot be rebuilt
+// and ErrLifecycle for a lifecycle event.
 func replayable(e ledger.Event) error {
+	if Lifecycle(e.EventType) {
+		return ErrLifecycle
+	}
 	if !eventbus.ValidToken(e.Portal) || !eventbus.ValidToken(e.EventType) {
 		return fmt.Errorf("%w: portal %q or event %q is not a subject token", ErrNotReplayable, e.Portal, e.EventType)
 	}
@@ -131,6 +149,9 @@ type Result struct {
 	// Skipped are dead letters left alone because a replay of them is
 	// already pending or done (unless Force).
 	Skipped []string `json:"skipped,omitempty"`
+	// Refused are lifecycle events the filter matched, which are never
+	// replayed (ErrLifecycle).
+	Refused []string `json:"refused,omitempty"`
 	// Failed maps event ids to the error that stopped their replay.
 	Failed map[string]string `json:"failed,omitempty"`
 	// Truncated is true when more events matched than the limit.
@@ -167,7 +188,7 @@ func (r *Replayer) Events(ctx context.Context, f ledger.EventFilter, limit int) 
 
 // execute replays every item of p.
 func (r *Replayer) execute(ctx context.Context, p Plan) Result {
-	res := Result{Failed: map[string]string{}, Skipped: p.Skipped, Truncated: p.Truncated}
+	res := Result{Failed: map[string]string{}, Skipped: p.Skipped, Refused: p.Refused, Truncated: p.Truncated}
 	for _, it := range p.items {
 		rep, err := r.One(ctx, it.eventID, it.consumer)
 		if err != nil {
