@@ -63,3 +63,5 @@ replace github.com/b24hub/b24hub/libs/portals => ../portals
 replace github.com/b24hub/b24hub/libs/consumer => ../consumer
 
 replace github.com/b24hub/b24hub/libs/pgtest => ../pgtest
+
+replace github.com/b24hub/b24hub/libs/postgres => ../postgres

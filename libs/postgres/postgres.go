@@ -91,6 +91,34 @@ func createDatabase(ctx context.Context, dsn, name string) error {
 // created in schema. It takes tern's advisory lock, so concurrent
 // replicas or jobs are safe, and running it twice is a no-op.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string, migrations fs.FS) error {
+	return migrateVersions(ctx, pool, schema, "schema_version", migrations)
+}
+
+// MigrateComponent is Migrate for a library that owns tables inside a
+// service's schema (the consumer outbox): its migrations are numbered on
+// their own and recorded in <schema>.<component>_schema_version, so the
+// library can evolve its tables without renumbering any service's
+// migrations. component must be a plain lower-case identifier.
+func MigrateComponent(ctx context.Context, pool *pgxpool.Pool, schema, component string, migrations fs.FS) error {
+	if !validComponent(component) {
+		return fmt.Errorf("postgres: component %q must be lower-case letters, digits and '_'", component)
+	}
+	return migrateVersions(ctx, pool, schema, component+"_schema_version", migrations)
+}
+
+func validComponent(s string) bool {
+	if s == "" || len(s) > 40 {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+func migrateVersions(ctx context.Context, pool *pgxpool.Pool, schema, versionTable string, migrations fs.FS) error {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: migrate %s: %w", schema, err)
@@ -112,7 +140,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string, migrations 
 		return fmt.Errorf("postgres: search_path %s: %w", schema, err)
 	}
 	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), "RESET search_path") }()
-	m, err := migrate.NewMigrator(ctx, conn.Conn(), schema+".schema_version")
+	m, err := migrate.NewMigrator(ctx, conn.Conn(), schema+"."+versionTable)
 	if err != nil {
 		return fmt.Errorf("postgres: migrator %s: %w", schema, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/b24hub/b24hub/libs/pgtest"
 	"github.com/b24hub/b24hub/libs/postgres"
@@ -61,6 +62,41 @@ func TestConcurrentMigrateOfOneSchema(t *testing.T) {
 	for range 4 {
 		if err := <-errs; err != nil {
 			t.Fatalf("concurrent migrate: %v", err)
+		}
+	}
+}
+
+// TestMigrateComponent: a library's migrations in a service's schema keep
+// their own version table, apart from the service's.
+func TestMigrateComponent(t *testing.T) {
+	ctx := context.Background()
+	pool, err := postgres.Open(ctx, pgtest.NewDatabase(t), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := postgres.Migrate(ctx, pool, "svc", os.DirFS("testdata/migrations")); err != nil {
+		t.Fatal(err)
+	}
+	lib := fstest.MapFS{"001_lib.sql": {Data: []byte("CREATE TABLE lib_things (id int);")}}
+	for range 2 {
+		if err := postgres.MigrateComponent(ctx, pool, "svc", "lib", lib); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var service, component int
+	if err := pool.QueryRow(ctx, "SELECT (SELECT version FROM svc.schema_version), (SELECT version FROM svc.lib_schema_version)").Scan(&service, &component); err != nil {
+		t.Fatal(err)
+	}
+	if component != 1 || service < 1 {
+		t.Errorf("versions: service %d, component %d", service, component)
+	}
+	if _, err := pool.Exec(ctx, "INSERT INTO svc.lib_things VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"", "Lib", "lib.x", "lib; DROP"} {
+		if err := postgres.MigrateComponent(ctx, pool, "svc", bad, lib); err == nil {
+			t.Errorf("component %q accepted", bad)
 		}
 	}
 }

@@ -65,7 +65,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.NC == nil || deps.Pool == nil || deps.Logger == nil || deps.Portals == nil {
 		return nil, errors.New("dealsync: NC, Pool, Logger and Portals are required")
 	}
-	rt, relay, err := outbox.NewRuntime(deps.NC, deps.Pool, outbox.In(store.Schema), outbox.RuntimeOptions{
+	rt, relay, err := outbox.NewRuntime(deps.NC, deps.Pool, store.Outbox, outbox.RuntimeOptions{
 		Logger: deps.Logger, DrainTimeout: cfg.DrainTimeout,
 		TracerProvider: deps.TracerProvider, MeterProvider: deps.MeterProvider,
 	})

@@ -20,7 +20,7 @@ import (
 func ExampleNewRuntime() {
 	var (
 		nc   *nats.Conn    // the host's connection
-		pool *pgxpool.Pool // the service's database, with outbox.TableSQL migrated into schema "svc"
+		pool *pgxpool.Pool // the service's database, with outbox.In("svc").Migrate run
 		ctx  = context.Background()
 	)
 	rt, relay, err := outbox.NewRuntime(nc, pool, outbox.In("svc"), outbox.RuntimeOptions{

@@ -6,36 +6,30 @@
 // message published twice (a flush that crashed before marking its rows) is
 // stored once by JetStream and de-duplicated by consumers.
 //
-// The table lives in the service's own schema; add TableSQL to the
-// service's first migration.
+// The table lives in the service's own schema and the package owns it:
+// Table.Migrate creates and upgrades it from the SQL embedded here, with
+// its own version table, so no service copies its definition.
 package outbox
 
 import (
 	"context"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"time"
 
 	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/b24hub/b24hub/libs/postgres"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 )
 
-// TableSQL creates the outbox table; put it in a migration of the schema
-// that uses the outbox.
-const TableSQL = `CREATE TABLE outbox (
-    seq          bigserial PRIMARY KEY,
-    msg_id       text NOT NULL,
-    subject      text NOT NULL,
-    data         bytea NOT NULL,
-    header       jsonb NOT NULL DEFAULT '{}',
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    published_at timestamptz
-);
-CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;`
+//go:embed migrations/*.sql
+var migrations embed.FS
 
 // Message is one message to publish after commit.
 type Message struct {
@@ -49,15 +43,35 @@ type Message struct {
 	Header nats.Header
 }
 
-// Table is the outbox table of one schema, created by TableSQL in that
-// schema's migrations.
+// Table is the outbox table of one schema, created by its Migrate.
 type Table struct {
-	name string // quoted, schema-qualified
+	schema string
+	name   string // quoted, schema-qualified
 }
 
 // In returns the outbox table of schema.
 func In(schema string) Table {
-	return Table{name: pgx.Identifier{schema, "outbox"}.Sanitize()}
+	return Table{schema: schema, name: pgx.Identifier{schema, "outbox"}.Sanitize()}
+}
+
+// Migrate creates or upgrades the table in its schema (creating the
+// schema if needed) from the package's embedded migrations, recorded in
+// <schema>.outbox_schema_version apart from the service's own. Run it
+// after the service's migrations: a service whose earlier migrations
+// created an outbox table itself hands it over by renaming it to
+// outbox_handover in a migration of its own, and Migrate then moves every
+// row of it, unpublished ones included, into the table it creates. Like
+// postgres.Migrate it is safe to run from several replicas at once, and a
+// no-op when the table is current.
+func (t Table) Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("outbox: migrations: %w", err)
+	}
+	if err := postgres.MigrateComponent(ctx, pool, t.schema, "outbox", sub); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	return nil
 }
 
 // Add stores msgs in tx. The trace context of ctx travels with them, so the
@@ -169,6 +183,15 @@ func (r *Relay) Flush(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("outbox: commit: %w", err)
 	}
 	return len(published), errors.Join(errs...)
+}
+
+// FlushAfterCommit is Flush for a handler that just committed rows: a
+// failure is logged, not returned, since the rows are safe and the relay
+// loop publishes them on its next tick.
+func (r *Relay) FlushAfterCommit(ctx context.Context) {
+	if _, err := r.Flush(ctx); err != nil {
+		r.log.WarnContext(ctx, "outbox flush after commit failed; the relay retries", "error", err.Error())
+	}
 }
 
 // Pending returns the number of unpublished rows.

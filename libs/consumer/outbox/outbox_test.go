@@ -16,8 +16,10 @@ import (
 func TestOutboxPublishesOnceAfterCommit(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.NewPool(t)
-	pgtest.MustExec(t, pool, "CREATE SCHEMA svc; SET search_path TO svc; "+outbox.TableSQL+"; RESET search_path")
 	table := outbox.In("svc")
+	if err := table.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
 	srv := natstest.Start(t)
 	_, js := srv.JetStream(t)
 	if err := eventbus.Provision(ctx, js, eventbus.StreamOptions{}); err != nil {

@@ -43,8 +43,10 @@ func (w warnings) Handle(_ context.Context, r slog.Record) error {
 func TestRunWithRuntime(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.NewPool(t)
-	pgtest.MustExec(t, pool, "CREATE SCHEMA svc; SET search_path TO svc; "+outbox.TableSQL+"; RESET search_path")
 	table := outbox.In("svc")
+	if err := table.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
 	srv := natstest.Start(t)
 	nc, js := srv.JetStream(t)
 	rec := tracetest.NewSpanRecorder()

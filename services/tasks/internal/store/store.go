@@ -11,6 +11,7 @@ import (
 	"io/fs"
 
 	"github.com/b24hub/b24hub/libs/consumer/change"
+	"github.com/b24hub/b24hub/libs/consumer/mirror"
 	"github.com/b24hub/b24hub/libs/consumer/outbox"
 	"github.com/b24hub/b24hub/libs/postgres"
 	"github.com/jackc/pgx/v5"
@@ -30,9 +31,20 @@ var embedded embed.FS
 // service's declaration hands them to libs/svcmain, which applies them.
 var Migrations, _ = fs.Sub(embedded, "migrations") // a literal, existing directory: never fails
 
-// Migrate applies the embedded migrations to Schema.
+// Migrate applies the embedded migrations to Schema, then the outbox
+// table's own (libs/consumer/outbox).
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	return postgres.Migrate(ctx, pool, Schema, Migrations)
+	if err := postgres.Migrate(ctx, pool, Schema, Migrations); err != nil {
+		return err
+	}
+	// After ours: 002 hands an old outbox table over to the library's.
+	return Outbox.Migrate(ctx, pool)
+}
+
+// Mirror returns the mirror step on this store's database and outbox;
+// relay may be nil.
+func (s *Store) Mirror(relay *outbox.Relay) *mirror.Mirror {
+	return mirror.New(s.pool, Outbox, relay)
 }
 
 // Store reads and writes the service's tables.

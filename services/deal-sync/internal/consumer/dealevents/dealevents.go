@@ -36,12 +36,12 @@ import (
 	"github.com/b24hub/b24hub/libs/bitrix/bitrixport"
 	"github.com/b24hub/b24hub/libs/consumer"
 	"github.com/b24hub/b24hub/libs/consumer/change"
+	"github.com/b24hub/b24hub/libs/consumer/mirror"
 	"github.com/b24hub/b24hub/libs/consumer/outbox"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/b24hub/b24hub/services/deal-sync/internal/store"
 	"github.com/jackc/pgx/v5"
-	"google.golang.org/protobuf/proto"
 )
 
 // Durable is the consumer's durable name. PUBLIC API: renaming it makes a
@@ -101,7 +101,7 @@ type Options struct {
 type Handler struct {
 	clients bitrixport.Clients
 	store   *store.Store
-	relay   *outbox.Relay
+	mirrors *mirror.Mirror
 	opt     Options
 	log     *slog.Logger
 	now     func() time.Time
@@ -127,7 +127,7 @@ func New(clients bitrixport.Clients, st *store.Store, relay *outbox.Relay, opt O
 	if opt.Settle == 0 {
 		opt.Settle = consumer.DefaultSettle
 	}
-	return &Handler{clients: clients, store: st, relay: relay, opt: opt, log: log, now: time.Now, fetched: map[string]time.Time{}}
+	return &Handler{clients: clients, store: st, mirrors: st.Mirror(relay), opt: opt, log: log, now: time.Now, fetched: map[string]time.Time{}}
 }
 
 // work is everything the batch says about one deal.
@@ -213,7 +213,12 @@ func (h *Handler) HandleBatch(ctx context.Context, batch []*consumer.Message[*ev
 		}
 	}
 
-	var changed bool
+	type pending struct {
+		w         *work
+		clearLock bool
+	}
+	var ents []mirror.Entity
+	var todo []pending
 	for _, id := range order {
 		w, ok := deals[id]
 		if !ok {
@@ -235,93 +240,73 @@ func (h *Handler) HandleBatch(ctx context.Context, batch []*consumer.Message[*ev
 			setAll(errs, w, fmt.Errorf("deal %d missing from the batch answer", id))
 			continue
 		}
-		res, clearLock, err := h.apply(ctx, batch[w.msgs[len(w.msgs)-1]], member, id, deal, fields)
-		if err != nil {
-			setAll(errs, w, err)
+		e, clearLock := h.entity(batch[w.msgs[len(w.msgs)-1]], member, id, deal, fields)
+		ents, todo = append(ents, e), append(todo, pending{w: w, clearLock: clearLock})
+	}
+	for i, res := range h.mirrors.Apply(ctx, ents...) {
+		w := todo[i].w
+		var skip *consumer.SkipError
+		if res != nil && !errors.As(res, &skip) {
+			setAll(errs, w, res)
 			continue
 		}
-		if res == nil {
-			changed = true
-		}
 		if !w.deleted && !watermark.IsZero() {
-			h.noteFetch(member, id, watermark)
+			h.noteFetch(member, w.id, watermark)
 		}
-		if clearLock {
-			if err := h.clearLock(ctx, client, member, id, w.latest); err != nil {
+		if todo[i].clearLock {
+			if err := h.clearLock(ctx, client, member, w.id, w.latest); err != nil {
 				res = bitrixport.Classify(err)
 			}
 		}
 		setAll(errs, w, res)
 	}
-	if changed && h.relay != nil {
-		if _, err := h.relay.Flush(ctx); err != nil {
-			// The rows stay; the relay loop retries. The mirror is committed.
-			h.log.WarnContext(ctx, "outbox flush after commit failed", "error", err.Error())
-		}
-	}
 	return errs
 }
 
-// apply compares a fetched deal (nil fields = deleted) with its snapshot
-// and writes mirror and change in one transaction. It returns nil when a
-// change was published, a Skip when there was nothing to publish, and
-// whether the sync-lock flag must be cleared.
-func (h *Handler) apply(ctx context.Context, m *consumer.Message[*eventsv1.Envelope], member string, id int64, deal *bitrix.Deal, fields change.Fields) (result error, clearLock bool, err error) {
-	err = h.store.Tx(ctx, func(tx pgx.Tx) error {
-		snap, err := store.LockDeal(ctx, tx, member, id)
-		if err != nil {
-			return err
-		}
-		if fields == nil { // deleted
-			if !snap.Live() {
-				result = consumer.Skip("already deleted")
-				return nil
+// entity describes one deal's mirror write (nil fields: deleted) and
+// whether the sync-lock flag must be cleared afterwards. A deal whose
+// sync lock is set is saved without a change; so is one whose change is
+// the echo of an own write.
+func (h *Handler) entity(m *consumer.Message[*eventsv1.Envelope], member string, id int64, deal *bitrix.Deal, fields change.Fields) (mirror.Entity, bool) {
+	locked := h.opt.SyncLockField != "" && fields != nil && flagSet(fields[h.opt.SyncLockField])
+	return mirror.Entity{
+		MemberID: member, Type: EntityType, ID: fmt.Sprint(id), EventID: m.EventID, Fields: fields,
+		Lock: func(ctx context.Context, tx pgx.Tx) (mirror.Snapshot, error) {
+			snap, err := store.LockDeal(ctx, tx, member, id)
+			return mirror.Snapshot{Live: snap.Live(), Hash: snap.Hash, Fields: snap.Fields}, err
+		},
+		Save: func(ctx context.Context, tx pgx.Tx, hash string) error {
+			if fields == nil {
+				return store.SaveDeal(ctx, tx, store.Deal{MemberID: member, ID: id, SourceEventID: m.EventID})
 			}
-			dc := change.Build(member, EntityType, fmt.Sprint(id), snap.Fields, nil, true, m.EventID, h.now())
-			if err := store.SaveDeal(ctx, tx, store.Deal{MemberID: member, ID: id, SourceEventID: m.EventID}); err != nil {
-				return err
+			return store.SaveDeal(ctx, tx, store.Deal{MemberID: member, ID: id, Fields: fields, Hash: hash, SourceEventID: m.EventID,
+				Title: deal.Title, StageID: deal.StageID, Opportunity: deal.Opportunity, CurrencyID: deal.CurrencyID,
+				CategoryID: int64(deal.CategoryID), AssignedByID: int64(deal.AssignedByID), DateModify: deal.DateModify})
+		},
+		Check: func(ctx context.Context, tx pgx.Tx, before mirror.Snapshot) (string, error) {
+			switch {
+			case fields == nil:
+				return "", nil
+			case locked:
+				return "sync lock set", nil
+			case !before.Live:
+				return "", nil
 			}
-			return addChange(ctx, tx, dc)
-		}
-		hash := change.Hash(fields)
-		locked := h.opt.SyncLockField != "" && flagSet(fields[h.opt.SyncLockField])
-		clearLock = locked
-		if snap.Live() && snap.Hash == hash {
-			result = consumer.Skip("no change")
-			return nil
-		}
-		d := store.Deal{MemberID: member, ID: id, Fields: fields, Hash: hash, SourceEventID: m.EventID,
-			Title: deal.Title, StageID: deal.StageID, Opportunity: deal.Opportunity, CurrencyID: deal.CurrencyID,
-			CategoryID: int64(deal.CategoryID), AssignedByID: int64(deal.AssignedByID), DateModify: deal.DateModify}
-		if err := store.SaveDeal(ctx, tx, d); err != nil {
-			return err
-		}
-		if locked {
-			result = consumer.Skip("sync lock set")
-			return nil
-		}
-		if snap.Live() {
 			var changedFields []string
-			for _, c := range change.Diff(snap.Fields, fields, h.opt.VolatileFields...) {
+			for _, c := range change.Diff(before.Fields, fields, h.opt.VolatileFields...) {
 				changedFields = append(changedFields, c.Field)
 			}
 			cmd, err := store.ConsumeEcho(ctx, tx, member, id, changedFields, fields, h.opt.EchoTTL)
 			if err != nil {
-				return err
+				return "", err
 			}
 			if cmd != "" {
 				m.Logger.DebugContext(ctx, "echo of an own write", "command_id", cmd)
-				result = consumer.Skip("echo of own write")
-				return nil
+				return "echo of own write", nil
 			}
-		}
-		dc := change.Build(member, EntityType, fmt.Sprint(id), snap.Fields, fields, snap.Live(), m.EventID, h.now())
-		return addChange(ctx, tx, dc)
-	})
-	if err != nil {
-		return nil, false, err
-	}
-	return result, clearLock, nil
+			return "", nil
+		},
+	}, locked
 }
 
 // clearLock clears the sync-lock flag with one own write. The write is
@@ -343,18 +328,6 @@ func (h *Handler) clearLock(ctx context.Context, client *bitrix.Client, member s
 		return fmt.Errorf("clear sync lock of deal %d: %w", id, err)
 	}
 	return h.store.SetWriteStatus(ctx, w.CommandID, store.WriteWritten)
-}
-
-// changes is deal-sync's outbox table.
-var changes = outbox.In(store.Schema)
-
-func addChange(ctx context.Context, tx pgx.Tx, dc *eventsv1.DomainChange) error {
-	data, err := proto.Marshal(dc)
-	if err != nil {
-		return err
-	}
-	return changes.Add(ctx, tx, outbox.Message{MsgID: dc.GetId(), Subject: change.Subject(dc), Data: data,
-		Header: map[string][]string{eventbus.HeaderContentType: {eventbus.ContentTypeProtobuf}}})
 }
 
 // flagSet reads a sync-lock value: anything but empty, "N", "0", "false",

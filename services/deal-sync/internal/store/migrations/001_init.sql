@@ -1,5 +1,6 @@
--- deal-sync's mirror of Bitrix24 deals, its own-write registry and its
--- transactional outbox. Unqualified names land in the deal_sync schema.
+-- deal-sync's mirror of Bitrix24 deals and its own-write registry.
+-- Unqualified names land in the deal_sync schema. The transactional outbox
+-- table is libs/consumer/outbox's (see 002).
 
 CREATE TABLE deals (
     member_id       text        NOT NULL,
@@ -36,14 +37,3 @@ CREATE TABLE own_writes (
     consumed_at timestamptz
 );
 CREATE INDEX own_writes_open ON own_writes (member_id, deal_id, written_at) WHERE consumed_at IS NULL;
-
-CREATE TABLE outbox (
-    seq          bigserial PRIMARY KEY,
-    msg_id       text NOT NULL,
-    subject      text NOT NULL,
-    data         bytea NOT NULL,
-    header       jsonb NOT NULL DEFAULT '{}',
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    published_at timestamptz
-);
-CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;

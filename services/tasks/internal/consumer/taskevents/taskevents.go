@@ -22,12 +22,12 @@ import (
 	"github.com/b24hub/b24hub/libs/bitrix/bitrixport"
 	"github.com/b24hub/b24hub/libs/consumer"
 	"github.com/b24hub/b24hub/libs/consumer/change"
+	"github.com/b24hub/b24hub/libs/consumer/mirror"
 	"github.com/b24hub/b24hub/libs/consumer/outbox"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/b24hub/b24hub/services/tasks/internal/store"
 	"github.com/jackc/pgx/v5"
-	"google.golang.org/protobuf/proto"
 )
 
 // Durable is the consumer's durable name. PUBLIC API: renaming it makes a
@@ -55,8 +55,7 @@ func Spec() consumer.Spec {
 // Handler is the task-event consumer.
 type Handler struct {
 	clients bitrixport.Clients
-	store   *store.Store
-	relay   *outbox.Relay
+	mirrors *mirror.Mirror
 	now     func() time.Time
 }
 
@@ -64,7 +63,7 @@ var _ consumer.BatchHandler[*eventsv1.Envelope] = (*Handler)(nil)
 
 // New returns a Handler; relay may be nil.
 func New(clients bitrixport.Clients, st *store.Store, relay *outbox.Relay) *Handler {
-	return &Handler{clients: clients, store: st, relay: relay, now: time.Now}
+	return &Handler{clients: clients, mirrors: st.Mirror(relay), now: time.Now}
 }
 
 // HandleBatch implements consumer.BatchHandler.
@@ -130,7 +129,8 @@ func (h *Handler) HandleBatch(ctx context.Context, batch []*consumer.Message[*ev
 			return errs
 		}
 	}
-	var published bool
+	var ents []mirror.Entity
+	var ids []int64
 	for _, id := range order {
 		last := batch[byTask[id][len(byTask[id])-1]]
 		var fields change.Fields
@@ -147,18 +147,15 @@ func (h *Handler) HandleBatch(ctx context.Context, batch []*consumer.Message[*ev
 				fields = nil // gone, or no longer accessible
 			}
 		}
-		r, err := h.apply(ctx, last, member, id, fields, checklist)
+		e, err := h.entity(last, member, id, fields, checklist)
 		if err != nil {
 			set(id, err)
 			continue
 		}
-		published = published || r == nil
-		set(id, r)
+		ents, ids = append(ents, e), append(ids, id)
 	}
-	if published && h.relay != nil {
-		if _, err := h.relay.Flush(ctx); err != nil {
-			batch[0].Logger.WarnContext(ctx, "outbox flush failed; the relay retries", "error", err.Error())
-		}
+	for i, err := range h.mirrors.Apply(ctx, ents...) {
+		set(ids[i], err)
 	}
 	return errs
 }
@@ -188,48 +185,33 @@ func decode(res *bitrix.BatchResult, id int64) (fields change.Fields, checklist 
 	return change.Fields(t.Fields), checklist, true, nil
 }
 
-func (h *Handler) apply(ctx context.Context, m *consumer.Message[*eventsv1.Envelope], member string, id int64, fields change.Fields, checklist json.RawMessage) (result error, err error) {
-	err = h.store.Tx(ctx, func(tx pgx.Tx) error {
-		snap, err := store.LockTask(ctx, tx, member, id)
-		if err != nil {
-			return err
+// entity describes one task's mirror write: the flattened fields (with
+// the checklist) are what is hashed and diffed; nil fields mark it
+// deleted.
+func (h *Handler) entity(m *consumer.Message[*eventsv1.Envelope], member string, id int64, fields change.Fields, checklist json.RawMessage) (mirror.Entity, error) {
+	var flat change.Fields
+	if fields != nil {
+		var err error
+		if flat, err = store.Flatten(fields, checklist); err != nil {
+			return mirror.Entity{}, consumer.Permanent(err)
 		}
-		var dc *eventsv1.DomainChange
-		if fields == nil {
-			if !snap.Live() {
-				result = consumer.Skip("already deleted")
-				return nil
-			}
-			if err := store.SaveTask(ctx, tx, store.Task{MemberID: member, ID: id, SourceEventID: m.EventID}); err != nil {
-				return err
-			}
-			dc = change.Build(member, EntityType, fmt.Sprint(id), snap.Flat, nil, true, m.EventID, h.now())
-		} else {
-			flat, err := store.Flatten(fields, checklist)
-			if err != nil {
-				return consumer.Permanent(err)
-			}
-			hash := change.Hash(flat)
-			if snap.Live() && snap.Hash == hash {
-				result = consumer.Skip("no change")
-				return nil
+	}
+	return mirror.Entity{
+		MemberID: member, Type: EntityType, ID: fmt.Sprint(id), EventID: m.EventID, Fields: flat,
+		Lock: func(ctx context.Context, tx pgx.Tx) (mirror.Snapshot, error) {
+			snap, err := store.LockTask(ctx, tx, member, id)
+			return mirror.Snapshot{Live: snap.Live(), Hash: snap.Hash, Fields: snap.Flat}, err
+		},
+		Save: func(ctx context.Context, tx pgx.Tx, hash string) error {
+			if fields == nil {
+				return store.SaveTask(ctx, tx, store.Task{MemberID: member, ID: id, SourceEventID: m.EventID})
 			}
 			var t bitrix.Task
 			raw, _ := json.Marshal(fields)
 			_ = json.Unmarshal(raw, &t)
-			if err := store.SaveTask(ctx, tx, store.Task{MemberID: member, ID: id, Fields: fields, Checklist: checklist,
+			return store.SaveTask(ctx, tx, store.Task{MemberID: member, ID: id, Fields: fields, Checklist: checklist,
 				Hash: hash, SourceEventID: m.EventID, Title: t.Title, Status: t.Status,
-				ResponsibleID: int64(t.ResponsibleID), Deadline: t.Deadline}); err != nil {
-				return err
-			}
-			dc = change.Build(member, EntityType, fmt.Sprint(id), snap.Flat, flat, snap.Live(), m.EventID, h.now())
-		}
-		data, err := proto.Marshal(dc)
-		if err != nil {
-			return err
-		}
-		return store.Outbox.Add(ctx, tx, outbox.Message{MsgID: dc.GetId(), Subject: change.Subject(dc), Data: data,
-			Header: map[string][]string{eventbus.HeaderContentType: {eventbus.ContentTypeProtobuf}}})
-	})
-	return result, err
+				ResponsibleID: int64(t.ResponsibleID), Deadline: t.Deadline})
+		},
+	}, nil
 }

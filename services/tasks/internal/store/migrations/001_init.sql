@@ -1,5 +1,5 @@
--- tasks' mirror of Bitrix24 tasks with their checklists, and its outbox.
--- Unqualified names land in the tasks schema.
+-- tasks' mirror of Bitrix24 tasks with their checklists. Unqualified names
+-- land in the tasks schema. The outbox table is libs/consumer/outbox's (see 002).
 
 CREATE TABLE tasks (
     member_id       text        NOT NULL,
@@ -19,14 +19,3 @@ CREATE TABLE tasks (
     updated_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (member_id, task_id)
 );
-
-CREATE TABLE outbox (
-    seq          bigserial PRIMARY KEY,
-    msg_id       text NOT NULL,
-    subject      text NOT NULL,
-    data         bytea NOT NULL,
-    header       jsonb NOT NULL DEFAULT '{}',
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    published_at timestamptz
-);
-CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;

@@ -15,19 +15,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/b24hub/b24hub/libs/bitrix"
 	"github.com/b24hub/b24hub/libs/bitrix/bitrixport"
 	"github.com/b24hub/b24hub/libs/consumer"
 	"github.com/b24hub/b24hub/libs/consumer/change"
+	"github.com/b24hub/b24hub/libs/consumer/mirror"
 	"github.com/b24hub/b24hub/libs/consumer/outbox"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/b24hub/b24hub/services/telephony/internal/store"
 	"github.com/jackc/pgx/v5"
-	"google.golang.org/protobuf/proto"
 )
 
 // Durable is the consumer's durable name. PUBLIC API: renaming it makes a
@@ -76,8 +75,7 @@ type Options struct {
 // Handler handles ONVOXIMPLANTCALLEND.
 type Handler struct {
 	clients bitrixport.Clients
-	store   *store.Store
-	relay   *outbox.Relay
+	mirrors *mirror.Mirror
 	opt     Options
 	now     func() time.Time
 }
@@ -92,7 +90,7 @@ func New(clients bitrixport.Clients, st *store.Store, relay *outbox.Relay, opt O
 	if opt.RecordingPoll == 0 {
 		opt.RecordingPoll = 10 * time.Second
 	}
-	return &Handler{clients: clients, store: st, relay: relay, opt: opt, now: time.Now}
+	return &Handler{clients: clients, mirrors: st.Mirror(relay), opt: opt, now: time.Now}
 }
 
 // errRecordingPending is the retry reason while a recording is awaited.
@@ -168,46 +166,26 @@ func (h *Handler) mirror(ctx context.Context, m *consumer.Message[*eventsv1.Enve
 	}
 	fields[FieldRecordStatus], _ = json.Marshal(status)
 	fields[FieldRecordURL], _ = json.Marshal(url)
-	// The download URL is signed and may differ per fetch: not a change.
-	hash := change.Hash(fields, FieldRecordURL)
-	var published bool
-	err = h.store.Tx(ctx, func(tx pgx.Tx) error {
-		snap, err := store.LockCall(ctx, tx, m.MemberID, rec.CallID)
-		if err != nil {
-			return err
-		}
-		if snap.Exists && snap.Hash == hash {
-			return nil
-		}
-		c := store.Call{MemberID: m.MemberID, CallID: rec.CallID, CallType: rec.CallType, FailedCode: rec.CallFailedCode,
-			FailedReason: rec.CallFailedReason, PortalUserID: int64(rec.PortalUserID), PortalNumber: rec.PortalNumber,
-			PhoneNumber: rec.PhoneNumber, DurationSec: int64(rec.CallDuration), StartDate: rec.CallStartDate, Cost: rec.Cost,
-			CostCurrency: rec.CostCurrency, CRMEntityType: rec.CRMEntityType, CRMEntityID: int64(rec.CRMEntityID),
-			CRMActivityID: int64(rec.CRMActivityID), RecordFileID: int64(rec.RecordFileID), RecordStatus: status,
-			RecordURL: url, Fields: fields, Hash: hash, SourceEventID: m.EventID}
-		if err := store.SaveCall(ctx, tx, c); err != nil {
-			return err
-		}
-		dc := change.Build(m.MemberID, EntityType, rec.CallID, snap.Fields, fields, snap.Exists, m.EventID, h.now(), FieldRecordURL)
-		data, err := proto.Marshal(dc)
-		if err != nil {
-			return err
-		}
-		published = true
-		return store.Outbox.Add(ctx, tx, outbox.Message{MsgID: dc.GetId(), Subject: change.Subject(dc), Data: data,
-			Header: map[string][]string{eventbus.HeaderContentType: {eventbus.ContentTypeProtobuf}}})
-	})
+	err = h.mirrors.Apply(ctx, mirror.Entity{
+		MemberID: m.MemberID, Type: EntityType, ID: rec.CallID, EventID: m.EventID, Fields: fields,
+		// The download URL is signed and may differ per fetch: not a change.
+		Volatile: []string{FieldRecordURL},
+		Lock: func(ctx context.Context, tx pgx.Tx) (mirror.Snapshot, error) {
+			snap, err := store.LockCall(ctx, tx, m.MemberID, rec.CallID)
+			return mirror.Snapshot{Live: snap.Exists, Hash: snap.Hash, Fields: snap.Fields}, err
+		},
+		Save: func(ctx context.Context, tx pgx.Tx, hash string) error {
+			return store.SaveCall(ctx, tx, store.Call{MemberID: m.MemberID, CallID: rec.CallID, CallType: rec.CallType, FailedCode: rec.CallFailedCode,
+				FailedReason: rec.CallFailedReason, PortalUserID: int64(rec.PortalUserID), PortalNumber: rec.PortalNumber,
+				PhoneNumber: rec.PhoneNumber, DurationSec: int64(rec.CallDuration), StartDate: rec.CallStartDate, Cost: rec.Cost,
+				CostCurrency: rec.CostCurrency, CRMEntityType: rec.CRMEntityType, CRMEntityID: int64(rec.CRMEntityID),
+				CRMActivityID: int64(rec.CRMActivityID), RecordFileID: int64(rec.RecordFileID), RecordStatus: status,
+				RecordURL: url, Fields: fields, Hash: hash, SourceEventID: m.EventID})
+		},
+	})[0]
 	if err != nil {
-		return fmt.Errorf("mirror call %s: %w", rec.CallID, err)
-	}
-	if !published {
-		return consumer.Skip("no change")
+		return err
 	}
 	m.Logger.InfoContext(ctx, "call mirrored", "record_status", status, "failed_code", rec.CallFailedCode)
-	if h.relay != nil {
-		if _, err := h.relay.Flush(ctx); err != nil {
-			m.Logger.WarnContext(ctx, "outbox flush failed; the relay retries", "error", err.Error())
-		}
-	}
 	return nil
 }

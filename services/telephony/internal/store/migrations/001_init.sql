@@ -1,5 +1,5 @@
--- telephony's mirror of finished calls and its outbox. Unqualified names
--- land in the telephony schema.
+-- telephony's mirror of finished calls. Unqualified names land in the
+-- telephony schema. The outbox table is libs/consumer/outbox's (see 002).
 
 CREATE TABLE calls (
     member_id       text        NOT NULL,
@@ -29,14 +29,3 @@ CREATE TABLE calls (
     updated_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (member_id, call_id)
 );
-
-CREATE TABLE outbox (
-    seq          bigserial PRIMARY KEY,
-    msg_id       text NOT NULL,
-    subject      text NOT NULL,
-    data         bytea NOT NULL,
-    header       jsonb NOT NULL DEFAULT '{}',
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    published_at timestamptz
-);
-CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
