@@ -134,7 +134,7 @@ func TestProbePathsServedByCode(t *testing.T) {
 			t.Errorf("services/%s does not build telemetry.Health and register it: /healthz and /readyz would 404", s.Name)
 		}
 		if s.Name == "ingress" {
-			for _, p := range []string{`"/healthz"`, `"/readyz"`, `"/metrics"`, `"/bitrix24/events"`} {
+			for _, p := range []string{`"/healthz"`, `"/readyz"`, `"/metrics"`, `"/bitrix24/events"`, `"/onprem/v1/events"`} {
 				if !strings.Contains(f.Text, p) {
 					t.Errorf("services/ingress does not route %s on its main port; the probes, ServiceMonitor and Ingress use it", p)
 				}

@@ -473,8 +473,10 @@ var objectRules = []objectRule{
 				t.Errorf("%s: Ingress %s: host %q has no TLS", r.Overlay, ing.Name, rule.Host)
 			}
 			for _, p := range rule.HTTP.Paths {
-				if p.Path != "/bitrix24/events" || p.PathType == nil || *p.PathType != networkingv1.PathTypePrefix {
-					t.Errorf("%s: Ingress %s routes %q: only Prefix /bitrix24/events may be public (not /metrics, /healthz, /readyz)", r.Overlay, ing.Name, p.Path)
+				public := p.PathType != nil && (p.Path == "/bitrix24/events" && *p.PathType == networkingv1.PathTypePrefix ||
+					p.Path == "/onprem/v1/events" && *p.PathType == networkingv1.PathTypeExact)
+				if !public {
+					t.Errorf("%s: Ingress %s routes %q: only Prefix /bitrix24/events and Exact /onprem/v1/events may be public (not /metrics, /healthz, /readyz)", r.Overlay, ing.Name, p.Path)
 				}
 				b := p.Backend.Service
 				if b == nil || b.Name != "ingress" || b.Port.Name != "http" {
