@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"strconv"
 	"strings"
 
+	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -22,18 +24,85 @@ import (
 // B24HUB_DATABASE_URL is unset.
 const DefaultURL = "postgres://postgres@127.0.0.1:5432/b24hub?sslmode=disable"
 
-// Open connects to dsn and returns a pool. When create is true and the
-// database does not exist, it is created first through the server's
-// "postgres" database (convenient locally; in production the database is
-// provisioned by the platform and create is false). Queries run inside a
-// recording span get a child span each (statement text, never arguments),
-// from the global tracer provider.
-func Open(ctx context.Context, dsn string, create bool) (*pgxpool.Pool, error) {
+// DefaultMaxConns is the pool size of a process when neither
+// B24HUB_DATABASE_MAX_CONNS nor pool_max_conns in the URL says otherwise.
+// pgxpool's own default, max(4, number of CPUs), grows with the node: 22
+// pods on 16-core nodes would open 352 connections. deploy/k8stest checks
+// that the manifests' replicas times their pool sizes fit the
+// CloudNativePG cluster's max_connections.
+const DefaultMaxConns = 5
+
+// MaxConnsEnv names the pool size setting every service reads.
+const MaxConnsEnv = "B24HUB_DATABASE_MAX_CONNS"
+
+// maxMaxConns bounds the setting: more connections than this per process is
+// a typo, not a plan.
+const maxMaxConns = 1000
+
+// MaxConnsFromEnv reads B24HUB_DATABASE_MAX_CONNS: 0 when unset (Open then
+// keeps the URL's pool_max_conns or DefaultMaxConns), else a whole number
+// from 1 to 1000.
+func MaxConnsFromEnv(getenv func(string) string) (int32, error) {
+	v := strings.TrimSpace(getenv(MaxConnsEnv))
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxMaxConns {
+		return 0, fmt.Errorf("%s: want a whole number of connections from 1 to %d, got %q", MaxConnsEnv, maxMaxConns, v)
+	}
+	return int32(n), nil
+}
+
+// Option adjusts the pool Open builds.
+type Option func(*pgxpool.Config)
+
+// WithMaxConns caps the pool at n connections, over pool_max_conns in the
+// URL; n <= 0 changes nothing (an unset MaxConnsFromEnv).
+func WithMaxConns(n int32) Option {
+	return func(c *pgxpool.Config) {
+		if n > 0 {
+			c.MaxConns = n
+			c.MinConns = min(c.MinConns, n)
+		}
+	}
+}
+
+// PoolConfig parses dsn into the pool configuration Open uses: the pool
+// size (DefaultMaxConns unless the URL's pool_max_conns or an option says
+// otherwise) and OpenTelemetry tracing (otelpgx). For callers that build
+// the pool themselves, e.g. lazily while PostgreSQL is down.
+func PoolConfig(dsn string, opts ...Option) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: parse url: %w", err)
 	}
-	cfg.ConnConfig.Tracer = queryTracer{}
+	if !strings.Contains(dsn, "pool_max_conns") {
+		cfg.MaxConns = DefaultMaxConns
+		cfg.MinConns = min(cfg.MinConns, cfg.MaxConns)
+	}
+	for _, o := range opts {
+		o(cfg)
+	}
+	// Spans only inside a trace that is already recording (an event being
+	// processed), so pool maintenance and background jobs make no root
+	// spans; statements are recorded without their arguments.
+	cfg.ConnConfig.Tracer = otelpgx.NewTracer()
+	return cfg, nil
+}
+
+// Open connects to dsn and returns a pool. When create is true and the
+// database does not exist, it is created first through the server's
+// "postgres" database (convenient locally; in production the database is
+// provisioned by the platform and create is false). Queries run inside a
+// recording span get a child span each (otelpgx: statement text, never
+// arguments), and the pool's statistics are exported as pgxpool.* metrics,
+// both through the global OpenTelemetry providers.
+func Open(ctx context.Context, dsn string, create bool, opts ...Option) (*pgxpool.Pool, error) {
+	cfg, err := PoolConfig(dsn, opts...)
+	if err != nil {
+		return nil, err
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: pool: %w", err)
@@ -53,6 +122,10 @@ func Open(ctx context.Context, dsn string, create bool) (*pgxpool.Pool, error) {
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: connect %s: %w", Redact(dsn), err)
+	}
+	if err := otelpgx.RecordStats(pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: pool metrics: %w", err)
 	}
 	return pool, nil
 }

@@ -13,7 +13,11 @@ import (
 func (c Command) migrate(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
 	log := telemetry.NewLogger(stdout, telemetry.ParseLevel(getenv("B24HUB_LOG_LEVEL")), c.Name)
 	dbURL := EnvOr(getenv, "B24HUB_DATABASE_URL", postgres.DefaultURL)
-	pool, err := postgres.Open(ctx, dbURL, c.Create == CreateAlways || dbURL == postgres.DefaultURL)
+	maxConns, err := postgres.MaxConnsFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	pool, err := postgres.Open(ctx, dbURL, c.Create == CreateAlways || dbURL == postgres.DefaultURL, postgres.WithMaxConns(maxConns))
 	if err != nil {
 		return err
 	}

@@ -55,7 +55,11 @@ func Open(ctx context.Context, name string, getenv func(string) string, stdout i
 	if err != nil {
 		return p, fmt.Errorf("connect to NATS at %s: %w", p.natsURL, err)
 	}
-	if p.Pool, err = postgres.Open(ctx, dbURL, create); err != nil {
+	maxConns, err := postgres.MaxConnsFromEnv(getenv)
+	if err != nil {
+		return p, err
+	}
+	if p.Pool, err = postgres.Open(ctx, dbURL, create, postgres.WithMaxConns(maxConns)); err != nil {
 		return p, err
 	}
 	return p, nil

@@ -32,3 +32,14 @@ func TestVersion(t *testing.T) {
 		t.Error("version with an extra argument was accepted")
 	}
 }
+
+// TestMigrateRejectsABadPoolSize: a pool size that is not a number stops
+// the command before it connects, naming the setting.
+func TestMigrateRejectsABadPoolSize(t *testing.T) {
+	cmd := svcmain.Command{Name: "demo", Schema: "demo"}
+	env := map[string]string{"B24HUB_DATABASE_MAX_CONNS": "lots", "B24HUB_DATABASE_URL": "postgres://nobody@127.0.0.1:1/none"}
+	err := cmd.Run(context.Background(), []string{"migrate"}, func(k string) string { return env[k] }, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "B24HUB_DATABASE_MAX_CONNS") {
+		t.Fatalf("migrate with a bad pool size: %v, want an error naming B24HUB_DATABASE_MAX_CONNS", err)
+	}
+}

@@ -20,7 +20,10 @@ require (
 	google.golang.org/protobuf v1.36.12
 )
 
-require github.com/b24hub/b24hub/libs/telemetry v0.0.0-00010101000000-000000000000 // indirect
+require (
+	github.com/b24hub/b24hub/libs/telemetry v0.0.0-00010101000000-000000000000 // indirect
+	github.com/exaring/otelpgx v0.13.0 // indirect
+)
 
 require (
 	dario.cat/mergo v1.0.1 // indirect

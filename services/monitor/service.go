@@ -38,4 +38,6 @@ var Declaration = svcdecl.Service{
 		{Env: "B24HUB_PORTALS_FILE", Secret: "b24hub-portals", Key: "portals.yaml",
 			Comment: "The live portal registry the alert rules watch (with the\nB24_PORTALS bucket): a portal removed here stops being watched."},
 	},
+	Env: []svcdecl.Env{{Name: "B24HUB_DATABASE_MAX_CONNS", Value: "10",
+		Comment: "The three ledger consumers, the evaluator's lease connection and\nthe API each hold one; deploy/k8stest checks the cluster's budget."}},
 }

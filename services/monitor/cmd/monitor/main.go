@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"strconv"
 	"time"
 	_ "time/tzdata" // business-hours calendars work in images without a zoneinfo database
 
@@ -30,20 +28,6 @@ var command = svcmain.Command{
 }
 
 func main() { command.Main() }
-
-// withPoolSize sets pool_max_conns when the URL does not: the three ledger
-// consumers, the evaluator's lease connection and the API each need one, and
-// pgxpool's default is max(4, CPUs).
-func withPoolSize(dsn string, n int) string {
-	u, err := url.Parse(dsn)
-	if err != nil || u.Query().Has("pool_max_conns") {
-		return dsn
-	}
-	q := u.Query()
-	q.Set("pool_max_conns", strconv.Itoa(n))
-	u.RawQuery = q.Encode()
-	return u.String()
-}
 
 // serve starts the monitor and blocks until ctx ends. NATS or PostgreSQL being
 // down at start is not fatal: the monitor serves /healthz at once, reports
@@ -73,12 +57,19 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) (e
 	defer func() { err = errors.Join(err, nc.Drain()) }()
 
 	dbURL := svcmain.EnvOr(getenv, "B24HUB_DATABASE_URL", postgres.DefaultURL)
-	dbURL = withPoolSize(dbURL, 10)
-	pool, err := postgres.Open(ctx, dbURL, dbURL == postgres.DefaultURL)
+	maxConns, err := postgres.MaxConnsFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	pool, err := postgres.Open(ctx, dbURL, dbURL == postgres.DefaultURL, postgres.WithMaxConns(maxConns))
 	if err != nil {
 		// PostgreSQL is down: connect lazily; the monitor waits for it.
 		log.WarnContext(ctx, "postgres unavailable at start; the monitor will wait for it", "error", err)
-		if pool, err = pgxpool.New(ctx, dbURL); err != nil {
+		pcfg, cerr := postgres.PoolConfig(dbURL, postgres.WithMaxConns(maxConns))
+		if cerr != nil {
+			return cerr
+		}
+		if pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 			return fmt.Errorf("postgres %s: %w", postgres.Redact(dbURL), err)
 		}
 	}
