@@ -46,6 +46,7 @@ func TestReplayByFilterDryRun(t *testing.T) {
 		{"limit", api.ReplayRequest{Events: filter, Limit: 1}, []string{"f-2"}, true},
 		{"time range excludes", api.ReplayRequest{Events: &api.EventQuery{From: now.Add(time.Minute)}}, nil, false},
 		{"one event", api.ReplayRequest{EventID: "f-3"}, []string{"f-3"}, false},
+		{"one event at a consumer", api.ReplayRequest{EventID: "f-3", Consumer: "tasks"}, []string{"f-3"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,6 +59,15 @@ func TestReplayByFilterDryRun(t *testing.T) {
 			if !plan.DryRun || plan.WouldReplay != len(tt.want) || !slices.Equal(plan.EventIDs, tt.want) && len(tt.want) > 0 ||
 				plan.Truncated != tt.truncated {
 				t.Errorf("plan = %+v, want %v truncated=%v", plan, tt.want, tt.truncated)
+			}
+			// Each event comes with the request that replays it alone.
+			if len(plan.Targets) != plan.WouldReplay {
+				t.Errorf("targets %+v for %d events", plan.Targets, plan.WouldReplay)
+			}
+			for _, tg := range plan.Targets {
+				if tg.Consumer != tt.req.Consumer {
+					t.Errorf("target %+v: want consumer %q", tg, tt.req.Consumer)
+				}
 			}
 		})
 	}

@@ -11,8 +11,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -89,18 +91,23 @@ func (f *fakeMonitor) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(http.StatusNotFound)
 		_, _ = io.WriteString(w, `{"error":"event not found"}`)
-	case r.Method == http.MethodGet && r.URL.Path == "/api/v1/dead-letters":
-		limit, _ := strconv.Atoi(q.Get("limit"))
-		rows := f.dead
-		if len(rows) > limit {
-			rows = rows[:limit]
-		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"dead_letters": rows})
 	case r.Method == http.MethodPost && r.URL.Path == "/api/v1/replay":
-		var req map[string]any
+		var req struct {
+			EventID     string            `json:"event_id"`
+			Consumer    string            `json:"consumer"`
+			Events      map[string]string `json:"events"`
+			DeadLetters map[string]string `json:"dead_letters"`
+			Limit       int               `json:"limit"`
+			Force       bool              `json:"force"`
+			DryRun      bool              `json:"dry_run"`
+		}
 		_ = json.NewDecoder(r.Body).Decode(&req)
-		id, _ := req["event_id"].(string)
-		if id == "" { // the CLI replays one event per request
+		if req.DryRun {
+			f.plan(w, req.EventID, req.Consumer, req.Events, req.DeadLetters, req.Limit, req.Force)
+			return
+		}
+		id := req.EventID
+		if id == "" { // the CLI runs a bulk replay one event per request
 			w.WriteHeader(http.StatusBadRequest)
 			_, _ = io.WriteString(w, `{"error":"want event_id"}`)
 			return
@@ -113,7 +120,7 @@ func (f *fakeMonitor) serve(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusNotFound)
 			_, _ = io.WriteString(w, `{"error":"event not found"}`)
 		default:
-			fmt.Fprintf(w, `{"replayed":[{"id":"%s-r1","original_id":%q,"consumer":%q}],"truncated":false}`, id, id, req["consumer"])
+			fmt.Fprintf(w, `{"replayed":[{"id":"%s-r1","original_id":%q,"consumer":%q}],"truncated":false}`, id, id, req.Consumer)
 		}
 		w.(http.Flusher).Flush()
 		if f.onReplay != nil {
@@ -125,6 +132,59 @@ func (f *fakeMonitor) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotFound)
 		_, _ = io.WriteString(w, `{"error":"not found"}`)
 	}
+}
+
+// replayMax is the fake monitor's B24HUB_MONITOR_REPLAY_MAX.
+const replayMax = 20
+
+// plan answers a dry run the way the monitor does: the events or dead
+// letters the request would replay, each with its consumer.
+func (f *fakeMonitor) plan(w http.ResponseWriter, eventID, consumer string, events, dead map[string]string, limit int, force bool) {
+	if limit <= 0 || limit > replayMax {
+		limit = replayMax
+	}
+	p := replayPlan{DryRun: true, EventIDs: []string{}, Targets: []replayTarget{}, Limit: limit}
+	add := func(id, consumer string) {
+		p.EventIDs, p.Targets = append(p.EventIDs, id), append(p.Targets, replayTarget{EventID: id, Consumer: consumer})
+		p.WouldReplay++
+	}
+	switch {
+	case eventID != "":
+		if !slices.Contains(f.events, eventID) {
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = io.WriteString(w, `{"error":"event not found"}`)
+			return
+		}
+		p.Limit = 1
+		add(eventID, consumer)
+	case events != nil:
+		if _, err := time.Parse(time.RFC3339, events["from"]); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		ids := f.events
+		if len(ids) > limit {
+			ids, p.Truncated = ids[:limit], true
+		}
+		for _, id := range ids {
+			add(id, events["consumer"])
+		}
+	default:
+		rows := f.dead
+		if len(rows) > limit {
+			rows, p.Truncated = rows[:limit], true
+		}
+		for _, d := range rows {
+			id, _ := d["event_id"].(string)
+			rep, _ := d["replay"].(map[string]any)
+			if st, _ := rep["status"].(string); !force && rep != nil && st != "dead" && st != "error" {
+				p.Skipped = append(p.Skipped, id)
+				continue
+			}
+			add(id, d["consumer"].(string))
+		}
+	}
+	_ = json.NewEncoder(w).Encode(p)
 }
 
 func TestMonitorCommands(t *testing.T) {
@@ -248,7 +308,7 @@ func TestReplay(t *testing.T) {
 	}{{"100", 7, false}, {"7", 7, false}, {"5", 5, true}} {
 		r := run(t, env, "", "replay", "filter", "--from", "1h", "--limit", tc.limit, "--dry-run", "-o", "json")
 		var plan replayPlan
-		if err := json.Unmarshal([]byte(r.stdout), &plan); err != nil || r.code != ExitOK || !plan.DryRun || plan.Count != tc.count || plan.Truncated != tc.truncated {
+		if err := json.Unmarshal([]byte(r.stdout), &plan); err != nil || r.code != ExitOK || !plan.DryRun || plan.WouldReplay != tc.count || plan.Truncated != tc.truncated {
 			t.Errorf("--limit %s --dry-run: %v %+v", tc.limit, err, r)
 		}
 	}
@@ -282,7 +342,7 @@ func TestReplay(t *testing.T) {
 	if r := run(t, env, "", "replay", "dead-letters", "--dry-run"); r.code != ExitOK || !strings.Contains(r.stdout, "would replay 2 event(s), skip 1") {
 		t.Errorf("dead letters --dry-run: %+v", r)
 	}
-	if r := run(t, env, "", "replay", "dead-letters", "--dry-run", "--force", "--limit", "2", "-o", "yaml"); !strings.Contains(r.stdout, "count: 2\n") || !strings.Contains(r.stdout, "truncated: true") {
+	if r := run(t, env, "", "replay", "dead-letters", "--dry-run", "--force", "--limit", "2", "-o", "yaml"); !strings.Contains(r.stdout, "would_replay: 2\n") || !strings.Contains(r.stdout, "truncated: true") {
 		t.Errorf("dead letters --force --limit 2: %+v", r)
 	}
 	r = run(t, env, "", "replay", "dead-letters", "--yes")
@@ -313,5 +373,16 @@ func TestReplayStopsOnInterrupt(t *testing.T) {
 	}
 	if n := len(f.posted()); n < 3 || n > 4 {
 		t.Errorf("%d replays requested after Ctrl-C at the third", n)
+	}
+}
+
+// TestReplayCappedByMonitor: a --limit above the monitor's
+// B24HUB_MONITOR_REPLAY_MAX says so instead of pretending.
+func TestReplayCappedByMonitor(t *testing.T) {
+	f := newFakeMonitor(t, replayMax+5)
+	env := map[string]string{"B24HUB_MONITOR_URL": f.url, "B24HUB_MONITOR_TOKEN": "secret"}
+	r := run(t, env, "", "replay", "filter", "--from", "1h", "--limit", "100", "--dry-run")
+	if r.code != ExitOK || !strings.Contains(r.stdout, fmt.Sprintf("would replay %d event(s)\nmore matched than the monitor replays at once (%d", replayMax, replayMax)) {
+		t.Errorf("capped dry run: %+v", r)
 	}
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"strconv"
 
 	"github.com/spf13/cobra"
 )
@@ -17,30 +15,42 @@ func (a *app) replayCmd() *cobra.Command {
 		a.replayEventCmd(), a.replayFilterCmd(), a.replayDeadLettersCmd())
 }
 
-// Bounds of --limit. The event search pages through any number; the
-// dead-letter listing answers at most 1000 rows.
-const (
-	maxFilterReplay = 100_000
-	maxDeadReplay   = 1000
-)
-
-// replayTarget is one replay to request: an event, tracked at a consumer
-// when set.
+// replayTarget is one event replay: the request {"event_id", "consumer"}
+// replays it alone.
 type replayTarget struct {
 	EventID  string `json:"event_id"`
 	Consumer string `json:"consumer,omitempty"`
 }
 
-// replayPlan is what a replay will request, as a dry run shows it.
+// replayPlan is the monitor's answer to a dry run (its replay.Plan): what
+// the same request would replay. b24ctl prints it for --dry-run and runs
+// it otherwise, so the count an operator confirms is the set that runs.
 type replayPlan struct {
-	DryRun  bool           `json:"dry_run"`
-	Count   int            `json:"count"`
-	Targets []replayTarget `json:"events"`
+	DryRun      bool           `json:"dry_run"`
+	WouldReplay int            `json:"would_replay"`
+	EventIDs    []string       `json:"event_ids"`
+	Targets     []replayTarget `json:"targets"`
 	// Skipped are dead letters left alone because a replay of them is
 	// already pending or done (unless --force).
 	Skipped []string `json:"skipped,omitempty"`
-	// Truncated is true when more matched than --limit.
+	// Truncated is true when more matched than Limit.
 	Truncated bool `json:"truncated"`
+	// Limit is the effective limit: --limit capped by the monitor's
+	// B24HUB_MONITOR_REPLAY_MAX.
+	Limit int `json:"limit"`
+}
+
+// plan asks the monitor what req would replay, publishing nothing.
+func plan(ctx context.Context, m *monitorClient, req map[string]any) (replayPlan, error) {
+	req["dry_run"] = true
+	var p replayPlan
+	if err := m.do(ctx, http.MethodPost, "/replay", nil, req, &p); err != nil {
+		return p, err
+	}
+	if !p.DryRun || len(p.Targets) != p.WouldReplay {
+		return p, fail(ExitError, "the monitor at %s answered the dry run without its targets; it is older than this b24ctl", m.shown)
+	}
+	return p, nil
 }
 
 // replayResult is the outcome of a replay; it has the fields of the
@@ -64,7 +74,7 @@ func (a *app) replayEventCmd() *cobra.Command {
 		Args:    exactArgs(1, "one event id"),
 	}
 	cmd.Flags().StringVar(&consumer, "consumer", "", "track the replay at this consumer (replays its dead letter)")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "check that the event exists and print what would be replayed; send nothing")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "check that the event can be replayed; send nothing")
 	mon := a.monitorFlags(cmd)
 	out := outputFlag(cmd)
 	cmd.RunE = action(func(ctx context.Context, cmd *cobra.Command, args []string) error {
@@ -74,12 +84,13 @@ func (a *app) replayEventCmd() *cobra.Command {
 		}
 		pr := printerFor(*out, a.env.Stdout)
 		if dryRun {
-			if err := m.do(ctx, http.MethodGet, "/events/"+url.PathEscape(args[0]), nil, nil, nil); err != nil {
+			p, err := plan(ctx, m, map[string]any{"event_id": args[0], "consumer": consumer})
+			if err != nil {
 				return err
 			}
-			return printPlan(pr, replayPlan{DryRun: true, Count: 1, Targets: []replayTarget{{EventID: args[0], Consumer: consumer}}})
+			return printPlan(pr, p, 1)
 		}
-		return a.replayAll(ctx, m, pr, replayPlan{Count: 1, Targets: []replayTarget{{EventID: args[0], Consumer: consumer}}})
+		return a.replayAll(ctx, m, pr, replayPlan{WouldReplay: 1, Targets: []replayTarget{{EventID: args[0], Consumer: consumer}}})
 	})
 	return cmd
 }
@@ -100,7 +111,7 @@ terminal, and Ctrl-C stops between two of them.`,
 		Args: noArgs,
 	}
 	f.flags(cmd, "RFC 3339 time or a duration back (required)")
-	cmd.Flags().IntVar(&limit, "limit", 100, fmt.Sprintf("at most this many events (1..%d)", maxFilterReplay))
+	cmd.Flags().IntVar(&limit, "limit", 100, "at most this many events (the monitor caps it at its B24HUB_MONITOR_REPLAY_MAX)")
 	cmd.Flags().BoolVar(&yes, "yes", false, "confirm a bulk replay")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print how many events match; send nothing")
 	mon := a.monitorFlags(cmd)
@@ -109,8 +120,8 @@ terminal, and Ctrl-C stops between two of them.`,
 		if f.from == "" {
 			return usageErr("--from is required for a bulk replay (e.g. --from 1h)")
 		}
-		if limit < 1 || limit > maxFilterReplay {
-			return usageErr("--limit must be 1..%d", maxFilterReplay)
+		if limit < 1 {
+			return usageErr("--limit must be at least 1")
 		}
 		if !yes && !dryRun {
 			return usageErr("a bulk replay re-sends events to consumers: see how many match with --dry-run, then add --yes to confirm")
@@ -119,48 +130,25 @@ terminal, and Ctrl-C stops between two of them.`,
 		if err != nil {
 			return err
 		}
+		filter := map[string]any{}
+		for k := range q {
+			filter[k] = q.Get(k)
+		}
 		m, err := a.monitor(cmd, mon)
 		if err != nil {
 			return err
 		}
-		plan, err := planEvents(ctx, m, q, f.consumer, limit)
+		p, err := plan(ctx, m, map[string]any{"events": filter, "limit": limit})
 		if err != nil {
 			return err
 		}
 		pr := printerFor(*out, a.env.Stdout)
 		if dryRun {
-			plan.DryRun = true
-			return printPlan(pr, plan)
+			return printPlan(pr, p, limit)
 		}
-		return a.replayAll(ctx, m, pr, plan)
+		return a.replayAll(ctx, m, pr, p)
 	})
 	return cmd
-}
-
-// planEvents pages through the ledger search for up to limit events (and
-// one more, to tell whether more matched).
-func planEvents(ctx context.Context, m *monitorClient, q url.Values, consumer string, limit int) (replayPlan, error) {
-	plan := replayPlan{Targets: []replayTarget{}}
-	for {
-		q.Set("limit", strconv.Itoa(min(1000, limit+1-len(plan.Targets))))
-		var page eventPage
-		if err := m.do(ctx, http.MethodGet, "/events", q, nil, &page); err != nil {
-			return plan, err
-		}
-		for _, e := range page.Events {
-			if len(plan.Targets) == limit {
-				plan.Truncated = true
-				break
-			}
-			plan.Targets = append(plan.Targets, replayTarget{EventID: str(e, "id"), Consumer: consumer})
-		}
-		if plan.Truncated || page.NextCursor == "" || len(page.Events) == 0 {
-			break
-		}
-		q.Set("cursor", page.NextCursor)
-	}
-	plan.Count = len(plan.Targets)
-	return plan, nil
 }
 
 func (a *app) replayDeadLettersCmd() *cobra.Command {
@@ -184,15 +172,15 @@ and sends nothing; without it --yes is required.`,
 	fs.StringVar(&typ, "type", "", "event code")
 	fs.StringVar(&from, "from", "", "dead since: RFC 3339 time or a duration back")
 	fs.StringVar(&to, "to", "", "dead until: RFC 3339 time or a duration back")
-	fs.IntVar(&limit, "limit", 100, fmt.Sprintf("at most this many (1..%d)", maxDeadReplay))
+	fs.IntVar(&limit, "limit", 100, "at most this many (the monitor caps it at its B24HUB_MONITOR_REPLAY_MAX)")
 	fs.BoolVar(&force, "force", false, "also replay dead letters whose last replay is pending or done")
 	fs.BoolVar(&yes, "yes", false, "confirm")
 	fs.BoolVar(&dryRun, "dry-run", false, "print how many would be replayed; send nothing")
 	mon := a.monitorFlags(cmd)
 	out := outputFlag(cmd)
 	cmd.RunE = action(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
-		if limit < 1 || limit > maxDeadReplay {
-			return usageErr("--limit must be 1..%d", maxDeadReplay)
+		if limit < 1 {
+			return usageErr("--limit must be at least 1")
 		}
 		if !yes && !dryRun {
 			return usageErr("a replay re-sends events to consumers: see how many with --dry-run (or `b24ctl events search --status dead`), then add --yes to confirm")
@@ -205,61 +193,35 @@ and sends nothing; without it --yes is required.`,
 		if err != nil {
 			return err
 		}
-		plan, err := planDeadLetters(ctx, m, q, limit, force)
+		filter := map[string]any{}
+		for k := range q {
+			filter[k] = q.Get(k)
+		}
+		p, err := plan(ctx, m, map[string]any{"dead_letters": filter, "limit": limit, "force": force})
 		if err != nil {
 			return err
 		}
 		pr := printerFor(*out, a.env.Stdout)
 		if dryRun {
-			plan.DryRun = true
-			return printPlan(pr, plan)
+			return printPlan(pr, p, limit)
 		}
-		return a.replayAll(ctx, m, pr, plan)
+		return a.replayAll(ctx, m, pr, p)
 	})
 	return cmd
 }
 
-// planDeadLetters lists up to limit dead letters and picks those to
-// replay, with the monitor's rule: a dead letter whose newest replay is
-// still pending or is done is skipped unless force.
-func planDeadLetters(ctx context.Context, m *monitorClient, q url.Values, limit int, force bool) (replayPlan, error) {
-	q.Set("limit", strconv.Itoa(min(maxDeadReplay, limit+1)))
-	var page struct {
-		DeadLetters []struct {
-			EventID  string `json:"event_id"`
-			Consumer string `json:"consumer"`
-			Replay   *struct {
-				Status string `json:"status"`
-			} `json:"replay"`
-		} `json:"dead_letters"`
-	}
-	if err := m.do(ctx, http.MethodGet, "/dead-letters", q, nil, &page); err != nil {
-		return replayPlan{}, err
-	}
-	plan := replayPlan{Targets: []replayTarget{}}
-	rows := page.DeadLetters
-	if len(rows) > limit {
-		rows, plan.Truncated = rows[:limit], true
-	}
-	for _, d := range rows {
-		if !force && d.Replay != nil && d.Replay.Status != "dead" && d.Replay.Status != "error" {
-			plan.Skipped = append(plan.Skipped, d.EventID)
-			continue
-		}
-		plan.Targets = append(plan.Targets, replayTarget{EventID: d.EventID, Consumer: d.Consumer})
-	}
-	plan.Count = len(plan.Targets)
-	return plan, nil
-}
-
-func printPlan(pr printer, plan replayPlan) error {
-	return pr.print(plan, func(w io.Writer) {
-		fmt.Fprintf(w, "would replay %d event(s)", plan.Count)
-		if len(plan.Skipped) > 0 {
-			fmt.Fprintf(w, ", skip %d already replayed (--force includes them)", len(plan.Skipped))
+// printPlan prints a dry run; limit is what the operator asked for.
+func printPlan(pr printer, p replayPlan, limit int) error {
+	return pr.print(p, func(w io.Writer) {
+		fmt.Fprintf(w, "would replay %d event(s)", p.WouldReplay)
+		if len(p.Skipped) > 0 {
+			fmt.Fprintf(w, ", skip %d already replayed (--force includes them)", len(p.Skipped))
 		}
 		fmt.Fprintln(w)
-		if plan.Truncated {
+		switch {
+		case p.Truncated && p.Limit < limit:
+			fmt.Fprintf(w, "more matched than the monitor replays at once (%d, its B24HUB_MONITOR_REPLAY_MAX); narrow the filter\n", p.Limit)
+		case p.Truncated:
 			fmt.Fprintln(w, "more matched than --limit")
 		}
 	})
@@ -269,12 +231,12 @@ func printPlan(pr printer, plan replayPlan) error {
 // progress, and stops between two requests on Ctrl-C. A refusal of one
 // event (unknown, not replayable) is recorded and the rest go on; losing
 // the monitor or its trust stops the run.
-func (a *app) replayAll(ctx context.Context, m *monitorClient, pr printer, plan replayPlan) error {
-	res := replayResult{Replayed: []map[string]any{}, Skipped: plan.Skipped, Failed: map[string]string{}, Truncated: plan.Truncated}
-	total := len(plan.Targets)
+func (a *app) replayAll(ctx context.Context, m *monitorClient, pr printer, p replayPlan) error {
+	res := replayResult{Replayed: []map[string]any{}, Skipped: p.Skipped, Failed: map[string]string{}, Truncated: p.Truncated}
+	total := len(p.Targets)
 	bar := a.progress("replay", int64(total))
 	var stop error
-	for i, t := range plan.Targets {
+	for i, t := range p.Targets {
 		if ctx.Err() != nil {
 			res.Interrupted = true
 			break

@@ -17,6 +17,11 @@ type Plan struct {
 	WouldReplay int `json:"would_replay"`
 	// EventIDs are those events' ids.
 	EventIDs []string `json:"event_ids"`
+	// Targets pairs each of those events with the consumer its replay is
+	// tracked at (empty: none), so a client can run the plan one event
+	// replay at a time: b24ctl does, to show progress and to stop between
+	// two events on Ctrl-C.
+	Targets []Target `json:"targets"`
 	// Skipped are dead letters a replay would leave alone because a replay
 	// of them is already pending or done (unless force).
 	Skipped []string `json:"skipped,omitempty"`
@@ -35,9 +40,17 @@ type Plan struct {
 
 type planItem struct{ eventID, consumer string }
 
+// Target is one event replay of a Plan: the request
+// {"event_id": EventID, "consumer": Consumer} replays it alone.
+type Target struct {
+	EventID  string `json:"event_id"`
+	Consumer string `json:"consumer,omitempty"`
+}
+
 func (p *Plan) add(eventID, consumer string) {
 	p.items = append(p.items, planItem{eventID, consumer})
 	p.EventIDs = append(p.EventIDs, eventID)
+	p.Targets = append(p.Targets, Target{EventID: eventID, Consumer: consumer})
 	p.WouldReplay++
 }
 
@@ -52,7 +65,7 @@ func (r *Replayer) PlanOne(ctx context.Context, id, consumer string) (Plan, erro
 	if err := replayable(e); err != nil {
 		return Plan{}, err
 	}
-	p := Plan{Limit: 1, EventIDs: []string{}}
+	p := Plan{Limit: 1, EventIDs: []string{}, Targets: []Target{}}
 	p.add(e.ID, consumer)
 	return p, nil
 }
@@ -66,7 +79,7 @@ func (r *Replayer) PlanEvents(ctx context.Context, f ledger.EventFilter, limit i
 	if err != nil {
 		return Plan{}, err
 	}
-	p := Plan{Limit: limit, EventIDs: []string{}}
+	p := Plan{Limit: limit, EventIDs: []string{}, Targets: []Target{}}
 	evs := page.Events
 	if len(evs) > limit {
 		evs, p.Truncated = evs[:limit], true
@@ -92,7 +105,7 @@ func (r *Replayer) PlanDeadLetters(ctx context.Context, f ledger.DeliveryFilter,
 	if err != nil {
 		return Plan{}, err
 	}
-	p := Plan{Limit: limit, EventIDs: []string{}}
+	p := Plan{Limit: limit, EventIDs: []string{}, Targets: []Target{}}
 	if len(rows) > limit {
 		rows, p.Truncated = rows[:limit], true
 	}
