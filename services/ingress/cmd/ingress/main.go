@@ -4,8 +4,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -81,10 +84,42 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) (err
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return svc.Run(ctx) })
+	// The admin port every service has (libs/svcdecl.AdminPort): probes and
+	// the ServiceMonitor use it, so they never depend on the public port.
+	if admin := adminAddr(getenv); admin != "off" {
+		mux := http.NewServeMux()
+		telemetry.NewHealth(map[string]telemetry.ReadyFunc{"jetstream": svc.Ready}).Register(mux, tel.MetricsHandler())
+		srv := &http.Server{Addr: admin, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		ln, err := net.Listen("tcp", admin)
+		if err != nil {
+			return fmt.Errorf("admin listener %s: %w (set B24HUB_ADMIN_ADDR to a free address, or off)", admin, err)
+		}
+		fmt.Fprintf(stdout, "ingress: admin (/healthz, /readyz, /metrics) on http://%s/\n", ln.Addr())
+		g.Go(func() error {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("admin %s: %w", admin, err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		})
+	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
 	return nc.Drain()
+}
+
+// adminAddr is B24HUB_ADMIN_ADDR, default ":9090"; "off" disables it.
+func adminAddr(getenv func(string) string) string {
+	if v := getenv("B24HUB_ADMIN_ADDR"); v != "" {
+		return v
+	}
+	return ":9090"
 }
 
 func joinErr(a, b error) error {
