@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/b24hub/b24hub/libs/svcdecl"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,11 +25,11 @@ var (
 )
 
 const (
-	pgClusterName         = "b24-pg"
-	ingressControllerNS   = "ingress-nginx"
-	prometheusNS          = "monitoring"
-	collectorNS           = "observability"
-	monitorClientLabelKey = "b24hub.io/monitor-client"
+	pgClusterName       = "b24-pg"
+	ingressControllerNS = "ingress-nginx"
+	prometheusNS        = "monitoring"
+	collectorNS         = "observability"
+	clientLabelPrefix   = "b24hub.io/"
 )
 
 // peerClass names what a NetworkPolicy peer lets a pod talk to, or "" when
@@ -69,9 +70,15 @@ func classifyIngressPeer(p networkingv1.NetworkPolicyPeer) string {
 		case prometheusNS:
 			return "prometheus"
 		}
-	case p.NamespaceSelector == nil && p.PodSelector != nil:
-		if p.PodSelector.MatchLabels[monitorClientLabelKey] == "true" {
-			return "monitor-client"
+	case p.NamespaceSelector == nil && p.PodSelector != nil && len(p.PodSelector.MatchExpressions) == 0 && len(p.PodSelector.MatchLabels) == 1:
+		// b24hub.io/<service>-client=true: the clients of a service's
+		// cluster ports.
+		for k, v := range p.PodSelector.MatchLabels {
+			label, prefixed := strings.CutPrefix(k, clientLabelPrefix)
+			svc, client := strings.CutSuffix(label, "-client")
+			if prefixed && client && v == "true" {
+				return svc + "-client"
+			}
 		}
 	}
 	return ""
@@ -194,18 +201,18 @@ func TestNetworkPolicies(t *testing.T) {
 				wantIn := map[string]bool{}
 				wantOut := map[string]bool{"dns:53": true, "nats:4222": true, "otel:4317": true, "otel:4318": true}
 				if w.Kind == "Deployment" {
-					for _, c := range w.Spec.Containers {
-						for _, port := range []string{"admin", "http"} {
-							if n := containerPort(c, port); n != 0 {
-								wantIn[fmt.Sprintf("prometheus:%d", n)] = true
-							}
+					// Prometheus on the admin port; public ports from the
+					// ingress controller; cluster ports from the service's
+					// labelled clients: as declared.
+					d := declared(t, name)
+					wantIn[fmt.Sprintf("prometheus:%d", svcdecl.AdminPort)] = true
+					for _, p := range d.Ports {
+						switch p.Exposure {
+						case svcdecl.Public:
+							wantIn[fmt.Sprintf("ingress-controller:%d", p.Port)] = true
+						case svcdecl.Cluster:
+							wantIn[fmt.Sprintf("%s-client:%d", name, p.Port)] = true
 						}
-					}
-					switch name {
-					case "ingress":
-						wantIn["ingress-controller:8080"] = true
-					case "monitor":
-						wantIn["monitor-client:8081"] = true
 					}
 				}
 				if w.Labels["b24hub.io/postgres-client"] == "true" {

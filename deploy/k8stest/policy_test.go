@@ -15,23 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
-// The services and their roles. Scaling: "hpa" services scale out under a
-// HorizontalPodAutoscaler; "lease" services run a fixed replica count and
-// elect one active instance (or one active loop) through a NATS KV lease.
-var services = []struct {
-	Name     string
-	Scaling  string // "hpa" or "lease"
-	Postgres bool
-	Portals  bool // calls Bitrix24 portals over HTTPS
-}{
-	{"ingress", "hpa", false, false},
-	{"monitor", "lease", true, false},
-	{"deal-sync", "hpa", true, true},
-	{"telephony", "hpa", true, true},
-	{"tasks", "hpa", true, true},
-	{"subscriptions", "lease", true, true},
-}
-
 const (
 	nonRootUID          = 65532
 	defaultShutdownWait = 20 * time.Second // B24HUB_SHUTDOWN_TIMEOUT default
@@ -427,10 +410,7 @@ var objectRules = []objectRule{
 	}},
 	{"a ServiceMonitor per Service on its metrics port", func(t *testing.T, r *Rendered) {
 		for _, s := range r.Services {
-			want := "admin"
-			if s.Name == "ingress" {
-				want = "http"
-			}
+			const want = "admin"
 			var ok bool
 			for _, sm := range r.ServiceMonitors {
 				sel, err := metav1.LabelSelectorAsSelector(&sm.Spec.Selector)

@@ -24,6 +24,7 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	"shutdownTimeout": func() string { return shutdownTimeout },
 	"withDatabase":    withDatabase,
 	"join":            strings.Join,
+	"comment":         comment,
 }).ParseFS(templateFS, "templates/*.tmpl"))
 
 func execute(name string, data any) ([]byte, error) {
@@ -144,6 +145,22 @@ func overlayTag(text string) (string, error) {
 	default:
 		return "", fmt.Errorf("the images fragment uses several tags; a release tags every image alike (a pipeline pins digests with `kustomize edit set image` on its own checkout)")
 	}
+}
+
+// comment returns text as YAML comment lines of at most 78 columns, without
+// a final newline.
+func comment(text string) string {
+	var b strings.Builder
+	line := "#"
+	for _, w := range strings.Fields(text) {
+		if len(line)+1+len(w) > 78 && line != "#" {
+			b.WriteString(line + "\n")
+			line = "#"
+		}
+		line += " " + w
+	}
+	b.WriteString(line)
+	return b.String()
 }
 
 func withDatabase(vs []*view) []*view {

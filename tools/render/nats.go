@@ -31,7 +31,7 @@ func InboxPrefix(service string) string { return "_INBOX." + service }
 //   - its declared Publishes (PubAcks come back on its inbox);
 //   - per durable consumer: look up its stream ($JS.API.STREAM.INFO),
 //     create or update the durable ($JS.API.CONSUMER.CREATE.<stream>.<durable>,
-//     with .<filter> appended when it has one filter subject), read its
+//     also with a filter subject appended), read its
 //     info, pull ($JS.API.CONSUMER.MSG.NEXT) and acknowledge
 //     ($JS.ACK.<stream>.<durable>.>);
 //   - per key-value bucket (stream KV_<bucket>): look it up, get entries
@@ -50,11 +50,12 @@ func ServicePermissions(s svcdecl.Service) Permissions {
 			streams[c.Stream] = true
 			pub = append(pub, "$JS.API.STREAM.INFO."+c.Stream)
 		}
+		// nats.go appends the filter to the subject when the config has
+		// one FilterSubject; libs/consumer sets FilterSubjects, so the
+		// bare name is the one the services use. Either creates only this
+		// durable.
 		create := "$JS.API.CONSUMER.CREATE." + c.Stream + "." + c.Durable
-		if len(c.FilterSubjects) == 1 {
-			create += "." + c.FilterSubjects[0]
-		}
-		pub = append(pub, create,
+		pub = append(pub, create, create+".>",
 			"$JS.API.CONSUMER.INFO."+c.Stream+"."+c.Durable,
 			"$JS.API.CONSUMER.MSG.NEXT."+c.Stream+"."+c.Durable,
 			"$JS.ACK."+c.Stream+"."+c.Durable+".>",

@@ -160,7 +160,7 @@ func TestRenderShapes(t *testing.T) {
 		}, []string{"COPY libs/pgtest/ "}},
 		{"deploy/docker/Dockerfile.dockerignore", []string{"!libs/pgtest/go.mod\n", "!libs/eventbus/\n", "!services/edge/\n"}, []string{"!libs/pgtest/\n"}},
 		{"deploy/nats/permissions.yaml", []string{
-			"\"$JS.API.CONSUMER.CREATE.B24_EVENTS.contacts.b24.events.*.ONCRMCONTACTADD\"",
+			"\"$JS.API.CONSUMER.CREATE.B24_EVENTS.contacts.>\"",
 			"\"$JS.API.CONSUMER.CREATE.B24_COMMANDS.contacts-cmd\"", "\"$JS.ACK.B24_EVENTS.contacts.>\"",
 			"\"$KV.B24_RATELIMIT.>\"", "\"_INBOX.contacts.>\"", "allow_responses: true",
 		}, []string{"$KV.B24_PORTALS"}},
