@@ -138,7 +138,7 @@ func TestRenderShapes(t *testing.T) {
 		{"k8s/base/watcher/deployment.yaml", []string{"replicas: 2", "A fixed 2 replicas (no autoscaler)"}, nil},
 		{"k8s/base/control/service.yaml", []string{"{name: api, port: 8081, targetPort: api, protocol: TCP}", "{name: admin, port: 9090"}, nil},
 		{"k8s/base/common/networkpolicy.yaml", []string{
-			"name: b24hub-edge-inbound", "kubernetes.io/metadata.name: ingress-nginx", "b24hub.io/control-client: \"true\"",
+			"name: b24hub-edge-from-controller", "name: b24hub-control-from-clients", "name: b24hub-metrics-from-prometheus", "kubernetes.io/metadata.name: ingress-nginx", "b24hub.io/control-client: \"true\"",
 			"{protocol: TCP, port: api}",
 		}, nil},
 		{"k8s/base/jobs/migrate.yaml", []string{"name: b24hub-migrate-contacts", "name: b24hub-migrate-control", "image: b24hub/control"}, []string{"b24hub-migrate-edge"}},
