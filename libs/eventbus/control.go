@@ -12,6 +12,10 @@ type InstallRequest struct {
 // registered and its events are authenticated by the application token.
 type InstallReply struct {
 	Accepted bool `json:"accepted"`
+	// Busy means the install was not verified: every verification slot for
+	// its kind of portal was taken. It is not a refusal; the ingress treats
+	// it like an unavailable verifier.
+	Busy bool `json:"busy,omitempty"`
 	// Reason says why an install was refused (for logs; never sent to the caller).
 	Reason string `json:"reason,omitempty"`
 }

@@ -231,5 +231,13 @@ func (n natsInstaller) Install(ctx context.Context, contentType string, body []b
 	if err := json.Unmarshal(msg.Data, &rep); err != nil {
 		return false, fmt.Errorf("ingress: install verification reply: %w", err)
 	}
+	if rep.Busy {
+		// Not a refusal: like an unavailable verifier, a known portal whose
+		// application token matched is accepted on it.
+		return false, errVerifierBusy
+	}
 	return rep.Accepted, nil
 }
+
+// errVerifierBusy is an install the verifier had no free slot for.
+var errVerifierBusy = errors.New("ingress: install verification busy")

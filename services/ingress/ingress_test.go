@@ -217,11 +217,11 @@ func TestRejectionsPublishNothing(t *testing.T) {
 
 func TestInstallIsVerifiedBeforeAcceptance(t *testing.T) {
 	st := start(t)
-	accept := true
+	accept, busy := true, false
 	sub, err := st.nc.Subscribe(eventbus.ControlInstall, func(m *nats.Msg) {
 		var req eventbus.InstallRequest
 		_ = json.Unmarshal(m.Data, &req)
-		rep, _ := json.Marshal(eventbus.InstallReply{Accepted: accept && strings.Contains(string(req.Body), "access_token")})
+		rep, _ := json.Marshal(eventbus.InstallReply{Accepted: accept && !busy && strings.Contains(string(req.Body), "access_token"), Busy: busy})
 		_ = m.Respond(rep)
 	})
 	if err != nil {
@@ -253,6 +253,17 @@ func TestInstallIsVerifiedBeforeAcceptance(t *testing.T) {
 	}
 	if n := streamMsgs(t, st.js); n != 2 {
 		t.Fatalf("stream has %d messages, want 2", n)
+	}
+
+	// A verifier with no free slot (a flood of forged installs) is not a
+	// refusal: the known portal's reinstall is accepted on its token, an
+	// unknown portal's install gets 503, not 403.
+	busy = true
+	if code, _ := post(t, st.base+"/bitrix24/events", form, strings.Replace(reinstall, "ts=1736405807", "ts=1736405809", 1)); code != http.StatusOK {
+		t.Fatalf("reinstall of a known portal while the verifier is busy: %d", code)
+	}
+	if code, _ := post(t, st.base+"/bitrix24/events", form, strings.Replace(install, "ts=1736405807", "ts=1736405810", 1)); code != http.StatusServiceUnavailable {
+		t.Fatalf("install of an unknown portal while the verifier is busy: %d", code)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -670,5 +671,71 @@ func TestOneLeaderAndControl(t *testing.T) {
 	} else {
 		stopSecond()
 		eventually(t, 10*time.Second, "takeover", func() (bool, string) { return first.Leading(), "" })
+	}
+}
+
+// TestForgedInstallFloodKeepsKnownPortalsIn: forged installs whose
+// verification hangs (a slow, allow-listed portal) fill every slot for
+// unknown portals; an authenticated reinstall of a known portal still has
+// slots of its own and is accepted, while the flood is answered "busy".
+func TestForgedInstallFloodKeepsKnownPortalsIn(t *testing.T) {
+	a := newFake(t, memberA)
+	slow := newFake(t, memberB)
+	s := startStack(t, []*fakeportal.Portal{a, slow}, desiredDoc)
+	in := install(t, s, a)
+	_, onSlow := capturedInstall(t, slow, app(""))
+	slow.SetFaults(fakeportal.Faults{Latency: 3 * time.Second})
+
+	ctx, stop := context.WithCancel(context.Background())
+	var busy atomic.Int32
+	var wg sync.WaitGroup
+	for w := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				forged := tamper(t, onSlow, map[string]string{"member_id": fmt.Sprintf("f%03d%028d", w, i)})
+				req, _ := json.Marshal(eventbus.InstallRequest{ContentType: "application/x-www-form-urlencoded", Body: forged})
+				m, err := s.nc.RequestWithContext(ctx, eventbus.ControlInstall, req)
+				if err != nil {
+					continue
+				}
+				var rep eventbus.InstallReply
+				if json.Unmarshal(m.Data, &rep) == nil && rep.Busy {
+					busy.Add(1)
+				}
+			}
+		}()
+	}
+	t.Cleanup(func() { stop(); wg.Wait() })
+	eventually(t, 10*time.Second, "the flood fills the slots", func() (bool, string) {
+		return busy.Load() > 0, "no busy answer yet"
+	})
+
+	tokens, err := s.js.KeyValue(context.Background(), eventbus.BucketTokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := tokens.Get(context.Background(), memberA)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The portal's admin reinstalls (same application token, fresh OAuth
+	// tokens): the verifier verifies it while the flood goes on, and stores
+	// its new tokens (accepting it on its application token alone would
+	// keep the old, revoked ones).
+	reinstall := app(s.ingress + "/bitrix24/events")
+	reinstall.ApplicationToken = in.ApplicationToken
+	in2 := a.InstallApp(reinstall)
+	if d, ok := lastPush(t, a, "ONAPPINSTALL"); !ok || d.Status != http.StatusOK {
+		t.Fatalf("reinstall during the flood: %+v", d)
+	}
+	if busy.Load() == 0 {
+		t.Fatal("the flood was never answered busy")
+	}
+	after, err := tokens.Get(context.Background(), memberA)
+	if err != nil || after.Revision() <= before.Revision() || in2.AccessToken == in.AccessToken {
+		t.Fatalf("the reinstall's tokens were not stored (revision %d, was %d): %v", after.Revision(), before.Revision(), err)
 	}
 }

@@ -54,7 +54,26 @@ func (s *Service) lead(ctx context.Context) {
 	if s.cfg.ProbeInterval > 0 {
 		g.Go(func() error { s.loop(ctx, s.cfg.ProbeInterval, nil, s.probeAll, nil); return nil })
 	}
+	g.Go(func() error { s.loop(ctx, auditPruneInterval, nil, s.pruneAudit, nil); return nil })
 	_ = g.Wait()
+}
+
+// AuditRetention is how long install decisions stay in the audit table
+// (each portal's latest accepted install and uninstall stay for good).
+const AuditRetention = 90 * 24 * time.Hour
+
+// auditPruneInterval is how often the leader prunes the audit table.
+const auditPruneInterval = 6 * time.Hour
+
+func (s *Service) pruneAudit(ctx context.Context) {
+	n, err := s.store.PruneInstalls(ctx, time.Now().Add(-AuditRetention))
+	if err != nil {
+		s.log.WarnContext(ctx, "install audit not pruned", "error", err)
+		return
+	}
+	if n > 0 {
+		s.log.InfoContext(ctx, "install audit pruned", "rows", n, "older_than", AuditRetention.String())
+	}
 }
 
 // loop runs all once at start and then every interval, and one for every

@@ -214,17 +214,30 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := store.Migrate(ctx, s.deps.Pool); err != nil {
 		return fmt.Errorf("subscriptions: %w", err)
 	}
-	sem := make(chan struct{}, 16) // bounds concurrent verifications
+	// Concurrent verifications are bounded, and a reinstall of a portal we
+	// know (its application token matches) has slots of its own, so a
+	// flood of forged installs cannot lock a real portal out.
+	known, unknown := make(chan struct{}, knownInstallSlots), make(chan struct{}, unknownInstallSlots)
 	installSub, err := s.deps.NC.QueueSubscribe(eventbus.ControlInstall, "subscriptions", func(m *nats.Msg) {
+		var req eventbus.InstallRequest
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			s.respondInstall(m, eventbus.InstallReply{Reason: "bad request"})
+			return
+		}
+		sem := unknown
+		if s.install.Known(req) {
+			sem = known
+		}
 		select {
 		case sem <- struct{}{}:
 		default:
-			s.respondInstall(m, eventbus.InstallReply{Reason: "busy, retry"})
+			s.m.installs.Add(ctx, 1, metric.WithAttributes(attribute.String("result", "busy")))
+			s.respondInstall(m, eventbus.InstallReply{Busy: true, Reason: "busy, retry"})
 			return
 		}
 		go func() {
 			defer func() { <-sem }()
-			s.answerInstall(ctx, m)
+			s.answerInstall(ctx, m, req)
 		}()
 	})
 	if err != nil {
@@ -252,14 +265,17 @@ func (s *Service) Run(ctx context.Context) error {
 	return l.Run(ctx, s.lead)
 }
 
-func (s *Service) answerInstall(ctx context.Context, m *nats.Msg) {
-	var req eventbus.InstallRequest
-	rep := eventbus.InstallReply{Reason: "bad request"}
-	if err := json.Unmarshal(m.Data, &req); err == nil {
-		vctx, cancel := context.WithTimeout(ctx, s.cfg.InstallTimeout+time.Second)
-		rep = s.install.Handle(vctx, req)
-		cancel()
-	}
+// Verification slots: installs of portals not known yet (any of them may
+// be forged), and reinstalls of portals whose application token matches.
+const (
+	unknownInstallSlots = 12
+	knownInstallSlots   = 4
+)
+
+func (s *Service) answerInstall(ctx context.Context, m *nats.Msg, req eventbus.InstallRequest) {
+	vctx, cancel := context.WithTimeout(ctx, s.cfg.InstallTimeout+time.Second)
+	rep := s.install.Handle(vctx, req)
+	cancel()
 	result := "refused"
 	if rep.Accepted {
 		result = "accepted"

@@ -16,6 +16,7 @@ package install
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -150,6 +151,22 @@ func (v *Verifier) Handle(ctx context.Context, req eventbus.InstallRequest) even
 		v.OnInstalled(rec.MemberID)
 	}
 	return eventbus.InstallReply{Accepted: true}
+}
+
+// Known reports whether req is a reinstall of a portal already installed
+// here: its member_id is an installed portal and its application token
+// matches the stored one (compared in constant time). Such installs get
+// verification slots of their own. It does no I/O.
+func (v *Verifier) Known(req eventbus.InstallRequest) bool {
+	d, err := b24event.DecodeDelivery(req.ContentType, req.Body, b24event.DefaultLimits())
+	if err != nil || d.Event.ApplicationToken == "" {
+		return false
+	}
+	p, ok := v.lookup.Lookup(d.Event.MemberID)
+	if !ok || p.Source != portals.SourceInstall || len(p.TokenSHA256) == 0 {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(portals.HashToken(d.Event.ApplicationToken)), []byte(p.TokenSHA256)) == 1
 }
 
 // ErrNotConfigured refuses installs while the application's client id and

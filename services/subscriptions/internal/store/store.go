@@ -139,6 +139,22 @@ func (s *Store) RecordInstall(ctx context.Context, r InstallRecord) error {
 	return nil
 }
 
+// PruneInstalls deletes audited install decisions made before before,
+// except each portal's latest accepted one per event (LastAccepted orders
+// lifecycle events by it). Forged installs add a row each, so without
+// pruning a flood grows the table forever. It returns how many rows it
+// deleted.
+func (s *Store) PruneInstalls(ctx context.Context, before time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `
+		DELETE FROM subscriptions.installs i WHERE i.at < $1 AND NOT (i.accepted AND i.id = (
+			SELECT max(j.id) FROM subscriptions.installs j
+			WHERE j.member_id = i.member_id AND j.event = i.event AND j.accepted))`, before)
+	if err != nil {
+		return 0, fmt.Errorf("store: prune installs: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
 // Installs returns the latest audited decisions for memberID, newest first
 // ("" for every portal).
 func (s *Store) Installs(ctx context.Context, memberID string, limit int) ([]InstallRecord, error) {

@@ -66,3 +66,46 @@ func TestStore(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPruneInstalls: old audit rows go, forged floods included, but each
+// portal's latest accepted decision per event stays (LastAccepted orders
+// lifecycle events by it), and recent rows stay.
+func TestPruneInstalls(t *testing.T) {
+	pool := pgtest.NewPool(t)
+	ctx := context.Background()
+	if err := store.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	s := store.New(pool)
+	for i := range 50 { // a forged flood
+		if err := s.RecordInstall(ctx, store.InstallRecord{MemberID: "victim", Event: "ONAPPINSTALL", Reason: "forged " + string(rune('a'+i%26))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range []store.InstallRecord{
+		{MemberID: "m1", Event: "ONAPPINSTALL", Accepted: true},
+		{MemberID: "m1", Event: "ONAPPINSTALL", Accepted: true}, // the latest: kept
+		{MemberID: "m1", Event: "ONAPPUNINSTALL", Accepted: true},
+	} {
+		if err := s.RecordInstall(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pool.Exec(ctx, `UPDATE subscriptions.installs SET at = now() - interval '100 days'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordInstall(ctx, store.InstallRecord{MemberID: "m2", Event: "ONAPPINSTALL", Reason: "recent"}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.PruneInstalls(ctx, time.Now().Add(-90*24*time.Hour))
+	if err != nil || n != 51 {
+		t.Fatalf("pruned %d (%v), want the 50 forged rows and m1's older install", n, err)
+	}
+	var left int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM subscriptions.installs`).Scan(&left); err != nil || left != 3 {
+		t.Fatalf("%d rows left (%v), want m1's latest install and uninstall, and m2's recent row", left, err)
+	}
+	if _, ok, err := s.LastAccepted(ctx, "m1", "ONAPPINSTALL"); !ok || err != nil {
+		t.Fatalf("m1's latest install pruned: %v %v", ok, err)
+	}
+}
