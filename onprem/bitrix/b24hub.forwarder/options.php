@@ -18,10 +18,12 @@ defined('B_PROLOG_INCLUDED') && B_PROLOG_INCLUDED === true || die();
 
 /** @var CMain $APPLICATION */
 Loc::loadMessages(__FILE__);
-if ($APPLICATION->GetGroupRight(Module::ID) < 'W' && !$GLOBALS['USER']->IsAdmin()) {
-    $APPLICATION->AuthForm(Loc::getMessage('ACCESS_DENIED'));
-}
+// The module's classes (Module::ID included) load with the module.
 Loader::includeModule('b24hub.forwarder');
+if ($APPLICATION->GetGroupRight('b24hub.forwarder') < 'W' && !$GLOBALS['USER']->IsAdmin()) {
+    $APPLICATION->AuthForm(Loc::getMessage('ACCESS_DENIED'));
+    return;
+}
 
 $settings = new Settings();
 $errors = [];

@@ -117,3 +117,64 @@ function htmlspecialcharsbx($string, $flags = ENT_COMPAT, $doubleEncode = true)
 {
     return htmlspecialchars((string) $string, $flags, 'UTF-8', $doubleEncode);
 }
+
+/**
+ * The admin page's application object; only what a module's options.php
+ * calls: the module access level, the login form, the current page.
+ */
+class CMain
+{
+    /** Stand-in only: the current user's access level per module ('D' none … 'W' write). */
+    public array $rights = [];
+
+    /** Stand-in only: set when AuthForm was shown. */
+    public ?string $authForm = null;
+
+    public function GetGroupRight($module_id)
+    {
+        return $this->rights[$module_id] ?? 'D';
+    }
+
+    public function AuthForm($mess)
+    {
+        $this->authForm = (string) $mess;
+    }
+
+    public function GetCurPage($get_index_page = null)
+    {
+        return '/bitrix/admin/settings.php';
+    }
+}
+
+/** Messages on admin pages. */
+class CAdminMessage
+{
+    public static function ShowMessage($message)
+    {
+        $m = is_array($message) ? $message['MESSAGE'] : $message;
+        echo '<div class="adm-info-message-red">', $m, '</div>';
+    }
+
+    public static function ShowNote($message)
+    {
+        echo '<div class="adm-info-message-green">', htmlspecialcharsbx($message), '</div>';
+    }
+}
+
+/** The session's CSRF token, as bitrix_sessid() returns it. */
+function bitrix_sessid()
+{
+    return $GLOBALS['STANDIN_SESSID'] ??= bin2hex(random_bytes(16));
+}
+
+/** The hidden form field carrying the CSRF token. */
+function bitrix_sessid_post($varname = 'sessid')
+{
+    return '<input type="hidden" name="' . $varname . '" id="' . $varname . '" value="' . bitrix_sessid() . '" />';
+}
+
+/** Whether the request carries the session's CSRF token. */
+function check_bitrix_sessid($varname = 'sessid')
+{
+    return isset($_REQUEST[$varname]) && hash_equals(bitrix_sessid(), (string) $_REQUEST[$varname]);
+}
