@@ -125,23 +125,42 @@ func TestGatewayAPIRoute(t *testing.T) {
 		t.Errorf("HTTPRoute %s: hostnames %v, want [%s] (the host of B24HUB_HANDLER_URL)", r.Name, r.Spec.Hostnames, u.Host)
 	}
 
-	// Only POST under /bitrix24/events reaches the ingress Service.
+	// The route matches exactly what the Ingress routes, POST only.
+	if len(prod.Ingresses) != 1 {
+		t.Fatalf("prod: %d Ingresses, want the one the route replaces", len(prod.Ingresses))
+	}
+	var want []string
+	for _, ir := range prod.Ingresses[0].Spec.Rules {
+		for _, p := range ir.HTTP.Paths {
+			typ := map[networkingv1.PathType]gatewayv1.PathMatchType{
+				networkingv1.PathTypePrefix: gatewayv1.PathMatchPathPrefix,
+				networkingv1.PathTypeExact:  gatewayv1.PathMatchExact,
+			}[*p.PathType]
+			want = append(want, string(typ)+" "+p.Path)
+		}
+	}
 	if len(r.Spec.Rules) != 1 {
 		t.Fatalf("HTTPRoute %s: %d rules, want 1", r.Name, len(r.Spec.Rules))
 	}
 	rule := r.Spec.Rules[0]
-	if len(rule.Matches) != 1 {
-		t.Fatalf("HTTPRoute %s: %d matches, want 1", r.Name, len(rule.Matches))
+	var got []string
+	for _, m := range rule.Matches {
+		if m.Path == nil || m.Path.Type == nil || m.Path.Value == nil {
+			t.Errorf("HTTPRoute %s: match %+v without a path: it would route everything", r.Name, m)
+			continue
+		}
+		got = append(got, string(*m.Path.Type)+" "+*m.Path.Value)
+		if m.Method == nil || *m.Method != gatewayv1.HTTPMethodPost {
+			t.Errorf("HTTPRoute %s: %s %s: method %v, want POST (events are only ever POSTed)", r.Name, *m.Path.Type, *m.Path.Value, m.Method)
+		}
+		if len(m.Headers) != 0 || len(m.QueryParams) != 0 {
+			t.Errorf("HTTPRoute %s: header or query matches would drop some senders' events", r.Name)
+		}
 	}
-	m := rule.Matches[0]
-	if m.Path == nil || m.Path.Type == nil || *m.Path.Type != gatewayv1.PathMatchPathPrefix || m.Path.Value == nil || *m.Path.Value != "/bitrix24/events" {
-		t.Errorf("HTTPRoute %s: path match %+v, want PathPrefix /bitrix24/events", r.Name, m.Path)
-	}
-	if m.Method == nil || *m.Method != gatewayv1.HTTPMethodPost {
-		t.Errorf("HTTPRoute %s: method %v, want POST (Bitrix24 only POSTs events)", r.Name, m.Method)
-	}
-	if len(m.Headers) != 0 || len(m.QueryParams) != 0 {
-		t.Errorf("HTTPRoute %s: header or query matches would drop some portals' events", r.Name)
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("HTTPRoute %s matches %v, the Ingress routes %v: keep them the same", r.Name, got, want)
 	}
 	if len(rule.BackendRefs) != 1 {
 		t.Fatalf("HTTPRoute %s: %d backendRefs, want 1", r.Name, len(rule.BackendRefs))
