@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/b24hub/b24hub/libs/buildinfo"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/portals"
 	"github.com/b24hub/b24hub/libs/telemetry"
@@ -24,6 +25,10 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "version" {
+		fmt.Println("ingress", buildinfo.Read())
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Getenv, os.Stdout); err != nil {
