@@ -142,3 +142,48 @@ func TestDashboardPerNamespace(t *testing.T) {
 		t.Errorf("selectorsWithoutNamespace found %v, want the one unfiltered selector", got)
 	}
 }
+
+// jobMatcherRe finds job="x" and job=~"x|y" matchers.
+var jobMatcherRe = regexp.MustCompile(`\bjob\s*=~?\s*"([^"]*)"`)
+
+// TestMonitoringJobNames: the job names the rules and the dashboard use are
+// the Services a ServiceMonitor scrapes (the Prometheus Operator's default
+// job label is the Service name). A renamed service would otherwise leave
+// the lease alerts' fallback, the namespace variable or the heap panel
+// silently empty.
+func TestMonitoringJobNames(t *testing.T) {
+	r := render(t, "prod")
+	scraped := map[string]bool{}
+	for _, sm := range r.ServiceMonitors {
+		for _, s := range r.Services {
+			if s.Labels["app.kubernetes.io/name"] == sm.Spec.Selector.MatchLabels["app.kubernetes.io/name"] {
+				scraped[s.Name] = true
+			}
+		}
+	}
+	if len(scraped) == 0 {
+		t.Fatal("prod: no Service is selected by a ServiceMonitor")
+	}
+	var texts []string
+	for _, g := range r.PrometheusRules[0].Spec.Groups {
+		for _, rule := range g.Rules {
+			texts = append(texts, "alert "+rule.Alert+": "+rule.Expr.String())
+		}
+	}
+	texts = append(texts, "dashboard: "+string(readFile(t, "deploy/monitoring/grafana-dashboard.json")))
+	used := 0
+	for _, text := range texts {
+		where, _, _ := strings.Cut(text, ":")
+		for _, m := range jobMatcherRe.FindAllStringSubmatch(strings.ReplaceAll(text, `\"`, `"`), -1) {
+			for _, job := range strings.Split(m[1], "|") {
+				used++
+				if !scraped[job] {
+					t.Errorf("%s: job %q is not a Service any ServiceMonitor scrapes (have %v)", where, job, scraped)
+				}
+			}
+		}
+	}
+	if used < 3 {
+		t.Errorf("only %d job names found: the lease alerts and the dashboard variable use job matchers", used)
+	}
+}
