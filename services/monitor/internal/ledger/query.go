@@ -25,6 +25,10 @@ const derivedStatus = `COALESCE((SELECT d.status FROM monitor.deliveries d WHERE
 const eventColumns = `e.id, e.portal, e.domain, e.event_type, e.entity_id, e.source, e.replay_of, e.received_at,
 	e.event_ts, e.trace_id, e.handler_id, e.route, e.client_endpoint, e.content_type, e.stream_seq`
 
+// MaxPage is the most rows one SearchEvents page, FindDeliveries or
+// DeadLetters call returns.
+const MaxPage = 1000
+
 // EventFilter selects events. Zero fields do not filter.
 type EventFilter struct {
 	Portal    string
@@ -83,7 +87,7 @@ func (s *Store) SearchEvents(ctx context.Context, f EventFilter) (EventPage, err
 	if f.Limit <= 0 {
 		f.Limit = 50
 	}
-	f.Limit = min(f.Limit, 1000)
+	f.Limit = min(f.Limit, MaxPage)
 	var (
 		a     args
 		where []string
@@ -276,7 +280,7 @@ func deliveryQuery(f DeliveryFilter) (string, args) {
 	if f.Limit <= 0 {
 		f.Limit = 50
 	}
-	f.Limit = min(f.Limit, 1000)
+	f.Limit = min(f.Limit, MaxPage)
 	var (
 		a     args
 		where []string

@@ -29,7 +29,8 @@ type Plan struct {
 	// republishes them (ErrLifecycle).
 	Refused []string `json:"refused,omitempty"`
 	// Truncated is true when more matched than Limit: the replay would
-	// stop at Limit.
+	// stop at Limit. For dead letters it is also true when a full ledger
+	// page (ledger.MaxPage) matched: there may be more.
 	Truncated bool `json:"truncated"`
 	// Limit is the effective limit (the request's, capped by
 	// B24HUB_MONITOR_REPLAY_MAX).
@@ -74,24 +75,33 @@ func (r *Replayer) PlanOne(ctx context.Context, id, consumer string) (Plan, erro
 // most limit, capped by the replayer's maximum), without publishing.
 func (r *Replayer) PlanEvents(ctx context.Context, f ledger.EventFilter, limit int) (Plan, error) {
 	limit = r.limit(limit)
-	f.Limit, f.Cursor = limit+1, ""
-	page, err := r.store.SearchEvents(ctx, f)
-	if err != nil {
-		return Plan{}, err
-	}
 	p := Plan{Limit: limit, EventIDs: []string{}, Targets: []Target{}}
-	evs := page.Events
-	if len(evs) > limit {
-		evs, p.Truncated = evs[:limit], true
-	}
-	for _, e := range evs {
-		if Lifecycle(e.EventType) {
-			p.Refused = append(p.Refused, e.ID)
-			continue
+	// The ledger answers at most ledger.MaxPage events a page: walk the
+	// pages, so a limit above it is honoured and Truncated is exact.
+	f.Cursor = ""
+	for seen := 0; ; {
+		f.Limit = min(limit-seen, ledger.MaxPage)
+		page, err := r.store.SearchEvents(ctx, f)
+		if err != nil {
+			return Plan{}, err
 		}
-		p.add(e.ID, f.Consumer)
+		for _, e := range page.Events {
+			seen++
+			if Lifecycle(e.EventType) {
+				p.Refused = append(p.Refused, e.ID)
+				continue
+			}
+			p.add(e.ID, f.Consumer)
+		}
+		if page.NextCursor == "" {
+			return p, nil
+		}
+		if seen >= limit {
+			p.Truncated = true
+			return p, nil
+		}
+		f.Cursor = page.NextCursor
 	}
-	return p, nil
 }
 
 // PlanDeadLetters selects the dead letters matching f that DeadLetters
@@ -106,8 +116,12 @@ func (r *Replayer) PlanDeadLetters(ctx context.Context, f ledger.DeliveryFilter,
 		return Plan{}, err
 	}
 	p := Plan{Limit: limit, EventIDs: []string{}, Targets: []Target{}}
-	if len(rows) > limit {
+	switch {
+	case len(rows) > limit:
 		rows, p.Truncated = rows[:limit], true
+	case len(rows) == ledger.MaxPage:
+		// A full ledger page: there may be more than it returns.
+		p.Truncated = true
 	}
 	for _, d := range rows {
 		if Lifecycle(d.EventType) {

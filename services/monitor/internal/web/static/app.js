@@ -81,7 +81,9 @@ async function loadHealth() {
         el("td", {}, ev.event_type), el("td", {}, ev.source),
         el("td", {}, fmtTime(ev.last_received_at)), el("td", {}, fmtAge(ev.last_received_at)),
         el("td", {}, String(ev.total)),
-        el("td", {}, s ? statusBadge(s.firing ? "firing" : "ok") : el("span", { class: "muted" }, "—"))));
+        el("td", {}, p.watched === false
+          ? el("span", { class: "muted", "data-watched": "false", title: "uninstalled or removed from the portal registry: no rule watches it" }, "not watched")
+          : s ? statusBadge(s.firing ? "firing" : "ok") : el("span", { class: "muted" }, "—"))));
     }
   }
   fill($("#health tbody"), rows, "No events recorded yet.", 7);
@@ -175,9 +177,25 @@ async function loadDead() {
 
 let cursor = "";
 
+// searchFilter is the search form as an event filter (the JSON and query
+// names of the API): empty fields left out, the from/to inputs (local
+// date-time) as RFC 3339.
+function searchFilter() {
+  const f = {};
+  for (const [k, v] of new FormData($("#search"))) {
+    if (!v) continue;
+    f[k] = k === "from" || k === "to" ? new Date(v).toISOString() : v;
+  }
+  return f;
+}
+
+function describeFilter(f) {
+  const parts = Object.entries(f).map(([k, v]) => k + "=" + v);
+  return parts.length ? parts.join(", ") : "no filter: every event";
+}
+
 async function search(more = false) {
-  const q = new URLSearchParams();
-  for (const [k, v] of new FormData($("#search"))) if (v) q.set(k, v);
+  const q = new URLSearchParams(searchFilter());
   q.set("limit", "25");
   if (more && cursor) q.set("cursor", cursor);
   const page = await api("/events?" + q);
@@ -191,11 +209,66 @@ async function search(more = false) {
   else fill(tbody, rows, "No events match.", 7);
 }
 
+// Bulk replay by filter, as `b24ctl replay --dry-run` then confirm: a dry
+// run counts what the filter matches, the operator confirms that count, and
+// the replay runs with the same filter, its end frozen at the dry run and
+// its limit the confirmed count, so no more than confirmed is republished.
+let bulkRequest = null;
+
+async function planBulkReplay() {
+  const f = searchFilter();
+  if (!f.to) f.to = new Date().toISOString();
+  const box = $("#bulk-replay");
+  box.classList.remove("done");
+  const plan = await api("/replay", { method: "POST", body: JSON.stringify({ events: f, dry_run: true }) });
+  const confirm = $("#bulk-replay-confirm");
+  box.dataset.wouldReplay = String(plan.would_replay);
+  const refused = (plan.refused || []).length
+    ? " " + plan.refused.length + " app lifecycle events (ONAPPINSTALL, ONAPPUPDATE, ONAPPUNINSTALL) match too: they are never replayed and are left out."
+    : "";
+  if (plan.would_replay === 0) {
+    bulkRequest = null;
+    $("#bulk-replay-text").textContent = "No events to replay match (" + describeFilter(f) + ")." + refused;
+    confirm.hidden = true;
+  } else {
+    bulkRequest = { events: f, limit: plan.would_replay };
+    $("#bulk-replay-text").textContent = "Replay " + plan.would_replay + " events matching " + describeFilter(f) + "?" +
+      (plan.truncated ? " More match than the limit (" + plan.limit + "): only the newest " + plan.would_replay + " would be replayed; narrow the filter for the rest." : "") +
+      " Every consumer sees them again." + refused;
+    confirm.textContent = "Replay " + plan.would_replay + " events";
+    confirm.hidden = false;
+    confirm.disabled = false;
+  }
+  box.hidden = false;
+}
+
+async function runBulkReplay() {
+  if (!bulkRequest) return;
+  const confirm = $("#bulk-replay-confirm");
+  confirm.disabled = true;
+  const req = bulkRequest;
+  bulkRequest = null;
+  try {
+    const r = await api("/replay", { method: "POST", body: JSON.stringify(req) });
+    const failed = Object.keys(r.failed || {}).length;
+    $("#bulk-replay-text").textContent = "Replayed " + r.replayed.length + " events" +
+      ((r.refused || []).length ? ", " + r.refused.length + " lifecycle events refused" : "") +
+      (failed ? ", " + failed + " failed: " + Object.entries(r.failed).map(([id, e]) => id + ": " + e).join("; ") : "") + ".";
+    $("#bulk-replay").classList.add("done");
+    confirm.hidden = true;
+  } catch (e) {
+    $("#bulk-replay-text").textContent = "Replay failed: " + e.message;
+  }
+}
+
 async function showEvent(id) {
   const d = await api("/events/" + encodeURIComponent(id));
+  history.replaceState(null, "", "#event=" + encodeURIComponent(id));
   const box = $("#detail");
   const e = d.event;
-  const trace = d.trace_url ? el("a", { href: d.trace_url, target: "_blank", rel: "noopener" }, e.trace_id) : (e.trace_id || "—");
+  const trace = d.trace_url
+    ? el("a", { href: d.trace_url, target: "_blank", rel: "noopener", "data-testid": "trace-link" }, e.trace_id)
+    : (e.trace_id || "—");
   const deliveries = el("table", { "data-testid": "deliveries" },
     el("thead", {}, el("tr", {}, ...["Consumer", "Status", "Attempts", "First", "Last", "Duration", "Error"].map((h) => el("th", {}, h)))),
     el("tbody", {}, ...(d.deliveries.length ? d.deliveries.map((x) => el("tr", { "data-consumer": x.consumer },
@@ -206,7 +279,7 @@ async function showEvent(id) {
   const replays = d.replays.length
     ? el("ul", {}, ...d.replays.map((r) => el("li", {}, r.id, " ", statusBadge(r.status), " ", fmtTime(r.requested_at))))
     : el("p", { class: "muted" }, "Never replayed.");
-  const replayBtn = el("button", { id: "replay-event" }, "Replay this event");
+  const replayBtn = el("button", { id: "replay-event", "data-event": e.id }, "Replay this event");
   replayBtn.addEventListener("click", async () => {
     replayBtn.disabled = true;
     try {
@@ -238,6 +311,21 @@ async function refresh() {
 
 $("#search").addEventListener("submit", (ev) => { ev.preventDefault(); search().catch((e) => alert(e.message)); });
 $("#more").addEventListener("click", () => search(true));
+$("#replay-matching").addEventListener("click", () => planBulkReplay().catch((e) => {
+  $("#bulk-replay-text").textContent = "Dry run failed: " + e.message;
+  $("#bulk-replay-confirm").hidden = true;
+  $("#bulk-replay").hidden = false;
+}));
+$("#bulk-replay-confirm").addEventListener("click", () => runBulkReplay());
+$("#bulk-replay-cancel").addEventListener("click", () => { bulkRequest = null; $("#bulk-replay").hidden = true; });
 refresh();
 search().catch(() => {});
+// An event's page: #event=<id> opens it (showEvent sets it, so the address
+// can be shared).
+function openLinkedEvent() {
+  const linked = new URLSearchParams(location.hash.slice(1)).get("event");
+  if (linked) showEvent(linked).catch((e) => { $("#status-line").textContent = "event " + linked + ": " + e.message; });
+}
+window.addEventListener("hashchange", openLinkedEvent);
+openLinkedEvent();
 setInterval(refresh, 5000);
