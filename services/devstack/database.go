@@ -20,9 +20,9 @@ import (
 // B24HUB_DATABASE_URL the stack uses a database of its own, named in the
 // data dir's "database" file (b24hub_dev_<8 hex>): a new data dir gets a new,
 // empty database, so the demo portals, ledger and alerts of earlier data
-// dirs do not linger in it. The database's comment records the data dir
-// that owns it; at start, databases whose data dir is gone (or now names
-// another database) are dropped.
+// dirs do not linger in it. The database's comment records the host and
+// data dir that own it; at start, databases of this host whose data dir is
+// gone (or now names another database) are dropped.
 const (
 	dataDirDatabaseFile = "database"
 	devDatabasePrefix   = "b24hub_dev_"
@@ -107,7 +107,7 @@ func ownedDatabase(ctx context.Context, serverURL, dataDir string, log *slog.Log
 		return d, fmt.Errorf("create database %s: %w", name, err)
 	}
 	// The comment is a string literal: COMMENT takes no parameters.
-	if _, err := c.Exec(ctx, "COMMENT ON DATABASE "+pgx.Identifier{name}.Sanitize()+" IS "+quoteLiteral(ownerCommentPrefix+abs)); err != nil {
+	if _, err := c.Exec(ctx, "COMMENT ON DATABASE "+pgx.Identifier{name}.Sanitize()+" IS "+quoteLiteral(ownerComment(abs))); err != nil {
 		return d, fmt.Errorf("record the owner of database %s: %w", name, err)
 	}
 	d.Dropped = dropOrphans(ctx, c, name, log)
@@ -150,9 +150,13 @@ func dropOrphans(ctx context.Context, c *pgx.Conn, keep string, log *slog.Logger
 	}
 	var dropped []string
 	for _, d := range dbs {
-		dir, ok := strings.CutPrefix(d.Comment, ownerCommentPrefix)
+		owner, ok := strings.CutPrefix(d.Comment, ownerCommentPrefix)
 		if !ok || !devDatabaseName.MatchString(d.Name) {
 			continue // not made by the local stack
+		}
+		dir, ok := strings.CutPrefix(owner, thisHost()+":")
+		if !ok {
+			continue // another machine's data dir, which this one cannot see
 		}
 		if owner, err := dataDirDatabase(dir); err == nil && owner == d.Name {
 			continue // its data dir still owns it
@@ -165,6 +169,19 @@ func dropOrphans(ctx context.Context, c *pgx.Conn, keep string, log *slog.Logger
 		dropped = append(dropped, d.Name)
 	}
 	return dropped
+}
+
+// ownerComment records dir on this host as the owner of a database.
+func ownerComment(dir string) string { return ownerCommentPrefix + thisHost() + ":" + dir }
+
+// thisHost names the machine whose data dirs this stack can see, so a
+// server shared by several machines never loses another one's databases.
+func thisHost() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return h
 }
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -102,6 +102,42 @@ func TestDatabaseFollowsDataDir(t *testing.T) {
 	}
 }
 
+// TestOrphansOfAnotherHostAreKept: a database whose owner is a data dir on
+// another machine sharing the server is never dropped.
+func TestOrphansOfAnotherHostAreKept(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, pgtest.AdminURL())
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PostgreSQL is required under CI=true: %v", err)
+		}
+		t.Skipf("PostgreSQL not reachable: %v", err)
+	}
+	defer admin.Close(ctx)
+	name := devDatabasePrefix + randomHex(4)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
+	gone := filepath.Join(t.TempDir(), "gone")
+	for _, tt := range []struct {
+		owner string
+		drop  bool
+	}{
+		{ownerCommentPrefix + "elsewhere.example:" + gone, false},
+		{ownerComment(gone), true},
+	} {
+		if _, err := admin.Exec(ctx, "COMMENT ON DATABASE "+name+" IS "+quoteLiteral(tt.owner)); err != nil {
+			t.Fatal(err)
+		}
+		dropped := dropOrphans(ctx, admin, "none", slog.New(slog.DiscardHandler))
+		if slices.Contains(dropped, name) != tt.drop {
+			t.Errorf("owner %q: dropped %v, want drop=%v", tt.owner, dropped, tt.drop)
+		}
+	}
+}
+
 func TestDatabaseGivenIsReusedAndSaysSo(t *testing.T) {
 	d := stackDatabase{URL: "postgres://u:secret@db:5432/shared"}
 	got := d.describe(".data")
