@@ -1,6 +1,6 @@
 module github.com/b24hub/b24hub/libs/bitrix
 
-go 1.26.0
+go 1.26.4
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect

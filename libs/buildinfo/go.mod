@@ -1,3 +1,3 @@
 module github.com/b24hub/b24hub/libs/buildinfo
 
-go 1.26.0
+go 1.26.4

@@ -1,6 +1,6 @@
 module github.com/b24hub/b24hub/libs/eventbus
 
-go 1.26.0
+go 1.26.4
 
 require (
 	github.com/nats-io/nats.go v1.55.0

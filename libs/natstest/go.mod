@@ -1,6 +1,6 @@
 module github.com/b24hub/b24hub/libs/natstest
 
-go 1.26.0
+go 1.26.4
 
 require (
 	github.com/nats-io/nats-server/v2 v2.15.2

@@ -1,6 +1,6 @@
 module github.com/b24hub/b24hub/libs/portals
 
-go 1.26.0
+go 1.26.4
 
 require (
 	github.com/b24hub/b24hub/libs/eventbus v0.0.0-00010101000000-000000000000

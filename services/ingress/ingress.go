@@ -14,7 +14,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/b24hub/b24hub/libs/b24event"
@@ -49,6 +51,13 @@ type Config struct {
 	// subscriptions service for verification. B24HUB_INGRESS_ACCEPT_INSTALLS,
 	// default true.
 	AcceptInstalls bool
+	// TrustedProxies are the proxies (CIDRs, e.g. the Gateway's pod range)
+	// whose X-Forwarded-For names the client's address; the per-source
+	// bound on installs from unknown portals counts by that address.
+	// Without them the connection's peer address is used and the header is
+	// ignored, so a client cannot pick its own address.
+	// B24HUB_INGRESS_TRUSTED_PROXIES (comma-separated CIDRs), default none.
+	TrustedProxies []netip.Prefix
 }
 
 // ConfigFromEnv reads the configuration; it fails on values that do not parse.
@@ -56,6 +65,17 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c := Config{Addr: ":8080", MaxBodyBytes: 256 << 10, PublishTimeout: 2 * time.Second,
 		ShutdownTimeout: 20 * time.Second, AcceptInstalls: true}
 	var errs []error
+	for _, v := range strings.Split(getenv("B24HUB_INGRESS_TRUSTED_PROXIES"), ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("B24HUB_INGRESS_TRUSTED_PROXIES: %q is not a CIDR like 10.0.0.0/8", v))
+			continue
+		}
+		c.TrustedProxies = append(c.TrustedProxies, p.Masked())
+	}
 	if v := getenv("B24HUB_INGRESS_ADDR"); v != "" {
 		c.Addr = v
 	}
@@ -160,6 +180,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	e.IPExtractor = clientIP(cfg.TrustedProxies)
 	h.Register(e)
 	op.Register(e)
 	mux := http.NewServeMux()
@@ -177,6 +198,24 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s.ln = ln
 	return s, nil
+}
+
+// clientIP is how a request's client address is found: the peer address,
+// or, behind trusted proxies, the first untrusted address of
+// X-Forwarded-For.
+func clientIP(trusted []netip.Prefix) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range trusted {
+		opts = append(opts, echo.TrustIPRange(netipToIPNet(p)))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
+func netipToIPNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
 // Addr is the bound listen address.

@@ -67,6 +67,7 @@ type Handler struct {
 	auth      Authenticator
 	pub       Publisher
 	installer Installer // optional
+	installs  *sourceLimiter
 	log       *slog.Logger
 	now       func() time.Time
 	tracer    trace.Tracer
@@ -135,7 +136,8 @@ func New(cfg Config, auth Authenticator, pub Publisher, installer Installer, log
 		cfg.TracerProvider = otel.GetTracerProvider()
 	}
 	h := &Handler{cfg: cfg, auth: auth, pub: pub, installer: installer, log: log, now: time.Now, requests: requests,
-		tracer: cfg.TracerProvider.Tracer("github.com/b24hub/b24hub/services/ingress")}
+		installs: newSourceLimiter(installEvery, installBurst, installSources),
+		tracer:   cfg.TracerProvider.Tracer("github.com/b24hub/b24hub/services/ingress")}
 	h.scratch.New = func() any {
 		return &scratch{body: make([]byte, 0, 4096), redacted: make([]byte, 0, 4096)}
 	}
@@ -340,6 +342,12 @@ func (h *Handler) accept(ctx context.Context, c echo.Context, sc *scratch) (*b24
 	}
 	ev := decoded.Event
 	portal, ok := h.auth.Authenticate(ev.MemberID, ev.ApplicationToken)
+	if ev.Name == "ONAPPINSTALL" && h.installer != nil && !ok && !h.installs.allow(c.RealIP()) {
+		// A portal we do not know yet: bounded per source address, so a
+		// flood of forged installs is refused here, before it reaches the
+		// verifier. A known portal's reinstall is never limited.
+		return nil, "", answer{status: http.StatusTooManyRequests, reason: "too many installs from this address, retry later", event: "unknown"}
+	}
 	if ev.Name == "ONAPPINSTALL" && h.installer != nil {
 		// Every install goes to the verifier, a reinstall of a known portal
 		// too: it carries new OAuth tokens that must be stored. A known

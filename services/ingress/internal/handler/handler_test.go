@@ -9,10 +9,12 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/b24hub/b24hub/libs/b24event"
@@ -360,5 +362,64 @@ func TestRequestsCounterSeriesAreBounded(t *testing.T) {
 	}
 	if n := h.nCounted.Load(); n > maxCountedKeys+1 {
 		t.Fatalf("cache holds %d entries", n)
+	}
+}
+
+// countingInstaller accepts every install and counts them.
+type countingInstaller struct{ n atomic.Int32 }
+
+func (c *countingInstaller) Install(context.Context, string, []byte) (bool, error) {
+	c.n.Add(1)
+	return true, nil
+}
+
+// TestInstallsFromUnknownPortalsAreBoundedPerSource: forged installs from
+// one address stop reaching the verifier after a small burst (429), other
+// addresses are not affected, and a known portal's reinstall is never
+// limited.
+func TestInstallsFromUnknownPortalsAreBoundedPerSource(t *testing.T) {
+	reg := portals.NewRegistry()
+	if err := reg.Put(portals.SourceFile, portals.Portal{MemberID: member, TokenSHA256: portals.HashToken(token), Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	inst := &countingInstaller{}
+	h, err := New(Config{}, reg, discardPublisher{}, inst, slog.New(slog.NewTextHandler(io.Discard, nil)), noop.NewMeterProvider().Meter(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := echo.New()
+	e.IPExtractor = echo.ExtractIPDirect()
+	h.Register(e)
+	post := func(from, body string) int {
+		req := httptest.NewRequest(http.MethodPost, "/bitrix24/events", strings.NewReader(body))
+		req.Header.Set("Content-Type", form)
+		req.Header.Set("X-Forwarded-For", fmt.Sprintf("10.9.%d.1", rand.IntN(250))) // ignored: not a trusted proxy
+		req.RemoteAddr = from + ":40000"
+		w := httptest.NewRecorder()
+		e.ServeHTTP(w, req)
+		return w.Code
+	}
+	forged := func(i int) string {
+		return strings.Replace(strings.Replace(valid(""), "ONCRMDEALUPDATE", "ONAPPINSTALL", 1), member, fmt.Sprintf("%032d", i), 1)
+	}
+	for i := range installBurst {
+		if code := post("203.0.113.7", forged(i)); code != http.StatusOK {
+			t.Fatalf("install %d within the burst: %d", i, code)
+		}
+	}
+	if code := post("203.0.113.7", forged(99)); code != http.StatusTooManyRequests {
+		t.Fatalf("install past the burst: %d, want 429", code)
+	}
+	if got := inst.n.Load(); got != installBurst {
+		t.Fatalf("%d installs reached the verifier, want %d", got, installBurst)
+	}
+	if code := post("198.51.100.4", forged(100)); code != http.StatusOK {
+		t.Fatalf("install from another address: %d", code)
+	}
+	reinstall := strings.Replace(valid(""), "ONCRMDEALUPDATE", "ONAPPINSTALL", 1)
+	for range 2 * installBurst {
+		if code := post("203.0.113.7", reinstall); code != http.StatusOK {
+			t.Fatalf("a known portal's reinstall from a limited address: %d", code)
+		}
 	}
 }
