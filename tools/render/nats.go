@@ -89,8 +89,10 @@ func natsFiles(_ fs.FS, vs []*view) ([]File, error) {
 # permissions block of its user in nats-server's authorization, keyed by
 # service name (the user name). Derived from each declaration's Publishes,
 # Subscribes, Consumers and Buckets (tools/render, ServicePermissions says
-# how). A service connects with the inbox prefix _INBOX.<service>, so it
-# receives only its own replies.
+# how; its test runs them on a real nats-server). Replies are allowed only
+# under the inbox prefix _INBOX.<service>: a service must connect with
+# nats.CustomInboxPrefix("_INBOX.<service>") before these permissions are
+# enforced (the zero-trust issue wires users and prefixes).
 `)
 	for _, v := range vs {
 		p := ServicePermissions(v.Service)
