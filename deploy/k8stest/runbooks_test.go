@@ -19,7 +19,8 @@ var requiredRunbooks = []string{
 }
 
 var (
-	b24ctlCmdRe    = regexp.MustCompile("(?m)(?:^[ \t]*(?:[A-Z_][A-Z0-9_]*=\\S* )*|`)b24ctl( [^\n`]*)?")
+	fencedCmdRe    = regexp.MustCompile(`(?m)^[ \t]*(?:[A-Z_][A-Z0-9_]*=\S* )*b24ctl( [^\n]*)?$`)
+	inlineCmdRe    = regexp.MustCompile("`b24ctl( [^`]*)?`")
 	continuationRe = regexp.MustCompile(`\\\n\s*`)
 	placeholderRe  = regexp.MustCompile(`<[a-z_][a-z_ ]*>`)
 	shellCutRe     = regexp.MustCompile(`\s(?:#|\||&|;|<|>|2>)`)
@@ -55,15 +56,38 @@ func b24ctlDocs(t *testing.T) map[string]string {
 	return out
 }
 
-// docCommands returns the b24ctl command lines of a document: at the start
-// of a line (after environment assignments) or of an inline code span, with
-// shell continuations joined and the line cut at a comment, pipe, list or
-// redirection. Placeholders such as <member_id> become a plain word.
+// docCommands returns the b24ctl command lines of a document: in fenced
+// code blocks, lines that run b24ctl (after environment assignments), with
+// shell continuations joined; in prose, inline code spans that start with
+// b24ctl. Each is cut at a comment, pipe, list or redirection, and
+// placeholders such as <member_id> become a plain word.
 func docCommands(text string) []string {
-	text = continuationRe.ReplaceAllString(text, " ")
+	var raw []string
+	inFence := false
+	var block strings.Builder
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			if inFence {
+				joined := continuationRe.ReplaceAllString(block.String(), " ")
+				for _, m := range fencedCmdRe.FindAllStringSubmatch(joined, -1) {
+					raw = append(raw, m[1])
+				}
+				block.Reset()
+			}
+			inFence = !inFence
+			continue
+		}
+		if inFence {
+			block.WriteString(line + "\n")
+			continue
+		}
+		for _, m := range inlineCmdRe.FindAllStringSubmatch(line, -1) {
+			raw = append(raw, m[1])
+		}
+	}
 	var out []string
-	for _, m := range b24ctlCmdRe.FindAllStringSubmatch(text, -1) {
-		line := placeholderRe.ReplaceAllString(m[1], "PLACEHOLDER")
+	for _, r := range raw {
+		line := placeholderRe.ReplaceAllString(r, "PLACEHOLDER")
 		if i := shellCutRe.FindStringIndex(line); i != nil {
 			line = line[:i[0]]
 		}
