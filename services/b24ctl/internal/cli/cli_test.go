@@ -286,6 +286,12 @@ func TestPortalsFile(t *testing.T) {
 	if b, _ := os.ReadFile(tokFile); strings.TrimSpace(string(b)) != "t2" {
 		t.Errorf("token file = %q", b)
 	}
+	// On a terminal the token is asked for without echo.
+	r = runEnv(t, context.Background(), Env{Getenv: func(k string) string { return env[k] }, ReadSecret: func(string) (string, error) { return "t3\n", nil }},
+		"portals", "rotate-token", "--member-id", "m1", "--application-token-stdin")
+	if b, _ := os.ReadFile(tokFile); r.code != ExitOK || strings.TrimSpace(string(b)) != "t3" {
+		t.Errorf("rotate from a terminal: %+v, token file %q", r, b)
+	}
 	if r := run(t, env, "x", "portals", "rotate-token", "--member-id", "nope", "--application-token-stdin"); r.code != ExitError || !strings.Contains(r.stderr, "reinstall") {
 		t.Errorf("rotate unknown: %+v", r)
 	}

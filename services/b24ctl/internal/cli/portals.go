@@ -208,7 +208,7 @@ func (a *app) portalsRotateCmd() *cobra.Command {
 	file := a.portalsFileFlag(cmd)
 	fs := cmd.Flags()
 	fs.StringVar(&member, "member-id", "", "the portal's member_id (required)")
-	fs.BoolVar(&fromStdin, "application-token-stdin", false, "read the new token from standard input")
+	fs.BoolVar(&fromStdin, "application-token-stdin", false, "read the new token from standard input (asked for without echo on a terminal)")
 	fs.StringVar(&token, "application-token", "", "the new token (deprecated: visible in ps; use --application-token-stdin)")
 	_ = fs.MarkDeprecated("application-token", "it shows the token in ps; use --application-token-stdin")
 	out := outputFlag(cmd)
@@ -216,7 +216,15 @@ func (a *app) portalsRotateCmd() *cobra.Command {
 		if fromStdin && token != "" {
 			return usageErr("give --application-token-stdin or --application-token, not both")
 		}
-		if fromStdin {
+		switch {
+		case fromStdin && a.env.ReadSecret != nil:
+			// Standard input is a terminal: do not echo the token.
+			t, err := a.env.ReadSecret("new application token (input hidden): ")
+			if err != nil {
+				return fail(ExitError, "read token: %v", err)
+			}
+			token = strings.TrimSpace(t)
+		case fromStdin:
 			b, err := io.ReadAll(io.LimitReader(a.env.Stdin, 4096))
 			if err != nil {
 				return fail(ExitError, "read token: %v", err)
