@@ -195,7 +195,7 @@ func TestJobsMatchCode(t *testing.T) {
 		}
 		f := serviceFacts(t, s.Name)
 		if f.Exists && strings.Contains(f.CommandText, `"migrate"`) && !jobFor[s.Name] {
-			t.Errorf("services/%s implements `migrate` but has no migrate Job: add k8s/base/jobs/migrate.yaml with a Job b24hub-migrate-%s running `%s migrate` (labels app.kubernetes.io/component=migrate, b24hub.io/postgres-client=true; see the topology Job) and list it in k8s/base/kustomization.yaml", s.Name, s.Name, s.Name)
+			t.Errorf("services/%s implements `migrate` but has no migrate Job b24hub-migrate-%s: declare its Database (services/%s/service.go), then run go tool task render", s.Name, s.Name, s.Name)
 		}
 	}
 }
