@@ -190,12 +190,14 @@ func TestJobsMatchCode(t *testing.T) {
 		})
 	}
 	for _, s := range services {
-		if !s.Postgres {
+		f := serviceFacts(t, s.Name)
+		if !f.Exists {
 			continue
 		}
-		f := serviceFacts(t, s.Name)
-		if f.Exists && strings.Contains(f.CommandText, `"migrate"`) && !jobFor[s.Name] {
-			t.Errorf("services/%s implements `migrate` but has no migrate Job b24hub-migrate-%s: declare its Database (services/%s/service.go), then run go tool task render", s.Name, s.Name, s.Name)
+		// svcmain answers `migrate` for every service, so only a service
+		// with a schema must have its Job.
+		if s.Postgres && strings.Contains(f.CommandText, `"migrate"`) && !jobFor[s.Name] {
+			t.Errorf("services/%s implements `migrate` and declares a Database but has no migrate Job b24hub-migrate-%s: run go tool task render", s.Name, s.Name)
 		}
 	}
 }
