@@ -217,7 +217,7 @@ func migrateVersions(ctx context.Context, pool *pgxpool.Pool, schema, versionTab
 	if err != nil {
 		return fmt.Errorf("postgres: migrator %s: %w", schema, err)
 	}
-	if err := m.LoadMigrations(migrations); err != nil {
+	if err := m.LoadMigrations(inSchema{migrations, schema}); err != nil {
 		return fmt.Errorf("postgres: load migrations %s: %w", schema, err)
 	}
 	if err := m.Migrate(ctx); err != nil {
@@ -225,6 +225,29 @@ func migrateVersions(ctx context.Context, pool *pgxpool.Pool, schema, versionTab
 	}
 	return nil
 }
+
+// inSchema prefixes every migration with a SET search_path to its schema.
+// tern runs "reset all" after each migration (so that one migration's SET
+// does not leak into the version update), which also resets the
+// search_path set on the connection once: without the prefix, a run that
+// applies 001 and 002 together creates 002's unqualified tables in public.
+type inSchema struct {
+	fs.FS
+	schema string
+}
+
+// ReadFile is what tern reads each migration with (fs.ReadFile prefers it).
+func (f inSchema) ReadFile(name string) ([]byte, error) {
+	b, err := fs.ReadFile(f.FS, name)
+	if err != nil || !strings.HasSuffix(name, ".sql") {
+		return b, err
+	}
+	set := "SET search_path TO " + pgx.Identifier{f.schema}.Sanitize() + ", public;\n"
+	return append([]byte(set), b...), nil
+}
+
+// ReadDir lists the migrations (fs.ReadDir prefers it).
+func (f inSchema) ReadDir(name string) ([]fs.DirEntry, error) { return fs.ReadDir(f.FS, name) }
 
 // Redact hides the password of a connection URL for logs.
 func Redact(dsn string) string {

@@ -100,3 +100,35 @@ func TestMigrateComponent(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryMigrationRunsInItsSchema: tern resets the connection's settings
+// after each migration, so a run that applies several migrations must still
+// create the later ones' unqualified tables in the service's schema, never
+// in public.
+func TestEveryMigrationRunsInItsSchema(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	migrations := fstest.MapFS{
+		"001_a.sql": {Data: []byte("CREATE TABLE a (id int);")},
+		"002_b.sql": {Data: []byte("CREATE TABLE b (id int);")},
+		"003_c.sql": {Data: []byte("ALTER TABLE b ADD COLUMN note text;")},
+	}
+	if err := postgres.Migrate(ctx, pool, "svc2", migrations); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := pool.Query(ctx, `SELECT schemaname || '.' || tablename FROM pg_tables WHERE tablename IN ('a', 'b') ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, s)
+	}
+	if strings.Join(got, ",") != "svc2.a,svc2.b" {
+		t.Fatalf("tables %v, want svc2.a and svc2.b", got)
+	}
+}
