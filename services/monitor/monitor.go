@@ -17,6 +17,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/b24hub/b24hub/services/monitor/internal/session"
 	"io"
 	"log/slog"
 	"net"
@@ -195,7 +196,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 
 	pub := eventbus.NewPublisher(js, eventbus.WithTracerProvider(deps.TracerProvider))
-	apiSrv := api.New(api.Config{Ledger: s.store, Alerts: alerts, Rules: rules, Auth: api.NewAuth(s.token),
+	apiSrv := api.New(api.Config{Ledger: s.store, Alerts: alerts, Rules: rules, Auth: api.NewAuth(s.token, session.New(deps.Pool, deps.Now)),
 		Replayer: replay.New(s.store, pub, cfg.ReplayMax, deps.Now), TraceURLTemplate: cfg.TraceURLTemplate, Watched: live.Watched,
 		Now: deps.Now, Log: s.log})
 

@@ -248,3 +248,72 @@ func TestAuthentication(t *testing.T) {
 		t.Errorf("form POST with cookie: %d", resp.StatusCode)
 	}
 }
+
+// TestSessionsEndAndCanBeRevoked: a dashboard session is a random id kept
+// server-side: sign-out ends it for good (a copied cookie stops working),
+// and the bearer token ends every session at once without being rotated;
+// a session itself cannot do that.
+func TestSessionsEndAndCanBeRevoked(t *testing.T) {
+	e := start(t)
+	signIn := func() (*http.Client, *http.Cookie) {
+		t.Helper()
+		jar, _ := cookiejar.New(nil)
+		c := &http.Client{Jar: jar}
+		resp, err := c.Get(e.base + "/?token=" + url.QueryEscape(e.svc.Token()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		u, _ := url.Parse(e.base)
+		for _, ck := range jar.Cookies(u) {
+			if ck.Name == api.CookieName {
+				return c, ck
+			}
+		}
+		t.Fatal("no session cookie after sign-in")
+		return nil, nil
+	}
+	withCookie := func(ck *http.Cookie, method, path string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, e.base+path, nil)
+		req.AddCookie(ck)
+		if method == http.MethodPost {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	c1, ck1 := signIn()
+	_, ck2 := signIn()
+	if ck1.Value == ck2.Value || strings.Contains(ck1.Value, e.svc.Token()) {
+		t.Fatalf("sessions are not random ids: %q %q", ck1.Value, ck2.Value)
+	}
+	resp, err := c1.Post(e.base+"/logout", "application/x-www-form-urlencoded", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if code := withCookie(ck1, http.MethodGet, "/api/v1/alerts"); code != http.StatusUnauthorized {
+		t.Errorf("a signed-out session's cookie still works: %d", code)
+	}
+	if code := withCookie(ck2, http.MethodGet, "/api/v1/alerts"); code != http.StatusOK {
+		t.Fatalf("the other session: %d", code)
+	}
+	if code := withCookie(ck2, http.MethodPost, "/api/v1/sessions/revoke"); code != http.StatusForbidden {
+		t.Errorf("a session revoked every session: %d", code)
+	}
+	var out map[string]int64
+	if code := e.do(http.MethodPost, "/api/v1/sessions/revoke", nil, &out); code != http.StatusOK || out["revoked"] != 1 {
+		t.Fatalf("revoke with the bearer: %d %v", code, out)
+	}
+	if code := withCookie(ck2, http.MethodGet, "/api/v1/alerts"); code != http.StatusUnauthorized {
+		t.Errorf("a revoked session still works: %d", code)
+	}
+	if code := e.do(http.MethodGet, "/api/v1/alerts", nil, nil); code != http.StatusOK {
+		t.Errorf("the token stopped working after revoking sessions: %d", code)
+	}
+}

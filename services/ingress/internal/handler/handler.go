@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/b24hub/b24hub/libs/svcmain/keyrate"
 	"io"
 	"log/slog"
 	"net/http"
@@ -66,8 +67,8 @@ type Handler struct {
 	cfg       Config
 	auth      Authenticator
 	pub       Publisher
-	installer Installer // optional
-	installs  *sourceLimiter
+	installer Installer        // optional
+	installs  *keyrate.Limiter // install verifications per client address
 	log       *slog.Logger
 	now       func() time.Time
 	tracer    trace.Tracer
@@ -136,7 +137,7 @@ func New(cfg Config, auth Authenticator, pub Publisher, installer Installer, log
 		cfg.TracerProvider = otel.GetTracerProvider()
 	}
 	h := &Handler{cfg: cfg, auth: auth, pub: pub, installer: installer, log: log, now: time.Now, requests: requests,
-		installs: newSourceLimiter(installEvery, installBurst, installSources),
+		installs: keyrate.New(installEvery, installBurst, installSources),
 		tracer:   cfg.TracerProvider.Tracer("github.com/b24hub/b24hub/services/ingress")}
 	h.scratch.New = func() any {
 		return &scratch{body: make([]byte, 0, 4096), redacted: make([]byte, 0, 4096)}
@@ -301,6 +302,16 @@ func (h *Handler) countOption(a answer) metric.AddOption {
 	return o.(metric.AddOption)
 }
 
+// Install-verification budget per client address for portals not known
+// yet: real installs are rare (one per portal and application), so a burst
+// of 5 then one every 10 seconds is plenty; at most 10,000 addresses are
+// remembered.
+const (
+	installBurst   = 5
+	installEvery   = 10 * time.Second
+	installSources = 10_000
+)
+
 // maxCountedKeys bounds the (status, event) series of the requests counter.
 // Bitrix24 documents a few hundred events; a portal uses a few dozen.
 const maxCountedKeys = 512
@@ -342,7 +353,7 @@ func (h *Handler) accept(ctx context.Context, c echo.Context, sc *scratch) (*b24
 	}
 	ev := decoded.Event
 	portal, ok := h.auth.Authenticate(ev.MemberID, ev.ApplicationToken)
-	if ev.Name == "ONAPPINSTALL" && h.installer != nil && !ok && !h.installs.allow(c.RealIP()) {
+	if ev.Name == "ONAPPINSTALL" && h.installer != nil && !ok && !h.installs.Allow(c.RealIP()) {
 		// A portal we do not know yet: bounded per source address, so a
 		// flood of forged installs is refused here, before it reaches the
 		// verifier. A known portal's reinstall is never limited.

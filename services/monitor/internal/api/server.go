@@ -58,6 +58,8 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, e: echo.New()}
 	e := s.e
 	e.HideBanner, e.HidePort = true, true
+	// Failed sign-ins are counted per peer address; a header cannot pick it.
+	e.IPExtractor = echo.ExtractIPDirect()
 	e.HTTPErrorHandler = s.errorHandler
 	e.Use(routePattern)
 
@@ -67,6 +69,7 @@ func New(cfg Config) *Server {
 	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", http.FileServerFS(web.Assets()))), cfg.Auth.Middleware)
 
 	g := e.Group("/api/v1", cfg.Auth.Middleware)
+	g.POST("/sessions/revoke", s.revokeSessions, cfg.Auth.Bearer)
 	g.GET("/events", s.searchEvents)
 	g.GET("/events/:id", s.getEvent)
 	g.GET("/deliveries", s.deliveries)
@@ -134,13 +137,15 @@ func (s *Server) secure(c echo.Context) bool { return c.Request().TLS != nil || 
 
 func (s *Server) dashboard(c echo.Context) error {
 	if t := c.QueryParam("token"); t != "" {
-		if !s.cfg.Auth.Token(t) {
-			return c.HTMLBlob(http.StatusUnauthorized, web.LoginPage("Wrong token."))
-		}
-		c.SetCookie(s.cfg.Auth.SessionCookie(s.secure(c)))
-		return c.Redirect(http.StatusSeeOther, "/") // drop the token from the address bar and history
+		// A link with ?token= signs in once; the redirect drops the token
+		// from the address bar and history.
+		return s.signIn(c, t)
 	}
-	if s.cfg.Auth.check(c.Request()) == none {
+	switch s.cfg.Auth.check(c.Request()) {
+	case bearer, cookie:
+	case unavailable:
+		return c.HTMLBlob(http.StatusServiceUnavailable, web.LoginPage("Sessions are unavailable (the ledger database does not answer); retry shortly."))
+	default:
 		return c.HTMLBlob(http.StatusUnauthorized, web.LoginPage(""))
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
@@ -152,19 +157,45 @@ func (s *Server) dashboard(c echo.Context) error {
 	return c.HTMLBlob(http.StatusOK, page)
 }
 
-func (s *Server) login(c echo.Context) error {
-	if !s.cfg.Auth.Token(c.FormValue("token")) {
+func (s *Server) login(c echo.Context) error { return s.signIn(c, c.FormValue("token")) }
+
+// signIn exchanges the token for a session cookie and redirects to a clean
+// URL. Failed attempts are limited per client address.
+func (s *Server) signIn(c echo.Context, token string) error {
+	if s.cfg.Auth.Limited(c.RealIP()) {
+		return c.HTMLBlob(http.StatusTooManyRequests, web.LoginPage("Too many failed sign-ins from this address; wait a minute."))
+	}
+	if !s.cfg.Auth.Token(token) {
+		s.cfg.Auth.Failed(c.RealIP())
 		return c.HTMLBlob(http.StatusUnauthorized, web.LoginPage("Wrong token."))
 	}
-	c.SetCookie(s.cfg.Auth.SessionCookie(s.secure(c)))
+	ck, err := s.cfg.Auth.NewSession(c.Request().Context(), s.secure(c))
+	if err != nil {
+		s.cfg.Log.ErrorContext(c.Request().Context(), "monitor: session not created", "error", err)
+		return c.HTMLBlob(http.StatusServiceUnavailable, web.LoginPage("Sessions are unavailable (the ledger database does not answer); retry shortly."))
+	}
+	c.SetCookie(ck)
 	return c.Redirect(http.StatusSeeOther, "/")
 }
 
 func (s *Server) logout(c echo.Context) error {
-	ck := s.cfg.Auth.SessionCookie(s.secure(c))
-	ck.Value, ck.MaxAge = "", -1
+	ck, err := s.cfg.Auth.EndSession(c.Request(), s.secure(c))
+	if err != nil {
+		s.cfg.Log.WarnContext(c.Request().Context(), "monitor: session not revoked on sign-out", "error", err)
+	}
 	c.SetCookie(ck)
 	return c.Redirect(http.StatusSeeOther, "/")
+}
+
+// revokeSessions ends every dashboard session (bearer token only), e.g.
+// after a laptop was lost, without rotating the API token.
+func (s *Server) revokeSessions(c echo.Context) error {
+	n, err := s.cfg.Auth.sessions.RevokeAll(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	s.cfg.Log.InfoContext(c.Request().Context(), "monitor: every dashboard session revoked", "sessions", n)
+	return c.JSON(http.StatusOK, map[string]int64{"revoked": n})
 }
 
 // --- query parsing ---
