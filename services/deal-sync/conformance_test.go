@@ -8,7 +8,7 @@ import (
 
 	"github.com/b24hub/b24hub/libs/bitrix/bitrixport"
 	"github.com/b24hub/b24hub/libs/consumer"
-	"github.com/b24hub/b24hub/libs/consumer/consumertest"
+	"github.com/b24hub/b24hub/libs/consumertest"
 	"github.com/b24hub/b24hub/libs/fakeportal"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/b24hub/b24hub/services/deal-sync/internal/consumer/dealcommands"

@@ -13,7 +13,7 @@ import (
 	"github.com/b24hub/b24hub/libs/bitrix"
 	"github.com/b24hub/b24hub/libs/bitrix/bitrixport"
 	"github.com/b24hub/b24hub/libs/consumer"
-	"github.com/b24hub/b24hub/libs/consumer/consumertest"
+	"github.com/b24hub/b24hub/libs/consumertest"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/fakeportal"
 	"github.com/b24hub/b24hub/libs/natstest"

@@ -29,6 +29,7 @@ require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/b24hub/b24hub/libs/b24event v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/libs/buildinfo v0.0.0-00010101000000-000000000000 // indirect
+	github.com/b24hub/b24hub/libs/consumertest v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/portals v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/libs/svcdecl v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/telemetry v0.0.0-00010101000000-000000000000 // indirect
@@ -112,3 +113,5 @@ replace (
 replace github.com/b24hub/b24hub/libs/buildinfo => ../../libs/buildinfo
 
 replace github.com/b24hub/b24hub/libs/svcdecl => ../../libs/svcdecl
+
+replace github.com/b24hub/b24hub/libs/consumertest => ../../libs/consumertest

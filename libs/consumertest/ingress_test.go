@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/b24hub/b24hub/libs/consumer/consumertest"
+	"github.com/b24hub/b24hub/libs/consumertest"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/natstest"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
