@@ -70,7 +70,6 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/otlptranslator v1.0.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
-	github.com/rogpeppe/go-internal v1.15.0 // indirect
 	github.com/shopspring/decimal v1.4.0 // indirect
 	github.com/spf13/cast v1.7.0 // indirect
 	github.com/valyala/bytebufferpool v1.0.0 // indirect
@@ -131,3 +130,5 @@ replace (
 replace github.com/b24hub/b24hub/libs/buildinfo => ../../libs/buildinfo
 
 replace github.com/b24hub/b24hub/libs/svcdecl => ../../libs/svcdecl
+
+replace github.com/b24hub/b24hub/libs/consumertest => ../../libs/consumertest
