@@ -92,7 +92,7 @@ func testCommandLine(t *testing.T, cmd svcmain.Command) {
 		if code != tt.code {
 			t.Errorf("%q: exit %d, want %d (%v)", tt.args, code, tt.code, err)
 		}
-		if usage := out.String() + stderr.String(); !strings.Contains(usage, "usage: "+cmd.Name+" [migrate]") {
+		if usage := out.String() + stderr.String(); !strings.Contains(usage, "usage: "+cmd.Name+" [migrate") {
 			t.Errorf("%q: no usage in %q", tt.args, usage)
 		}
 	}
