@@ -181,6 +181,10 @@ func (h *Handler) accept(ctx context.Context, r *http.Request) (int, Answer, str
 
 func (h *Handler) publish(ctx context.Context, inst portals.Portal, ev Event, received time.Time) error {
 	msgID := MessageID(inst.MemberID, ev.ID)
+	body, err := Redact(ev.Raw)
+	if err != nil { // ParseDelivery already decoded it
+		return err
+	}
 	env := &eventsv1.Envelope{
 		MessageId:   msgID,
 		MemberId:    inst.MemberID,
@@ -190,7 +194,7 @@ func (h *Handler) publish(ctx context.Context, inst portals.Portal, ev Event, re
 		ReceivedAt:  timestamppb.New(received),
 		Source:      eventsv1.Source_SOURCE_ONPREM,
 		ContentType: echo.MIMEApplicationJSON,
-		Body:        ev.Raw,
+		Body:        body,
 		EntityId:    ev.EntityID,
 	}
 	m, err := eventbus.RawEventMessage(env, nil)
