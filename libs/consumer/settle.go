@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/cenkalti/backoff/v4"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/attribute"
@@ -173,16 +174,21 @@ func (p *pipeline[T]) publishOutcome(ctx context.Context, span trace.Span, d *de
 			Data:    data,
 			Header:  nats.Header{eventbus.HeaderContentType: []string{eventbus.ContentTypeProtobuf}},
 		}
+		// A closed connection fails at once: space the attempts (about
+		// 250 ms, jittered, so the outcomes of many handlers do not all
+		// come back together).
+		retry := backoff.NewExponentialBackOff(backoff.WithInitialInterval(250*time.Millisecond), backoff.WithMultiplier(1),
+			backoff.WithRandomizationFactor(0.5), backoff.WithMaxElapsedTime(0))
 		for start := time.Now(); ; {
 			pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 			_, err = p.rt.pub.Publish(pctx, msg)
 			cancel()
-			retry := errors.Is(err, eventbus.ErrNotConfirmed) || errors.Is(err, eventbus.ErrNoStream) // a restarted broker recovering its streams
-			if !retry || time.Since(start)+publishTimeout > outcomePatience {
+			again := errors.Is(err, eventbus.ErrNotConfirmed) || errors.Is(err, eventbus.ErrNoStream) // a restarted broker recovering its streams
+			if !again || time.Since(start)+publishTimeout > outcomePatience {
 				break
 			}
 			d.msg.Logger.WarnContext(ctx, "outcome not confirmed; publishing it again", "error", err.Error())
-			time.Sleep(250 * time.Millisecond) // a closed connection fails at once
+			time.Sleep(retry.NextBackOff())
 		}
 	}
 	if err != nil {

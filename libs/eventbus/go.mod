@@ -33,6 +33,7 @@ require (
 	github.com/b24hub/b24hub/libs/b24event v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/natstest v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/proto v0.0.0-00010101000000-000000000000
+	github.com/cenkalti/backoff/v4 v4.3.0
 	go.opentelemetry.io/otel/sdk v1.47.0
 	google.golang.org/protobuf v1.36.12
 )

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
@@ -210,16 +211,16 @@ var attrPool = sync.Pool{New: func() any { return new(publishAttrs) }}
 const noStreamPatience = 2 * time.Second
 
 // send publishes msg and waits for JetStream's answer. On "no responders"
-// it publishes again, after 100 ms and then doubling waits, for up to
-// noStreamPatience. It returns an error (wrapping ErrNotConfirmed) only
-// when the message could not be handed over, or ctx or the confirm
-// timeout ended first.
+// it publishes again, after about 100 ms and then doubling, jittered waits
+// (noStreamBackOff), for up to noStreamPatience. It returns an error
+// (wrapping ErrNotConfirmed) only when the message could not be handed
+// over, or ctx or the confirm timeout ended first.
 func (p *Publisher) send(ctx context.Context, msg *nats.Msg) (pubResult, error) {
 	var first, deadline time.Time
 	if p.timeout > 0 {
 		deadline = time.Now().Add(p.timeout)
 	}
-	wait := 100 * time.Millisecond
+	var retry backoff.BackOff // made on the first "no stream" only: the hot path never needs it
 	for {
 		pub, err := p.register(msg, deadline)
 		if err != nil {
@@ -241,9 +242,10 @@ func (p *Publisher) send(ctx context.Context, msg *nats.Msg) (pubResult, error) 
 			return r, nil
 		}
 		if first.IsZero() {
-			first = time.Now()
+			first, retry = time.Now(), noStreamBackOff()
 		}
-		if time.Since(first)+wait > noStreamPatience || (!deadline.IsZero() && time.Until(deadline) < wait) {
+		wait := retry.NextBackOff()
+		if wait == backoff.Stop || time.Since(first)+wait > noStreamPatience || (!deadline.IsZero() && time.Until(deadline) < wait) {
 			return r, nil
 		}
 		t := time.NewTimer(wait)
@@ -253,8 +255,15 @@ func (p *Publisher) send(ctx context.Context, msg *nats.Msg) (pubResult, error) 
 			t.Stop()
 			return r, nil
 		}
-		wait *= 2
 	}
+}
+
+// noStreamBackOff spaces the publishes of a message no stream took yet:
+// from 100 ms, doubling, jittered by ±20% so that the publishes of many
+// callers waiting for the same stream do not arrive together.
+func noStreamBackOff() backoff.BackOff {
+	return backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond), backoff.WithMultiplier(2),
+		backoff.WithRandomizationFactor(0.2), backoff.WithMaxInterval(noStreamPatience), backoff.WithMaxElapsedTime(noStreamPatience))
 }
 
 // errExpired is the outcome the reaper gives a publish past its deadline.

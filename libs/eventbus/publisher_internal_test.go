@@ -140,3 +140,34 @@ func FuzzScanPubAck(f *testing.F) {
 		}
 	})
 }
+
+// TestNoStreamBackOff: the waits between publishes of a message no stream
+// took start near 100 ms, double, are jittered (two schedules differ) and
+// stay within ±20% of the doubling.
+func TestNoStreamBackOff(t *testing.T) {
+	schedule := func() []time.Duration {
+		b := noStreamBackOff()
+		var out []time.Duration
+		for range 4 {
+			out = append(out, b.NextBackOff())
+		}
+		return out
+	}
+	differ := false
+	first := schedule()
+	for range 20 {
+		s := schedule()
+		for i, d := range s {
+			base := 100 * time.Millisecond << i
+			if d < base*8/10 || d > base*12/10 {
+				t.Errorf("wait %d = %s, want %s ± 20%%", i, d, base)
+			}
+			if d != first[i] {
+				differ = true
+			}
+		}
+	}
+	if !differ {
+		t.Error("no jitter: every schedule was the same")
+	}
+}

@@ -28,7 +28,10 @@ require (
 	google.golang.org/protobuf v1.36.12
 )
 
-require github.com/exaring/otelpgx v0.13.0 // indirect
+require (
+	github.com/exaring/otelpgx v0.13.0 // indirect
+	github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect
+)
 
 require (
 	dario.cat/mergo v1.0.1 // indirect
@@ -40,7 +43,7 @@ require (
 	github.com/b24hub/b24hub/libs/buildinfo v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/libs/svcdecl v0.0.0-00010101000000-000000000000
 	github.com/beorn7/perks v1.0.1 // indirect
-	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
+	github.com/cenkalti/backoff/v4 v4.3.0
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/chromedp/cdproto v0.0.0-20260321001828-e3e3800016bc // indirect

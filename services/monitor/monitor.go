@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/cenkalti/backoff/v4"
 	"github.com/b24hub/b24hub/libs/telemetry"
 	"github.com/b24hub/b24hub/services/monitor/internal/alert"
 	"github.com/b24hub/b24hub/services/monitor/internal/api"
@@ -240,28 +241,25 @@ func (s *Service) Ready(ctx context.Context) error {
 	return eventbus.CheckStreams(ctx, s.js, eventbus.StreamEvents, eventbus.StreamOutcomes, eventbus.StreamDead)
 }
 
-// retry runs f until it succeeds or ctx ends, backing off to max between
-// attempts and logging every failure after the first few quietly.
+// retry runs f until it succeeds or ctx ends, backing off (from 200 ms,
+// doubling, jittered) to max between attempts and logging every failure
+// after the first few quietly.
 func (s *Service) retry(ctx context.Context, what string, max time.Duration, f func(context.Context) error) error {
-	delay := 200 * time.Millisecond
-	for attempt := 1; ; attempt++ {
+	b := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(200*time.Millisecond),
+		backoff.WithMaxInterval(max), backoff.WithMaxElapsedTime(0)), ctx)
+	attempt := 0
+	err := backoff.Retry(func() error {
+		attempt++
 		err := f(ctx)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if attempt == 1 || attempt%10 == 0 {
+		if err != nil && ctx.Err() == nil && (attempt == 1 || attempt%10 == 0) {
 			s.log.WarnContext(ctx, "monitor "+what+" failed, retrying", "error", err, "attempt", attempt)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, max)
+		return err
+	}, b)
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
+	return err
 }
 
 // Run serves HTTP on Addr at once, migrates the "monitor" schema (waiting

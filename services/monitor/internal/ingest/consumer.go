@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
@@ -128,20 +129,27 @@ func NewConsumer(js jetstream.JetStream, spec Spec, write WriteFunc, opts Option
 // does not cause redeliveries. Run returns nil after a clean shutdown; it
 // retries every broker error (stream missing, connection lost) itself.
 func (c *Consumer) Run(ctx context.Context) error {
-	delay := 100 * time.Millisecond
+	restart := c.backOff()
 	for ctx.Err() == nil {
 		err := c.runOnce(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
+		delay := restart.NextBackOff()
 		c.log.WarnContext(ctx, "monitor consumer restarting", "error", err, "in", delay)
 		select {
 		case <-ctx.Done():
 		case <-time.After(delay):
 		}
-		delay = min(2*delay, c.opts.RetryMax)
 	}
 	return nil
+}
+
+// backOff spaces retries: from 100 ms, doubling, jittered, up to RetryMax,
+// never giving up (the ledger must not drop a message).
+func (c *Consumer) backOff() backoff.BackOff {
+	return backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond),
+		backoff.WithMaxInterval(c.opts.RetryMax), backoff.WithMaxElapsedTime(0))
 }
 
 // Ensure creates or updates the durable consumer.
@@ -218,7 +226,7 @@ func (c *Consumer) flush(ctx context.Context, batch []jetstream.Msg) error {
 		defer cancel()
 		return c.write(wctx, raws)
 	}
-	delay := 100 * time.Millisecond
+	retry := c.backOff()
 	lastProgress := time.Now()
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
@@ -252,9 +260,8 @@ func (c *Consumer) flush(ctx context.Context, batch []jetstream.Msg) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(delay):
+		case <-time.After(retry.NextBackOff()):
 		}
-		delay = min(2*delay, c.opts.RetryMax)
 		if time.Since(lastProgress) > c.opts.AckWait/3 {
 			for _, m := range batch {
 				_ = m.InProgress()

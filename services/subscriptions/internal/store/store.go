@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/b24hub/b24hub/libs/postgres"
+	"github.com/cenkalti/backoff/v4"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -29,20 +30,14 @@ var Migrations, _ = fs.Sub(embedded, "migrations") // a literal, existing direct
 
 // Migrate applies the embedded migrations. Replicas starting together race
 // on CREATE SCHEMA IF NOT EXISTS (PostgreSQL answers the loser with a
-// unique violation), so a failed attempt is retried a few times; the
-// migrations themselves run under tern's advisory lock.
+// unique violation), so a failed attempt is retried, five attempts in all
+// with jittered waits from 200 ms; the migrations themselves run under
+// tern's advisory lock. It returns the last attempt's error.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	for attempt := 1; ; attempt++ {
-		err := postgres.Migrate(ctx, pool, Schema, Migrations)
-		if err == nil || attempt == 5 || ctx.Err() != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
-		}
-	}
+	b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMaxElapsedTime(0))
+	return backoff.Retry(func() error {
+		return postgres.Migrate(ctx, pool, Schema, Migrations)
+	}, backoff.WithContext(backoff.WithMaxRetries(b, 4), ctx))
 }
 
 // Store reads and writes the service's tables.
