@@ -23,6 +23,7 @@ require (
 	github.com/b24hub/b24hub/libs/eventbus v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/libs/portals v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/libs/postgres v0.0.0-00010101000000-000000000000 // indirect
+	github.com/b24hub/b24hub/libs/svcmain v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/libs/telemetry v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/proto v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/services/deal-sync v0.0.0-00010101000000-000000000000 // indirect
@@ -66,7 +67,6 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/otlptranslator v1.0.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
-	github.com/rogpeppe/go-internal v1.15.0 // indirect
 	github.com/shopspring/decimal v1.4.0 // indirect
 	github.com/spf13/cast v1.7.0 // indirect
 	github.com/valyala/bytebufferpool v1.0.0 // indirect
@@ -148,3 +148,5 @@ replace github.com/b24hub/b24hub/libs/natstest => ../../libs/natstest
 replace github.com/b24hub/b24hub/libs/pgtest => ../../libs/pgtest
 
 replace github.com/b24hub/b24hub/libs/buildinfo => ../../libs/buildinfo
+
+replace github.com/b24hub/b24hub/libs/consumertest => ../../libs/consumertest
