@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/b24hub/b24hub/libs/eventbus"
-	"github.com/cenkalti/backoff/v4"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"

@@ -28,7 +28,6 @@ import (
 	"time"
 
 	"github.com/b24hub/b24hub/libs/eventbus"
-	"github.com/cenkalti/backoff/v4"
 	"github.com/b24hub/b24hub/libs/telemetry"
 	"github.com/b24hub/b24hub/services/monitor/internal/alert"
 	"github.com/b24hub/b24hub/services/monitor/internal/api"
@@ -36,6 +35,7 @@ import (
 	"github.com/b24hub/b24hub/services/monitor/internal/ledger"
 	"github.com/b24hub/b24hub/services/monitor/internal/replay"
 	"github.com/b24hub/b24hub/services/monitor/internal/schema"
+	"github.com/cenkalti/backoff/v4"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
