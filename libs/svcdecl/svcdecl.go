@@ -67,6 +67,10 @@ type Service struct {
 	Subscribes []string
 	// Buckets are the JetStream key-value buckets the service uses.
 	Buckets []Bucket
+	// Checks are the streams the service looks up without reading them
+	// (its readiness probe checks that they exist). Optional; the streams
+	// of its Consumers need no entry.
+	Checks []string
 	// Database is the PostgreSQL schema the service owns; nil means the
 	// service uses no database.
 	Database *Database

@@ -3,11 +3,11 @@ package svcmain
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"time"
 
+	"github.com/b24hub/b24hub/libs/eventbus/natsauth"
 	"github.com/b24hub/b24hub/libs/postgres"
 	"github.com/b24hub/b24hub/libs/telemetry"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -30,8 +30,7 @@ type Process struct {
 	dbURL   string
 }
 
-// Open sets up telemetry, connects to NATS (B24HUB_NATS_URL, default
-// nats.DefaultURL; reconnecting forever, also on the first attempt) and
+// Open sets up telemetry, connects to NATS (ConnectNATS) and
 // opens dbURL, creating the database first when create is true. On error
 // it releases what it had opened.
 func Open(ctx context.Context, name string, getenv func(string) string, stdout io.Writer, dbURL string, create bool) (p *Process, err error) {
@@ -39,7 +38,6 @@ func Open(ctx context.Context, name string, getenv func(string) string, stdout i
 		Name:   name,
 		Log:    telemetry.NewLogger(stdout, telemetry.ParseLevel(getenv("B24HUB_LOG_LEVEL")), name),
 		getenv: getenv, dbURL: dbURL,
-		natsURL: EnvOr(getenv, "B24HUB_NATS_URL", nats.DefaultURL),
 	}
 	defer func() {
 		if err != nil {
@@ -50,10 +48,8 @@ func Open(ctx context.Context, name string, getenv func(string) string, stdout i
 	if p.Telemetry, err = telemetry.Setup(ctx, name, getenv); err != nil {
 		return p, err
 	}
-	p.NATS, err = nats.Connect(p.natsURL, nats.Name("b24hub-"+name), nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(true))
-	if err != nil {
-		return p, fmt.Errorf("connect to NATS at %s: %w", p.natsURL, err)
+	if p.NATS, p.natsURL, err = ConnectNATS(name, getenv, nats.ReconnectWait(250*time.Millisecond)); err != nil {
+		return p, err
 	}
 	maxConns, err := postgres.MaxConnsFromEnv(getenv)
 	if err != nil {
@@ -81,4 +77,22 @@ func (p *Process) Close(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	return p.Telemetry.Shutdown(sctx)
+}
+
+// ConnectNATS connects the named service to NATS with the identity its
+// environment gives (libs/eventbus/natsauth: B24HUB_NATS_URL, default
+// nats.DefaultURL; B24HUB_NATS_CREDS, _NKEY, _USER/_PASSWORD, _TOKEN,
+// _TLS_CA/_CERT/_KEY, _CONTEXT), client name b24hub-<name>, inbox prefix
+// _INBOX.<name> (its NATS user may read its own replies only), and
+// reconnecting forever, also on the first attempt. It returns the URL
+// used; extra options come after these.
+func ConnectNATS(name string, getenv func(string) string, extra ...nats.Option) (*nats.Conn, string, error) {
+	cfg, err := natsauth.FromEnv(getenv)
+	if err != nil {
+		return nil, "", err
+	}
+	if cfg.InboxPrefix == "" {
+		cfg.InboxPrefix = natsauth.InboxPrefix(name)
+	}
+	return cfg.Connect(append([]nats.Option{nats.Name("b24hub-" + name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true)}, extra...)...)
 }

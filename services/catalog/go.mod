@@ -3,6 +3,7 @@ module github.com/b24hub/b24hub/services/catalog
 go 1.26.4
 
 require (
+	github.com/b24hub/b24hub/libs/eventbus v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/svcdecl v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/services/deal-sync v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/services/ingress v0.0.0-00010101000000-000000000000
@@ -21,7 +22,6 @@ require (
 	github.com/b24hub/b24hub/libs/bitrix v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/libs/buildinfo v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/libs/consumer v0.0.0-00010101000000-000000000000 // indirect
-	github.com/b24hub/b24hub/libs/eventbus v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/libs/portals v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/libs/postgres v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/libs/telemetry v0.0.0-00010101000000-000000000000 // indirect

@@ -19,6 +19,8 @@ var Declaration = svcdecl.Service{
 		eventbus.ControlInstall,
 	},
 	Buckets: []svcdecl.Bucket{{Name: eventbus.BucketPortals, Access: svcdecl.Read}},
+	// Its readiness probe checks that the raw events stream exists.
+	Checks:  []string{eventbus.StreamEvents},
 	Ports:   []svcdecl.Port{{Name: "http", Port: 8080, Exposure: svcdecl.Public, Env: "B24HUB_INGRESS_ADDR"}},
 	Scaling: svcdecl.Scaling{MinReplicas: 2, MaxReplicas: 10},
 	SecretFiles: []svcdecl.SecretFile{{Env: "B24HUB_PORTALS_FILE", Secret: "b24hub-portals", Key: "portals.yaml",

@@ -69,6 +69,9 @@ func topology(ctx context.Context, cmd *cobra.Command, o *natsOptions, apply boo
 			return usageErr("%v", err)
 		}
 	}
+	if apply {
+		o.identity = AdminUser
+	}
 	nc, js, err := o.connect(cmd)
 	if err != nil {
 		return err

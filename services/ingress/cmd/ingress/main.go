@@ -16,6 +16,7 @@ import (
 
 	"github.com/b24hub/b24hub/libs/buildinfo"
 	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/b24hub/b24hub/libs/eventbus/natsauth"
 	"github.com/b24hub/b24hub/libs/portals"
 	"github.com/b24hub/b24hub/libs/telemetry"
 	"github.com/b24hub/b24hub/services/ingress"
@@ -53,14 +54,17 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) (err
 		err = joinErr(err, tel.Shutdown(sctx))
 	}()
 
-	natsURL := getenv("B24HUB_NATS_URL")
-	if natsURL == "" {
-		natsURL = nats.DefaultURL
+	// Its own NATS identity (natsauth: creds, nkey, TLS, context) and its
+	// own inbox, as libs/svcmain connects every other service.
+	ncfg, err := natsauth.FromEnv(getenv)
+	if err != nil {
+		return err
 	}
-	nc, err := nats.Connect(natsURL, nats.Name("b24hub-ingress"), nats.MaxReconnects(-1),
+	ncfg.InboxPrefix = natsauth.InboxPrefix(ingress.Declaration.Name)
+	nc, _, err := ncfg.Connect(nats.Name("b24hub-ingress"), nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(true))
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", natsURL, err)
+		return err
 	}
 	defer nc.Close()
 

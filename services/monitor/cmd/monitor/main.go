@@ -48,11 +48,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) (e
 		err = errors.Join(err, tel.Shutdown(sctx))
 	}()
 
-	natsURL := svcmain.EnvOr(getenv, "B24HUB_NATS_URL", nats.DefaultURL)
-	nc, err := nats.Connect(natsURL, nats.Name("b24hub-monitor"), nats.MaxReconnects(-1),
-		nats.RetryOnFailedConnect(true), nats.ReconnectWait(time.Second))
+	nc, _, err := svcmain.ConnectNATS("monitor", getenv, nats.ReconnectWait(time.Second))
 	if err != nil {
-		return fmt.Errorf("nats %s: %w", natsURL, err)
+		return err
 	}
 	defer func() { err = errors.Join(err, nc.Drain()) }()
 
