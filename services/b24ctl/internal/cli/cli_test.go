@@ -357,7 +357,7 @@ func TestSimulateAgainstIngress(t *testing.T) {
 	}
 
 	// The tail shows what the simulation published.
-	r = run(t, env, "", "events", "tail", "--since", "1m", "--count", "3", "--output", "json", "--for", "5s")
+	r = run(t, env, "", "events", "tail", "--since", "1m", "--count", "3", "--output", "json", "--for", "60s")
 	if r.code != ExitOK || strings.Count(r.stdout, `"member_id":"m1"`) != 3 {
 		t.Errorf("tail: %+v", r)
 	}

@@ -69,7 +69,9 @@ func TestTailRunsUntilInterrupted(t *testing.T) {
 	}
 	tailCtx, interrupt := context.WithCancel(ctx)
 	defer interrupt()
-	stdout, stderr, wait := started(t, tailCtx, env, "events", "tail", "--timeout", "1s", "-o", "json")
+	// --since: an event published after --timeout is printed even when a
+	// slow machine created the tail's consumer later than that.
+	stdout, stderr, wait := started(t, tailCtx, env, "events", "tail", "--timeout", "1s", "--since", "1h", "-o", "json")
 
 	time.Sleep(2500 * time.Millisecond) // well past --timeout
 	data, err := proto.Marshal(&eventsv1.Envelope{MessageId: "late-1", MemberId: "m1", Event: "ONCRMDEALUPDATE", Source: eventsv1.Source_SOURCE_PUSH})
