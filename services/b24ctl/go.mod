@@ -20,6 +20,7 @@ require (
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/b24hub/b24hub/libs/svcdecl v0.0.0-00010101000000-000000000000 // indirect
+	github.com/b24hub/b24hub/libs/svcmain v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/libs/telemetry v0.0.0-00010101000000-000000000000 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
@@ -95,3 +96,5 @@ replace (
 replace github.com/b24hub/b24hub/libs/buildinfo => ../../libs/buildinfo
 
 replace github.com/b24hub/b24hub/libs/svcdecl => ../../libs/svcdecl
+
+replace github.com/b24hub/b24hub/libs/svcmain => ../../libs/svcmain

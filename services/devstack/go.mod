@@ -35,6 +35,7 @@ require (
 	github.com/b24hub/b24hub/libs/buildinfo v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/libs/consumer v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/libs/svcdecl v0.0.0-00010101000000-000000000000 // indirect
+	github.com/b24hub/b24hub/libs/svcmain v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/proto v0.0.0-00010101000000-000000000000 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v4 v4.3.0 // indirect

@@ -20,12 +20,13 @@ require (
 	google.golang.org/protobuf v1.36.12
 )
 
-require github.com/hashicorp/golang-lru/v2 v2.0.7
+require github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/b24hub/b24hub/libs/buildinfo v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/svcdecl v0.0.0-00010101000000-000000000000
+	github.com/b24hub/b24hub/libs/svcmain v0.0.0-00010101000000-000000000000
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
@@ -73,7 +74,7 @@ require (
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
-	golang.org/x/time v0.16.0
+	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/grpc v1.84.0 // indirect
@@ -91,3 +92,5 @@ replace (
 replace github.com/b24hub/b24hub/libs/buildinfo => ../../libs/buildinfo
 
 replace github.com/b24hub/b24hub/libs/svcdecl => ../../libs/svcdecl
+
+replace github.com/b24hub/b24hub/libs/svcmain => ../../libs/svcmain

@@ -14,6 +14,7 @@ require (
 
 require (
 	github.com/b24hub/b24hub/libs/buildinfo v0.0.0-00010101000000-000000000000 // indirect
+	github.com/b24hub/b24hub/libs/svcmain v0.0.0-00010101000000-000000000000 // indirect
 	github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
@@ -99,3 +100,5 @@ replace github.com/b24hub/b24hub/libs/fakeportal => ../../libs/fakeportal
 replace github.com/b24hub/b24hub/libs/buildinfo => ../../libs/buildinfo
 
 replace github.com/b24hub/b24hub/libs/svcdecl => ../../libs/svcdecl
+
+replace github.com/b24hub/b24hub/libs/svcmain => ../../libs/svcmain
