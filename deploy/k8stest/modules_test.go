@@ -131,9 +131,9 @@ type codeFacts struct {
 	OTEL    map[string]bool // OTEL_ names mentioned in the closure (the SDK reads them)
 	Text    string          // every non-test source file of the closure, concatenated
 	OwnText string          // the service module's own non-test source
-	// CommandText is OwnText plus, when the service's main is a
-	// svcmain.Command, libs/svcmain's command line: the subcommands
-	// ("migrate") the service answers to are defined there.
+	// CommandText is OwnText plus, when the service runs on libs/svcmain
+	// (a svcmain.Command or svcmain.Service), its command line: the
+	// subcommands ("migrate") the service answers to are defined there.
 	CommandText string
 }
 
@@ -185,7 +185,7 @@ func scanService(t *testing.T, name string) codeFacts {
 	}
 	f.Text, f.OwnText = all.String(), own.String()
 	f.CommandText = f.OwnText
-	if strings.Contains(f.OwnText, "svcmain.Command{") {
+	if strings.Contains(f.OwnText, "svcmain.Command{") || strings.Contains(f.OwnText, "svcmain.Service{") {
 		b, err := os.ReadFile(filepath.Join(repoRoot, "libs", "svcmain", "svcmain.go"))
 		if err != nil {
 			t.Fatal(err)

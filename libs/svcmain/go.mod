@@ -17,6 +17,8 @@ require (
 	golang.org/x/time v0.16.0
 )
 
+require github.com/cenkalti/backoff/v4 v4.3.0 // indirect
+
 require (
 	dario.cat/mergo v1.0.1 // indirect
 	github.com/Masterminds/goutils v1.1.1 // indirect
@@ -24,8 +26,10 @@ require (
 	github.com/Masterminds/sprig/v3 v3.3.0 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/b24hub/b24hub/libs/b24event v0.0.0-00010101000000-000000000000 // indirect
+	github.com/b24hub/b24hub/libs/svcdecl v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/proto v0.0.0-00010101000000-000000000000 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/caarlos0/env/v11 v11.4.2
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/exaring/otelpgx v0.13.0 // indirect
@@ -102,3 +106,5 @@ replace github.com/b24hub/b24hub/proto => ../../proto
 replace github.com/b24hub/b24hub/libs/b24event => ../b24event
 
 replace github.com/b24hub/b24hub/libs/buildinfo => ../buildinfo
+
+replace github.com/b24hub/b24hub/libs/svcdecl => ../svcdecl

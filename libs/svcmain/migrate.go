@@ -12,11 +12,15 @@ import (
 // only (B24HUB_DATABASE_URL): no NATS, no other setting.
 func (c Command) migrate(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
 	log := telemetry.NewLogger(stdout, telemetry.ParseLevel(getenv("B24HUB_LOG_LEVEL")), c.Name)
-	dbURL := EnvOr(getenv, "B24HUB_DATABASE_URL", postgres.DefaultURL)
 	maxConns, err := postgres.MaxConnsFromEnv(getenv)
 	if err != nil {
 		return err
 	}
+	if c.Schema == "" {
+		log.InfoContext(ctx, c.Name+" owns no schema; nothing to migrate")
+		return nil
+	}
+	dbURL := EnvOr(getenv, "B24HUB_DATABASE_URL", postgres.DefaultURL)
 	pool, err := postgres.Open(ctx, dbURL, c.Create == CreateAlways || dbURL == postgres.DefaultURL, postgres.WithMaxConns(maxConns))
 	if err != nil {
 		return err

@@ -40,3 +40,20 @@ func WatchPortals(ctx context.Context, js jetstream.JetStream, file string, log 
 	}
 	return reg, nil
 }
+
+// Portals returns the portal registry a service authenticates or calls
+// portals with: file (B24HUB_PORTALS_FILE; may be empty) and the portals
+// bucket, watched until ctx ends. A missing bucket is logged as a warning
+// and the file alone is used.
+func (p *Process) Portals(ctx context.Context, file string) (*portals.Registry, error) {
+	js, err := jetstream.New(p.NATS)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := WatchPortals(ctx, js, file, p.Log)
+	if errors.Is(err, ErrNoPortalsBucket) {
+		p.Log.WarnContext(ctx, "portals bucket missing; only the portals file is used", "error", err)
+		return reg, nil
+	}
+	return reg, err
+}

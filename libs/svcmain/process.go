@@ -3,6 +3,7 @@ package svcmain
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"time"
@@ -23,9 +24,14 @@ type Process struct {
 	Log       *slog.Logger
 	Telemetry *telemetry.Telemetry
 	NATS      *nats.Conn
-	Pool      *pgxpool.Pool
+	// Pool is nil for a service without a database.
+	Pool *pgxpool.Pool
+	// Getenv reads the service's environment (B24HUB_* settings).
+	Getenv func(string) string
+	// Stdout is where the logger writes; a service may print a line for
+	// its operator there too (the monitor's generated token).
+	Stdout io.Writer
 
-	getenv  func(string) string
 	natsURL string
 	dbURL   string
 }
@@ -34,10 +40,16 @@ type Process struct {
 // opens dbURL, creating the database first when create is true. On error
 // it releases what it had opened.
 func Open(ctx context.Context, name string, getenv func(string) string, stdout io.Writer, dbURL string, create bool) (p *Process, err error) {
+	return open(ctx, name, getenv, stdout, dbURL, create, false)
+}
+
+// open is Open; an empty dbURL opens no pool, and lazy makes a pool that
+// connects when PostgreSQL answers instead of failing now.
+func open(ctx context.Context, name string, getenv func(string) string, stdout io.Writer, dbURL string, create, lazy bool) (p *Process, err error) {
 	p = &Process{
 		Name:   name,
 		Log:    telemetry.NewLogger(stdout, telemetry.ParseLevel(getenv("B24HUB_LOG_LEVEL")), name),
-		getenv: getenv, dbURL: dbURL,
+		Getenv: getenv, Stdout: stdout, dbURL: dbURL,
 	}
 	defer func() {
 		if err != nil {
@@ -51,14 +63,24 @@ func Open(ctx context.Context, name string, getenv func(string) string, stdout i
 	if p.NATS, p.natsURL, err = ConnectNATS(name, getenv, nats.ReconnectWait(250*time.Millisecond)); err != nil {
 		return p, err
 	}
+	if dbURL == "" {
+		return p, nil
+	}
 	maxConns, err := postgres.MaxConnsFromEnv(getenv)
 	if err != nil {
 		return p, err
 	}
-	if p.Pool, err = postgres.Open(ctx, dbURL, create, postgres.WithMaxConns(maxConns)); err != nil {
-		return p, err
+	if p.Pool, err = postgres.Open(ctx, dbURL, create, postgres.WithMaxConns(maxConns)); err != nil && lazy {
+		p.Log.WarnContext(ctx, "PostgreSQL unavailable at start; waiting for it", "error", err)
+		pcfg, cerr := postgres.PoolConfig(dbURL, postgres.WithMaxConns(maxConns))
+		if cerr != nil {
+			return p, cerr
+		}
+		if p.Pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
+			return p, fmt.Errorf("postgres %s: %w", postgres.Redact(dbURL), err)
+		}
 	}
-	return p, nil
+	return p, err
 }
 
 // Close closes the pool and the NATS connection and flushes telemetry,

@@ -23,7 +23,7 @@ import (
 // It returns the first error of run or the admin server (a listen error
 // names the address), context.Canceled excepted, or the drain's error.
 func (p *Process) Serve(ctx context.Context, ready telemetry.ReadyFunc, run func(context.Context) error, attrs ...any) error {
-	addr := EnvOr(p.getenv, "B24HUB_ADMIN_ADDR", ":9090")
+	addr := EnvOr(p.Getenv, "B24HUB_ADMIN_ADDR", ":9090")
 	health := telemetry.NewHealth(map[string]telemetry.ReadyFunc{p.Name: ready})
 	mux := http.NewServeMux()
 	health.Register(mux, p.Telemetry.MetricsHandler())
@@ -32,8 +32,11 @@ func (p *Process) Serve(ctx context.Context, ready telemetry.ReadyFunc, run func
 		return fmt.Errorf("admin listener %s: %w (set B24HUB_ADMIN_ADDR to a free address)", addr, err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	p.Log.InfoContext(ctx, p.Name+" starting", append([]any{"admin", ln.Addr().String(), "nats", p.natsURL,
-		"database", postgres.Redact(p.dbURL)}, attrs...)...)
+	start := []any{"admin", ln.Addr().String(), "nats", p.natsURL}
+	if p.dbURL != "" {
+		start = append(start, "database", postgres.Redact(p.dbURL))
+	}
+	p.Log.InfoContext(ctx, p.Name+" starting", append(start, attrs...)...)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return run(gctx) })

@@ -4,8 +4,11 @@
 // and PostgreSQL, and serving the admin endpoints (/healthz, /readyz,
 // /metrics) next to the service until a signal, then draining.
 //
-// A service's main declares one Command and calls its Main; only its
-// Config, its constructor and its Migrate differ between services.
+// A service's main is one line, `svcmain.Main(<pkg>.Service)`: a Service
+// is the service's declaration (libs/svcdecl) and its Start function, and
+// everything else — the command line, migrating the declared schema at
+// start and for `migrate`, opening NATS, PostgreSQL and telemetry, the
+// admin server — is here. ParseEnv reads a service's own settings.
 package svcmain
 
 import (
@@ -38,10 +41,12 @@ type Command struct {
 	// error output, names the logger and is the README directory
 	// (services/<Name>/README.md) the usage points to.
 	Name string
-	// Schema is the PostgreSQL schema Migrate creates; required, shown in
-	// the usage and the "schema migrated" log line.
+	// Schema is the PostgreSQL schema Migrate creates, shown in the usage
+	// and the "schema migrated" log line; empty for a service without a
+	// database.
 	Schema string
-	// Migrate applies the service's schema migrations; required.
+	// Migrate applies the service's schema migrations; nil for a service
+	// without a database (`migrate` then does nothing).
 	Migrate func(ctx context.Context, pool *pgxpool.Pool) error
 	// Create says when `migrate` creates a missing database; default
 	// CreateLocalOnly.
@@ -51,7 +56,8 @@ type Command struct {
 }
 
 // Main runs the command with the process's arguments and environment,
-// cancelled by SIGINT or SIGTERM, and exits with ExitCode's status.
+// cancelled by SIGINT or SIGTERM, and exits with ExitCode's status. Errors
+// of the service and of its shutdown are joined, never dropped.
 func (c Command) Main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := c.Run(ctx, os.Args[1:], os.Getenv, os.Stdout)
@@ -80,6 +86,17 @@ func (c Command) Run(ctx context.Context, args []string, getenv func(string) str
 // Usage is printed for -h and, with exit status 2, for arguments the
 // command does not know.
 func (c Command) Usage() string {
+	if c.Schema == "" {
+		return fmt.Sprintf(`usage: %[1]s [migrate | version]
+
+Without arguments %[1]s runs until SIGINT or SIGTERM, configured by B24HUB_*
+environment variables (see services/%[1]s/README.md).
+
+  migrate  do nothing: %[1]s owns no database schema (deploy pipelines may
+           run it like every other service's).
+  version  print the version, VCS revision and Go version of this binary.
+`, c.Name)
+	}
 	return fmt.Sprintf(`usage: %[1]s [migrate | version]
 
 Without arguments %[1]s runs until SIGINT or SIGTERM, configured by B24HUB_*

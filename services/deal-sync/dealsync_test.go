@@ -197,7 +197,7 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Errorf("config %+v", cfg)
 	}
 	def, _ := dealsync.ConfigFromEnv(func(string) string { return "" })
-	if def.SyncLockField != "UF_CRM_SYNC_LOCK" || def.DatabaseURL == "" || def.EchoTTL != 10*time.Minute {
+	if def.SyncLockField != "UF_CRM_SYNC_LOCK" || len(def.VolatileFields) != 2 || def.EchoTTL != 10*time.Minute {
 		t.Errorf("defaults %+v", def)
 	}
 	if _, err := dealsync.ConfigFromEnv(func(k string) string {

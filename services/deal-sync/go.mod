@@ -22,6 +22,7 @@ require (
 
 require (
 	github.com/b24hub/b24hub/libs/telemetry v0.0.0-00010101000000-000000000000 // indirect
+	github.com/caarlos0/env/v11 v11.4.2 // indirect
 	github.com/exaring/otelpgx v0.13.0 // indirect
 )
 

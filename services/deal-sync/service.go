@@ -1,11 +1,21 @@
 package dealsync
 
 import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/b24hub/b24hub/libs/bitrix"
+	"github.com/b24hub/b24hub/libs/bitrix/bitrixport"
+	"github.com/b24hub/b24hub/libs/consumer"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/svcdecl"
+	"github.com/b24hub/b24hub/libs/svcmain"
 	"github.com/b24hub/b24hub/services/deal-sync/internal/consumer/dealcommands"
 	"github.com/b24hub/b24hub/services/deal-sync/internal/consumer/dealevents"
 	"github.com/b24hub/b24hub/services/deal-sync/internal/store"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Declaration is what deal-sync is: the one source its command,
@@ -39,4 +49,105 @@ var Declaration = svcdecl.Service{
 	},
 	Database:     &svcdecl.Database{Schema: store.Schema, Migrations: store.Migrations},
 	PortalClient: true,
+}
+
+// Command is the deal-sync command (cmd/deal-sync): its declaration and
+// how it starts; libs/svcmain does the rest.
+var Command = svcmain.Service{Declaration: Declaration, Start: start, Create: svcmain.CreateAlways}
+
+// Config is deal-sync's own configuration, read from the environment by
+// ConfigFromEnv (libs/svcmain.ParseEnv). The database, NATS, admin and
+// telemetry settings are libs/svcmain's.
+type Config struct {
+	// PortalsFile is the portal registry file with each portal's incoming
+	// webhook URL (the stored credentials writes use); optional (portals
+	// installed as apps arrive through NATS KV).
+	PortalsFile string `env:"B24HUB_PORTALS_FILE"`
+	// App holds what calling portals installed as the application needs:
+	// B24HUB_CREDENTIALS_KEY (or _FILE) opens the tokens the subscriptions
+	// service stores in B24_TOKENS, B24HUB_CREDENTIALS_OLD_KEYS during a key
+	// rotation, B24HUB_APP_CLIENT_ID and B24HUB_APP_CLIENT_SECRET (or
+	// _FILE) refresh them. All optional: without them only webhook portals
+	// are called, and events of installed portals are dead-lettered (replay
+	// them once configured). Secrets are never logged.
+	App bitrixport.App
+	// SyncLockField is the deal field an external writer sets to flag a
+	// sync write; "-" disables the flag.
+	SyncLockField string `env:"B24HUB_DEALSYNC_SYNC_LOCK_FIELD" envDefault:"UF_CRM_SYNC_LOCK"`
+	// SyncLockClearValue is written to clear the flag; default empty.
+	SyncLockClearValue string `env:"B24HUB_DEALSYNC_SYNC_LOCK_CLEAR"`
+	// VolatileFields change on every write and are ignored by echo
+	// detection; comma-separated.
+	VolatileFields []string `env:"B24HUB_DEALSYNC_VOLATILE_FIELDS" envDefault:"DATE_MODIFY,MODIFY_BY_ID"`
+	// EchoTTL is how long an own write can explain an incoming change.
+	EchoTTL time.Duration `env:"B24HUB_DEALSYNC_ECHO_TTL" envDefault:"10m"`
+	// OutboxInterval is how often unpublished domain changes are retried.
+	OutboxInterval time.Duration `env:"B24HUB_DEALSYNC_OUTBOX_INTERVAL" envDefault:"1s"`
+	// DrainTimeout bounds how long running handlers may finish on shutdown.
+	DrainTimeout time.Duration `env:"B24HUB_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// Events tunes the deal-event consumer: B24HUB_DEALSYNC_ACK_WAIT
+	// (default 30s), B24HUB_DEALSYNC_BACKOFF (default 1m,5m,15m),
+	// B24HUB_DEALSYNC_MAX_DELIVER (default 4), B24HUB_DEALSYNC_CONCURRENCY
+	// (default 4), B24HUB_DEALSYNC_BATCH_WINDOW (default 200ms). All optional.
+	Events consumer.Tuning
+	// Commands tunes the command consumer the same way with the prefix
+	// B24HUB_DEALSYNC_COMMANDS_ (BATCH_WINDOW does not apply). All optional.
+	Commands consumer.Tuning
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	c, _ := ConfigFromEnv(func(string) string { return "" })
+	return c
+}
+
+// ConfigFromEnv reads the configuration from B24HUB_* variables; it fails on
+// values that do not parse, naming each variable.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	var c Config
+	err := svcmain.ParseEnv(getenv, &c)
+	if c.SyncLockField == "-" {
+		c.SyncLockField = ""
+	}
+	fields := c.VolatileFields[:0]
+	for _, f := range c.VolatileFields {
+		if f = strings.TrimSpace(f); f != "" {
+			fields = append(fields, f)
+		}
+	}
+	c.VolatileFields = fields
+	app, aerr := bitrixport.AppFromEnv(getenv)
+	c.App = app
+	events, eerr := consumer.TuningFromEnv(getenv, "B24HUB_DEALSYNC_")
+	commands, cerr := consumer.TuningFromEnv(getenv, "B24HUB_DEALSYNC_COMMANDS_")
+	c.Events, c.Commands = events, commands
+	return c, errors.Join(err, aerr, eerr, cerr)
+}
+
+// start reads the configuration, builds the portal clients every replica
+// of every service shares (one leaky bucket per portal; installed portals
+// called with the tokens in B24_TOKENS) and wires the service.
+func start(ctx context.Context, p *svcmain.Process) (svcmain.Running, error) {
+	cfg, err := ConfigFromEnv(p.Getenv)
+	if err != nil {
+		return svcmain.Running{}, err
+	}
+	reg, err := p.Portals(ctx, cfg.PortalsFile)
+	if err != nil {
+		return svcmain.Running{}, err
+	}
+	js, err := jetstream.New(p.NATS)
+	if err != nil {
+		return svcmain.Running{}, err
+	}
+	clients, err := bitrixport.SharedClients(ctx, js, reg, cfg.App, bitrix.WithLogger(p.Log))
+	if err != nil {
+		return svcmain.Running{}, err
+	}
+	svc, err := New(cfg, Deps{NC: p.NATS, Pool: p.Pool, Logger: p.Log, Portals: clients})
+	if err != nil {
+		return svcmain.Running{}, err
+	}
+	return svcmain.Running{Ready: svc.Ready, Run: svc.Run,
+		Attrs: []any{"app", cfg.App.String(), "sync_lock_field", cfg.SyncLockField}}, nil
 }

@@ -15,8 +15,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/b24hub/b24hub/libs/b24event"
@@ -31,81 +29,6 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 )
-
-// Config is the ingress configuration. Every field has an environment
-// variable (see ConfigFromEnv) and a default.
-type Config struct {
-	// Addr is the listen address. B24HUB_INGRESS_ADDR, default ":8080".
-	Addr string
-	// MaxBodyBytes is the largest accepted body; larger gets 413.
-	// B24HUB_INGRESS_MAX_BODY_BYTES, default 262144.
-	MaxBodyBytes int
-	// PublishTimeout is how long a request may wait for JetStream to confirm
-	// before it is answered 503 (and for the verification of an
-	// ONAPPINSTALL). B24HUB_INGRESS_PUBLISH_TIMEOUT, default 2s.
-	PublishTimeout time.Duration
-	// ShutdownTimeout bounds the drain of in-flight requests.
-	// B24HUB_SHUTDOWN_TIMEOUT, default 20s.
-	ShutdownTimeout time.Duration
-	// AcceptInstalls forwards ONAPPINSTALL from unknown portals to the
-	// subscriptions service for verification. B24HUB_INGRESS_ACCEPT_INSTALLS,
-	// default true.
-	AcceptInstalls bool
-	// TrustedProxies are the proxies (CIDRs, e.g. the Gateway's pod range)
-	// whose X-Forwarded-For names the client's address; the per-source
-	// bound on installs from unknown portals counts by that address.
-	// Without them the connection's peer address is used and the header is
-	// ignored, so a client cannot pick its own address.
-	// B24HUB_INGRESS_TRUSTED_PROXIES (comma-separated CIDRs), default none.
-	TrustedProxies []netip.Prefix
-}
-
-// ConfigFromEnv reads the configuration; it fails on values that do not parse.
-func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	c := Config{Addr: ":8080", MaxBodyBytes: 256 << 10, PublishTimeout: 2 * time.Second,
-		ShutdownTimeout: 20 * time.Second, AcceptInstalls: true}
-	var errs []error
-	for _, v := range strings.Split(getenv("B24HUB_INGRESS_TRUSTED_PROXIES"), ",") {
-		if v = strings.TrimSpace(v); v == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("B24HUB_INGRESS_TRUSTED_PROXIES: %q is not a CIDR like 10.0.0.0/8", v))
-			continue
-		}
-		c.TrustedProxies = append(c.TrustedProxies, p.Masked())
-	}
-	if v := getenv("B24HUB_INGRESS_ADDR"); v != "" {
-		c.Addr = v
-	}
-	if v := getenv("B24HUB_INGRESS_MAX_BODY_BYTES"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1024 || n > 16<<20 {
-			errs = append(errs, fmt.Errorf("B24HUB_INGRESS_MAX_BODY_BYTES=%q: want an integer from 1024 to 16777216", v))
-		}
-		c.MaxBodyBytes = n
-	}
-	for name, dst := range map[string]*time.Duration{
-		"B24HUB_INGRESS_PUBLISH_TIMEOUT": &c.PublishTimeout, "B24HUB_SHUTDOWN_TIMEOUT": &c.ShutdownTimeout,
-	} {
-		if v := getenv(name); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil || d <= 0 {
-				errs = append(errs, fmt.Errorf("%s=%q: want a positive duration like 2s", name, v))
-			}
-			*dst = d
-		}
-	}
-	if v := getenv("B24HUB_INGRESS_ACCEPT_INSTALLS"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("B24HUB_INGRESS_ACCEPT_INSTALLS=%q: want true or false", v))
-		}
-		c.AcceptInstalls = b
-	}
-	return c, errors.Join(errs...)
-}
 
 // Deps are what the ingress needs from its host process.
 type Deps struct {

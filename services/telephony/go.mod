@@ -19,7 +19,10 @@ require (
 	google.golang.org/protobuf v1.36.12
 )
 
-require github.com/exaring/otelpgx v0.13.0 // indirect
+require (
+	github.com/caarlos0/env/v11 v11.4.2 // indirect
+	github.com/exaring/otelpgx v0.13.0 // indirect
+)
 
 require (
 	dario.cat/mergo v1.0.1 // indirect

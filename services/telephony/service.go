@@ -1,10 +1,19 @@
 package telephony
 
 import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/b24hub/b24hub/libs/bitrix"
+	"github.com/b24hub/b24hub/libs/bitrix/bitrixport"
+	"github.com/b24hub/b24hub/libs/consumer"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/svcdecl"
+	"github.com/b24hub/b24hub/libs/svcmain"
 	"github.com/b24hub/b24hub/services/telephony/internal/consumer/callend"
 	"github.com/b24hub/b24hub/services/telephony/internal/store"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Declaration is what the telephony service is: the one source its
@@ -30,4 +39,84 @@ var Declaration = svcdecl.Service{
 	},
 	Database:     &svcdecl.Database{Schema: store.Schema, Migrations: store.Migrations},
 	PortalClient: true,
+}
+
+// Command is the telephony command (cmd/telephony): its declaration and
+// how it starts; libs/svcmain does the rest.
+var Command = svcmain.Service{Declaration: Declaration, Start: start, Create: svcmain.CreateAlways}
+
+// Config is telephony's own configuration, read from the environment by
+// ConfigFromEnv (libs/svcmain.ParseEnv). The database, NATS, admin and
+// telemetry settings are libs/svcmain's.
+type Config struct {
+	// PortalsFile is the portal registry file (incoming webhook URLs).
+	PortalsFile string `env:"B24HUB_PORTALS_FILE"`
+	// App holds what calling portals installed as the application needs:
+	// B24HUB_CREDENTIALS_KEY (or _FILE) opens the tokens the subscriptions
+	// service stores in B24_TOKENS, B24HUB_CREDENTIALS_OLD_KEYS during a key
+	// rotation, B24HUB_APP_CLIENT_ID and B24HUB_APP_CLIENT_SECRET (or
+	// _FILE) refresh them. All optional: without them only webhook portals
+	// are called, and events of installed portals are dead-lettered (replay
+	// them once configured). Secrets are never logged.
+	App bitrixport.App
+	// RecordingWait is how long after a call ends a missing recording is
+	// waited for before "none" is recorded.
+	RecordingWait time.Duration `env:"B24HUB_TELEPHONY_RECORDING_WAIT" envDefault:"60s"`
+	// RecordingPoll is the delay between looks for the recording.
+	RecordingPoll time.Duration `env:"B24HUB_TELEPHONY_RECORDING_POLL" envDefault:"10s"`
+	// OutboxInterval is how often unpublished changes are retried.
+	OutboxInterval time.Duration `env:"B24HUB_TELEPHONY_OUTBOX_INTERVAL" envDefault:"1s"`
+	// DrainTimeout bounds how long running handlers may finish on shutdown.
+	DrainTimeout time.Duration `env:"B24HUB_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// Consumer tunes the consumer: B24HUB_TELEPHONY_ACK_WAIT (default 30s),
+	// B24HUB_TELEPHONY_BACKOFF (default 1m,5m,15m),
+	// B24HUB_TELEPHONY_MAX_DELIVER (default 12: recording waits spend
+	// deliveries), B24HUB_TELEPHONY_CONCURRENCY (default 4). All optional.
+	Consumer consumer.Tuning
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	c, _ := ConfigFromEnv(func(string) string { return "" })
+	return c
+}
+
+// ConfigFromEnv reads the configuration from B24HUB_* variables; it fails on
+// values that do not parse, naming each variable.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	var c Config
+	err := svcmain.ParseEnv(getenv, &c)
+	app, aerr := bitrixport.AppFromEnv(getenv)
+	c.App = app
+	tuning, terr := consumer.TuningFromEnv(getenv, "B24HUB_TELEPHONY_")
+	c.Consumer = tuning
+	return c, errors.Join(err, aerr, terr)
+}
+
+// start reads the configuration, builds the portal clients every replica
+// of every service shares (one leaky bucket per portal; installed portals
+// called with the tokens in B24_TOKENS) and wires the service.
+func start(ctx context.Context, p *svcmain.Process) (svcmain.Running, error) {
+	cfg, err := ConfigFromEnv(p.Getenv)
+	if err != nil {
+		return svcmain.Running{}, err
+	}
+	reg, err := p.Portals(ctx, cfg.PortalsFile)
+	if err != nil {
+		return svcmain.Running{}, err
+	}
+	js, err := jetstream.New(p.NATS)
+	if err != nil {
+		return svcmain.Running{}, err
+	}
+	clients, err := bitrixport.SharedClients(ctx, js, reg, cfg.App, bitrix.WithLogger(p.Log))
+	if err != nil {
+		return svcmain.Running{}, err
+	}
+	svc, err := New(cfg, Deps{NC: p.NATS, Pool: p.Pool, Logger: p.Log, Portals: clients})
+	if err != nil {
+		return svcmain.Running{}, err
+	}
+	return svcmain.Running{Ready: svc.Ready, Run: svc.Run,
+		Attrs: []any{"app", cfg.App.String(), "recording_wait", cfg.RecordingWait.String()}}, nil
 }

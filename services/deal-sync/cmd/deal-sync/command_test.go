@@ -4,7 +4,11 @@ import (
 	"testing"
 
 	"github.com/b24hub/b24hub/libs/svcmain/svcmaintest"
+	dealsync "github.com/b24hub/b24hub/services/deal-sync"
 )
+
+// command is the command main runs.
+var command = dealsync.Command.Command()
 
 // TestCommand: `deal-sync migrate` against PostgreSQL, the command line and the
 // exit status of main, as for every service.

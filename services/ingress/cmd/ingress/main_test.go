@@ -14,7 +14,8 @@ import (
 
 // TestAdminPort: the ingress serves /healthz and /metrics on its admin
 // address (B24HUB_ADMIN_ADDR), which the Deployment's probes and the
-// ServiceMonitor use, and stops cleanly on cancel.
+// ServiceMonitor use, like every service's (libs/svcmain), and stops
+// cleanly on cancel.
 func TestAdminPort(t *testing.T) {
 	ns := natstest.Start(t)
 	env := map[string]string{
@@ -27,16 +28,16 @@ func TestAdminPort(t *testing.T) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, func(k string) string { return env[k] }, pw)
+		done <- command.Run(ctx, nil, func(k string) string { return env[k] }, pw)
 		pw.Close()
 	}()
-	re := regexp.MustCompile(`admin \(/healthz, /readyz, /metrics\) on (http://[^/]+)/`)
+	re := regexp.MustCompile(`"admin":"([^"]+)"`) // svcmain's "ingress starting" line
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
+				addr <- "http://" + m[1]
 			}
 		}
 	}()

@@ -4,7 +4,11 @@ import (
 	"testing"
 
 	"github.com/b24hub/b24hub/libs/svcmain/svcmaintest"
+	"github.com/b24hub/b24hub/services/monitor"
 )
+
+// command is the command main runs.
+var command = monitor.Command.Command()
 
 // TestCommand: `monitor migrate` against PostgreSQL, the command line and the
 // exit status of main, as for every service.

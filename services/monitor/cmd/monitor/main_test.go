@@ -21,7 +21,7 @@ func TestRun(t *testing.T) {
 		"B24HUB_NATS_URL":     srv.URL(),
 		"B24HUB_DATABASE_URL": pgtest.NewDatabase(t),
 		"B24HUB_MONITOR_ADDR": "127.0.0.1:0",
-		"B24HUB_ADMIN_ADDR":   "off",
+		"B24HUB_ADMIN_ADDR":   "127.0.0.1:0",
 	}
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())

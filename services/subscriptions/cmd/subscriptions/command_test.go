@@ -4,8 +4,12 @@ import (
 	"testing"
 
 	"github.com/b24hub/b24hub/libs/svcmain/svcmaintest"
+	"github.com/b24hub/b24hub/services/subscriptions"
 )
 
-// TestCommand: `subscriptions migrate` against PostgreSQL, the command line
-// and the exit status of main, as for every service.
+// command is the command main runs.
+var command = subscriptions.Command.Command()
+
+// TestCommand: `subscriptions migrate` against PostgreSQL, the command line and the
+// exit status of main, as for every service.
 func TestCommand(t *testing.T) { svcmaintest.Run(t, command, main) }

@@ -4,7 +4,11 @@ import (
 	"testing"
 
 	"github.com/b24hub/b24hub/libs/svcmain/svcmaintest"
+	"github.com/b24hub/b24hub/services/telephony"
 )
+
+// command is the command main runs.
+var command = telephony.Command.Command()
 
 // TestCommand: `telephony migrate` against PostgreSQL, the command line and the
 // exit status of main, as for every service.
