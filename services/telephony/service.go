@@ -32,6 +32,8 @@ var Declaration = svcdecl.Service{
 		eventbus.Outcome(callend.Durable, "*"),
 		eventbus.Dead(callend.Durable, "*", "*"),
 	},
+	// A fresh recording URL on request (the URL itself is never stored).
+	Subscribes: []string{eventbus.ControlRecording},
 	Buckets: []svcdecl.Bucket{
 		{Name: eventbus.BucketPortals, Access: svcdecl.Read},
 		{Name: eventbus.BucketRateLimit, Access: svcdecl.ReadWrite},

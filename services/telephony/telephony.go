@@ -12,7 +12,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/b24hub/b24hub/services/telephony/internal/recording"
 	"log/slog"
+	"time"
 
 	"github.com/b24hub/b24hub/libs/bitrix"
 	"github.com/b24hub/b24hub/libs/consumer"
@@ -52,6 +55,7 @@ type Service struct {
 	deps  Deps
 	rt    *consumer.Runtime
 	relay *outbox.Relay
+	recs  *recording.Server
 }
 
 // New wires the service; nothing is contacted until Run.
@@ -71,15 +75,22 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err := consumer.Register(rt, cfg.Consumer.Apply(callend.Spec()), consumer.DecodeEnvelope, h); err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, deps: deps, rt: rt, relay: relay}, nil
+	recs := recording.New(deps.Pool, deps.Portals, deps.Logger, 10*time.Second)
+	return &Service{cfg: cfg, deps: deps, rt: rt, relay: relay, recs: recs}, nil
 }
 
-// Run migrates the schema, provisions the durable consumer (waiting for the
-// streams to exist), then consumes until ctx ends and drains.
+// Run migrates the schema, answers recording requests
+// (eventbus.ControlRecording), provisions the durable consumer (waiting for
+// the streams to exist), then consumes until ctx ends and drains.
 func (s *Service) Run(ctx context.Context) error {
 	if err := store.Migrate(ctx, s.deps.Pool); err != nil {
 		return fmt.Errorf("telephony: %w", err)
 	}
+	sub, err := s.recs.Subscribe(ctx, s.deps.NC)
+	if err != nil {
+		return fmt.Errorf("telephony: subscribe %s: %w", eventbus.ControlRecording, err)
+	}
+	defer func() { _ = sub.Drain() }()
 	return outbox.RunWithRuntime(ctx, s.rt, s.relay, s.cfg.OutboxInterval)
 }
 

@@ -2,7 +2,11 @@ package telephony_test
 
 import (
 	"context"
+	"encoding/json"
+	"google.golang.org/protobuf/encoding/protojson"
 	"log/slog"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -98,12 +102,15 @@ func (e *env) eventually(what string, cond func() bool) {
 	}
 }
 
-type callRow struct{ status, url, code string }
+type callRow struct {
+	status, code, fields string
+	fileID               int64
+}
 
 func (e *env) call(id string) (callRow, bool) {
 	var r callRow
-	err := e.pool.QueryRow(context.Background(), `SELECT record_status, record_url, failed_code FROM telephony.calls WHERE call_id = $1`, id).
-		Scan(&r.status, &r.url, &r.code)
+	err := e.pool.QueryRow(context.Background(), `SELECT record_status, record_file_id, failed_code, fields::text FROM telephony.calls WHERE call_id = $1`, id).
+		Scan(&r.status, &r.fileID, &r.code, &r.fields)
 	return r, err == nil
 }
 
@@ -123,7 +130,7 @@ func TestLateRecordingIsWaitedFor(t *testing.T) {
 	id := e.portal.EndCall(fakeportal.Call{Duration: 42, PhoneNumber: "+100"}, true)
 	e.eventually("mirrored", func() bool { _, ok := e.call(id); return ok })
 	row, _ := e.call(id)
-	if row.status != callend.RecordPresent || row.url == "" || row.code != "200" {
+	if row.status != callend.RecordPresent || row.fileID == 0 || row.code != "200" {
 		t.Errorf("call %+v", row)
 	}
 	e.mu.Lock()
@@ -179,5 +186,58 @@ func TestConfigFromEnv(t *testing.T) {
 	})
 	if err != nil || cfg.RecordingWait != 30*time.Second || cfg.Consumer.MaxDeliver != 20 || cfg.RecordingPoll != 10*time.Second {
 		t.Errorf("%+v %v", cfg, err)
+	}
+}
+
+// TestRecordingURLIsResolvedWhenAsked: a recording's download URL carries a
+// live auth token, so neither the mirror nor the published change holds it;
+// the service resolves a fresh one from the file id on request.
+func TestRecordingURLIsResolvedWhenAsked(t *testing.T) {
+	e := newEnv(t, fakeportal.Config{})
+	e.start(fastConfig())
+	id := e.portal.EndCall(fakeportal.Call{Duration: 42, PhoneNumber: "+100"}, true)
+	e.eventually("mirrored with its recording", func() bool { r, ok := e.call(id); return ok && r.fileID != 0 })
+	e.eventually("change published", func() bool { e.mu.Lock(); defer e.mu.Unlock(); return len(e.changes) == 1 })
+	row, _ := e.call(id)
+	e.mu.Lock()
+	published, _ := protojson.Marshal(e.changes[0])
+	e.mu.Unlock()
+	for where, text := range map[string]string{"the mirror": row.fields, "the change": string(published)} {
+		if strings.Contains(text, "DOWNLOAD") || strings.Contains(text, "token=") || strings.Contains(text, "auth=") {
+			t.Errorf("%s holds a download URL: %s", where, text)
+		}
+	}
+
+	nc := e.srv.Connect(t)
+	ask := func(req eventbus.RecordingRequest) eventbus.RecordingReply {
+		t.Helper()
+		b, _ := json.Marshal(req)
+		m, err := nc.Request(eventbus.ControlRecording, b, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep eventbus.RecordingReply
+		if err := json.Unmarshal(m.Data, &rep); err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	rep := ask(eventbus.RecordingRequest{MemberID: e.portal.MemberID(), CallID: id})
+	if rep.Error != "" || rep.URL == "" || rep.FileID != row.fileID {
+		t.Fatalf("recording reply %+v", rep)
+	}
+	resp, err := e.portal.Client().Get(rep.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("download: %d", resp.StatusCode)
+	}
+	if rep := ask(eventbus.RecordingRequest{MemberID: e.portal.MemberID(), CallID: "nope"}); !strings.Contains(rep.Error, "not mirrored") {
+		t.Errorf("unknown call: %+v", rep)
+	}
+	if rep := ask(eventbus.RecordingRequest{CallID: id}); !strings.Contains(rep.Error, "required") {
+		t.Errorf("no member id: %+v", rep)
 	}
 }

@@ -55,7 +55,7 @@ type Call struct {
 	PortalNumber, PhoneNumber, StartDate     string
 	Cost, CostCurrency, CRMEntityType        string
 	CRMEntityID, CRMActivityID, RecordFileID int64
-	RecordStatus, RecordURL                  string
+	RecordStatus                             string
 	Fields                                   change.Fields
 	Hash, SourceEventID                      string
 }
@@ -98,6 +98,25 @@ func LockCall(ctx context.Context, tx pgx.Tx, memberID, callID string) (Snapshot
 	return snap, json.Unmarshal(raw, &snap.Fields)
 }
 
+// ErrNoCall is returned for a call that is not mirrored.
+var ErrNoCall = errors.New("store: call not mirrored")
+
+// RecordingFile returns the Disk file id of a mirrored call's recording
+// and its record status; fileID is 0 when the call has none.
+func RecordingFile(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, memberID, callID string) (fileID int64, status string, err error) {
+	err = q.QueryRow(ctx, `SELECT record_file_id, record_status FROM telephony.calls WHERE member_id = $1 AND call_id = $2`,
+		memberID, callID).Scan(&fileID, &status)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, "", ErrNoCall
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("store: recording of %s/%s: %w", memberID, callID, err)
+	}
+	return fileID, status, nil
+}
+
 // SaveCall upserts c.
 func SaveCall(ctx context.Context, tx pgx.Tx, c Call) error {
 	raw, err := json.Marshal(c.Fields)
@@ -106,18 +125,18 @@ func SaveCall(ctx context.Context, tx pgx.Tx, c Call) error {
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO telephony.calls (member_id, call_id, call_type, failed_code, failed_reason,
 		portal_user_id, portal_number, phone_number, duration_sec, start_date, cost, cost_currency, crm_entity_type,
-		crm_entity_id, crm_activity_id, record_file_id, record_status, record_url, fields, snapshot_hash, source_event_id, updated_at)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21, now())
+		crm_entity_id, crm_activity_id, record_file_id, record_status, fields, snapshot_hash, source_event_id, updated_at)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20, now())
 		ON CONFLICT (member_id, call_id) DO UPDATE SET call_type = EXCLUDED.call_type, failed_code = EXCLUDED.failed_code,
 		 failed_reason = EXCLUDED.failed_reason, portal_user_id = EXCLUDED.portal_user_id, portal_number = EXCLUDED.portal_number,
 		 phone_number = EXCLUDED.phone_number, duration_sec = EXCLUDED.duration_sec, start_date = EXCLUDED.start_date,
 		 cost = EXCLUDED.cost, cost_currency = EXCLUDED.cost_currency, crm_entity_type = EXCLUDED.crm_entity_type,
 		 crm_entity_id = EXCLUDED.crm_entity_id, crm_activity_id = EXCLUDED.crm_activity_id, record_file_id = EXCLUDED.record_file_id,
-		 record_status = EXCLUDED.record_status, record_url = EXCLUDED.record_url, fields = EXCLUDED.fields,
+		 record_status = EXCLUDED.record_status, fields = EXCLUDED.fields,
 		 snapshot_hash = EXCLUDED.snapshot_hash, source_event_id = EXCLUDED.source_event_id, updated_at = now()`,
 		c.MemberID, c.CallID, c.CallType, c.FailedCode, c.FailedReason, c.PortalUserID, c.PortalNumber, c.PhoneNumber,
 		c.DurationSec, c.StartDate, c.Cost, c.CostCurrency, c.CRMEntityType, c.CRMEntityID, c.CRMActivityID, c.RecordFileID,
-		c.RecordStatus, c.RecordURL, raw, c.Hash, c.SourceEventID)
+		c.RecordStatus, raw, c.Hash, c.SourceEventID)
 	if err != nil {
 		return fmt.Errorf("store: save call: %w", err)
 	}

@@ -5,8 +5,10 @@
 // ends (RECORD_FILE_ID is empty until then), so when one is expected — an
 // answered call (CALL_FAILED_CODE "200") that lasted — and not yet there,
 // the handler asks the runtime for a short redelivery (consumer.RetryAfter),
-// up to RecordingWait after the call; then it records "none". A recording's
-// download URL is resolved with disk.file.get. The call is mirrored with its
+// up to RecordingWait after the call; then it records "none". A recording is
+// kept as its Disk file id (RECORD_FILE_ID): its download URL carries a live
+// auth token, so it is never stored or published; the service resolves a
+// fresh one when asked (Recordings). The call is mirrored with its
 // codes kept as strings ("603-S", "OTHER") and a domain change is published
 // on b24.changes.call.<member_id>.<call id>.
 package callend
@@ -46,11 +48,9 @@ const (
 	RecordNotExpected = "not_expected"
 )
 
-// Fields added to the statistics row in the mirror and the diff.
-const (
-	FieldRecordStatus = "RECORD_STATUS"
-	FieldRecordURL    = "RECORD_DOWNLOAD_URL"
-)
+// FieldRecordStatus is added to the statistics row in the mirror and the
+// diff.
+const FieldRecordStatus = "RECORD_STATUS"
 
 // Spec is the consumer definition. MaxDeliver is higher than the default
 // because waiting for a recording spends deliveries.
@@ -119,21 +119,17 @@ func (h *Handler) Handle(ctx context.Context, m *consumer.Message[*eventsv1.Enve
 		return bitrixport.Classify(err)
 	}
 
-	status, url := RecordNotExpected, ""
+	status := RecordNotExpected
 	switch {
 	case rec.RecordFileID != 0:
-		f, err := client.GetDiskFile(ctx, rec.RecordFileID)
-		if err != nil {
-			return bitrixport.Classify(err)
-		}
-		status, url = RecordPresent, f.DownloadURL
+		status = RecordPresent
 	case expectsRecording(rec):
 		if waited < h.opt.RecordingWait {
 			return consumer.RetryAfter(h.opt.RecordingPoll, errRecordingPending)
 		}
 		status = RecordNone
 	}
-	return h.mirror(ctx, m, rec, status, url)
+	return h.mirror(ctx, m, rec, status)
 }
 
 // expectsRecording: an answered call that lasted has a recording (when the
@@ -155,7 +151,7 @@ func (h *Handler) endedAt(m *consumer.Message[*eventsv1.Envelope]) time.Time {
 	return h.now()
 }
 
-func (h *Handler) mirror(ctx context.Context, m *consumer.Message[*eventsv1.Envelope], rec *bitrix.CallRecord, status, url string) error {
+func (h *Handler) mirror(ctx context.Context, m *consumer.Message[*eventsv1.Envelope], rec *bitrix.CallRecord, status string) error {
 	raw, err := json.Marshal(rec)
 	if err != nil {
 		return consumer.Permanent(err)
@@ -165,11 +161,8 @@ func (h *Handler) mirror(ctx context.Context, m *consumer.Message[*eventsv1.Enve
 		return consumer.Permanent(err)
 	}
 	fields[FieldRecordStatus], _ = json.Marshal(status)
-	fields[FieldRecordURL], _ = json.Marshal(url)
 	err = h.mirrors.Apply(ctx, mirror.Entity{
 		MemberID: m.MemberID, Type: EntityType, ID: rec.CallID, EventID: m.EventID, Fields: fields,
-		// The download URL is signed and may differ per fetch: not a change.
-		Volatile: []string{FieldRecordURL},
 		Lock: func(ctx context.Context, tx pgx.Tx) (mirror.Snapshot, error) {
 			snap, err := store.LockCall(ctx, tx, m.MemberID, rec.CallID)
 			return mirror.Snapshot{Live: snap.Exists, Hash: snap.Hash, Fields: snap.Fields}, err
@@ -180,7 +173,7 @@ func (h *Handler) mirror(ctx context.Context, m *consumer.Message[*eventsv1.Enve
 				PhoneNumber: rec.PhoneNumber, DurationSec: int64(rec.CallDuration), StartDate: rec.CallStartDate, Cost: rec.Cost,
 				CostCurrency: rec.CostCurrency, CRMEntityType: rec.CRMEntityType, CRMEntityID: int64(rec.CRMEntityID),
 				CRMActivityID: int64(rec.CRMActivityID), RecordFileID: int64(rec.RecordFileID), RecordStatus: status,
-				RecordURL: url, Fields: fields, Hash: hash, SourceEventID: m.EventID})
+				Fields: fields, Hash: hash, SourceEventID: m.EventID})
 		},
 	})[0]
 	if err != nil {
