@@ -43,6 +43,8 @@ type delivery[T any] struct {
 
 func (p *pipeline[T]) spec() Spec { return p.sp }
 
+func (p *pipeline[T]) config() jetstream.ConsumerConfig { return p.sp.ConsumerConfig() }
+
 func (p *pipeline[T]) run(ctx, hardStop context.Context, cons jetstream.Consumer) error {
 	p.inflight = map[*delivery[T]]struct{}{}
 	in := make(chan jetstream.Msg)

@@ -116,6 +116,8 @@ func New(nc *nats.Conn, opts ...Option) (*Runtime, error) {
 // registration is one registered consumer, type-erased.
 type registration interface {
 	spec() Spec
+	// config is the JetStream consumer provisioned for it.
+	config() jetstream.ConsumerConfig
 	run(ctx, hardStop context.Context, cons jetstream.Consumer) error
 }
 
@@ -194,7 +196,7 @@ func (r *Runtime) provision(ctx context.Context) ([]jetstream.Consumer, error) {
 	out := make([]jetstream.Consumer, len(regs))
 	for i, g := range regs {
 		sp := g.spec()
-		c, err := r.js.CreateOrUpdateConsumer(ctx, sp.Stream, sp.ConsumerConfig())
+		c, err := r.js.CreateOrUpdateConsumer(ctx, sp.Stream, g.config())
 		if err != nil {
 			return nil, fmt.Errorf("consumer: provision %s on %s: %w", sp.Durable, sp.Stream, err)
 		}
