@@ -89,12 +89,23 @@ func (r *deliveryRow) applyAttempt(a Attempt) bool {
 		return false
 	}
 	r.Attempts = max(r.Attempts, a.Attempt)
-	if r.Status != StatusDead {
+	// A failure never replaces a success. JetStream delivers a message
+	// again while this client still holds it (buffered in the NATS client
+	// past AckWait without InProgress, or re-pulled after a reconnect): two
+	// copies run, the first succeeds and is acknowledged, and the stale
+	// copy's failure, reported later and with a higher attempt number, is
+	// not a state the message can be in any more (its Nak comes after the
+	// Ack and is ignored, nothing is redelivered). A message that does fail
+	// for good after a success ends dead-lettered, and that still wins.
+	stale := a.Status == StatusError && (r.Status == StatusDone || r.Status == StatusSkipped)
+	if r.Status != StatusDead && !stale {
 		r.Status = a.Status
 	}
-	if a.Status == StatusDone || a.Status == StatusSkipped {
+	switch {
+	case stale:
+	case a.Status == StatusDone || a.Status == StatusSkipped:
 		r.LastError, r.ErrorKind = "", ""
-	} else {
+	default:
 		r.LastError, r.ErrorKind = a.Error, a.ErrorKind
 	}
 	if a.At.After(r.LastAt) {

@@ -28,6 +28,15 @@ func TestFold(t *testing.T) {
 			[]Attempt{{Status: StatusError, Attempt: 1, Error: "x", At: at(1)}}, nil, StatusError, 1, 0, "x"},
 		{"delivery count reset by a broker restart", nil, []Attempt{{Status: StatusError, Attempt: 2, Error: "x", At: at(1)}, {Status: StatusDone, Attempt: 1, At: at(2)}},
 			nil, StatusDone, 2, 2, ""},
+		// TestBrokerKilledUnderLoad, 9 events stuck at "error after 2
+		// attempts": copy 1 done and acknowledged, copy 2 (delivered again
+		// while copy 1 was still held) failed afterwards.
+		{"stale redelivered copy fails after the success", nil, []Attempt{{Status: StatusDone, Attempt: 1, At: at(1)}, {Status: StatusError, Attempt: 2, Error: "x", At: at(2)}},
+			nil, StatusDone, 2, 2, ""},
+		{"stale copy after a skip", &deliveryRow{deliveryKey: key, Status: StatusSkipped, Attempts: 1, LastAt: at(1)},
+			[]Attempt{{Status: StatusError, Attempt: 2, Error: "x", At: at(2)}}, nil, StatusSkipped, 2, 1, ""},
+		{"done, then dead after all", nil, []Attempt{{Status: StatusDone, Attempt: 1, At: at(1)}, {Status: StatusDead, Attempt: 4, Error: "y", At: at(4)}},
+			nil, StatusDead, 4, 2, "y"},
 		{"retry then dead on the same attempt", nil, []Attempt{{Status: StatusError, Attempt: 3, Error: "x", At: at(1)}, {Status: StatusDead, Attempt: 3, Error: "y", At: at(2)}},
 			nil, StatusDead, 3, 2, "y"},
 		{"dead is sticky", &deliveryRow{deliveryKey: key, Status: StatusDead, Attempts: 3, LastAt: at(3), DeadAt: at(3)},
