@@ -169,7 +169,7 @@ func (s *testStack) notDone(ids []string) []string {
 		return []string{err.Error()}
 	}
 	defer rows.Close()
-	var out []string
+	var out, stuck []string
 	for rows.Next() {
 		var id, entity, status, lastErr, updated string
 		var seq int64
@@ -177,8 +177,43 @@ func (s *testStack) notDone(ids []string) []string {
 		if err := rows.Scan(&id, &seq, &entity, &status, &attempts, &lastErr, &updated); err != nil {
 			return append(out, err.Error())
 		}
+		stuck = append(stuck, id)
 		out = append(out, fmt.Sprintf("%s (seq %d, deal %s): %s after %d attempts at %s %q", id, seq, entity, status, attempts, updated, lastErr))
 	}
+	rows.Close()
+	// What deal-sync reported, in the order the outcomes stream stored it:
+	// tells "the outcome never arrived" from "the ledger kept the wrong one".
+	history := s.outcomeHistory(stuck)
+	for i, id := range stuck {
+		out[i] += fmt.Sprintf("; deal-sync outcomes stored: %v", history[id])
+	}
+	return out
+}
+
+// outcomeHistory lists, per event id, deal-sync's outcomes in the outcomes
+// stream: "attempt:status@stored time (stream seq)".
+func (s *testStack) outcomeHistory(ids []string) map[string][]string {
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	out := map[string][]string{}
+	s.eachStreamMsg(eventbus.StreamOutcomes, func(msgID string, md *jetstream.MsgMetadata) {
+		// The message id is <event>:<consumer>:<attempt>:<status>.
+		parts := strings.Split(msgID, ":")
+		if len(parts) < 4 || parts[len(parts)-3] != "deal-sync" {
+			return
+		}
+		ev := strings.Join(parts[:len(parts)-3], ":")
+		if !want[ev] {
+			return
+		}
+		desc := parts[len(parts)-2] + ":" + parts[len(parts)-1]
+		if md != nil {
+			desc += fmt.Sprintf("@%s (seq %d)", md.Timestamp.UTC().Format("15:04:05.000"), md.Sequence.Stream)
+		}
+		out[ev] = append(out[ev], desc)
+	})
 	return out
 }
 

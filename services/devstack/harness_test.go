@@ -396,6 +396,13 @@ func (s *testStack) dealUpdate(id int) string {
 // streamMsgIDs returns the Nats-Msg-Id of every message in stream.
 func (s *testStack) streamMsgIDs(stream string) map[string]int {
 	s.t.Helper()
+	return s.eachStreamMsg(stream, nil)
+}
+
+// eachStreamMsg reads the whole stream in order, calling each (when not
+// nil) with every message's id and metadata, and counts the ids.
+func (s *testStack) eachStreamMsg(stream string, each func(id string, md *jetstream.MsgMetadata)) map[string]int {
+	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	nc, err := nats.Connect(s.natsURL)
@@ -422,7 +429,12 @@ func (s *testStack) streamMsgIDs(stream string) map[string]int {
 		if err != nil {
 			s.t.Fatalf("reading %s: %v after %d of %d", stream, err, n, info.State.Msgs)
 		}
-		ids[m.Headers().Get(eventbus.HeaderMsgID)]++
+		id := m.Headers().Get(eventbus.HeaderMsgID)
+		ids[id]++
+		if each != nil {
+			md, _ := m.Metadata()
+			each(id, md)
+		}
 	}
 	return ids
 }
