@@ -126,13 +126,24 @@ func fastConfig() telephony.Config {
 
 func TestLateRecordingIsWaitedFor(t *testing.T) {
 	e := newEnv(t, fakeportal.Config{RecordingDelay: time.Second})
-	e.start(fastConfig())
+	cfg := fastConfig()
+	// The recording shows up after 1 s; the wait only bounds a loaded
+	// machine's slowest case, the test takes as long as the recording.
+	cfg.RecordingWait = 30 * time.Second
+	e.start(cfg)
 	id := e.portal.EndCall(fakeportal.Call{Duration: 42, PhoneNumber: "+100"}, true)
 	e.eventually("mirrored", func() bool { _, ok := e.call(id); return ok })
 	row, _ := e.call(id)
 	if row.status != callend.RecordPresent || row.fileID == 0 || row.code != "200" {
 		t.Errorf("call %+v", row)
 	}
+	// The change leaves through the outbox after the row is committed:
+	// wait for it rather than expect it at the moment the row shows.
+	e.eventually("the change published", func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return len(e.changes) > 0
+	})
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if len(e.changes) != 1 || e.changes[0].Kind != eventsv1.ChangeKind_CHANGE_KIND_CREATED || e.changes[0].EntityId != id {
