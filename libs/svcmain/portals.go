@@ -42,10 +42,13 @@ func WatchPortals(ctx context.Context, js jetstream.JetStream, file string, log 
 }
 
 // Portals returns the portal registry a service authenticates or calls
-// portals with: file (B24HUB_PORTALS_FILE; may be empty) and the portals
-// bucket, watched until ctx ends. A missing bucket is logged as a warning
-// and the file alone is used.
+// portals with: p.Registry when set, else file (B24HUB_PORTALS_FILE; may be
+// empty) and the portals bucket, watched until ctx ends. A missing bucket
+// is logged as a warning and the file alone is used.
 func (p *Process) Portals(ctx context.Context, file string) (*portals.Registry, error) {
+	if p.Registry != nil {
+		return p.Registry, nil
+	}
 	js, err := jetstream.New(p.NATS)
 	if err != nil {
 		return nil, err

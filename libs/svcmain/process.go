@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/b24hub/b24hub/libs/eventbus/natsauth"
+	"github.com/b24hub/b24hub/libs/portals"
 	"github.com/b24hub/b24hub/libs/postgres"
 	"github.com/b24hub/b24hub/libs/telemetry"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -28,6 +29,10 @@ type Process struct {
 	Pool *pgxpool.Pool
 	// Getenv reads the service's environment (B24HUB_* settings).
 	Getenv func(string) string
+	// Registry, when set, is the portal registry Portals returns: a host
+	// running several services in one process (the local stack) shares
+	// one. Open leaves it nil.
+	Registry *portals.Registry
 	// Stdout is where the logger writes; a service may print a line for
 	// its operator there too (the monitor's generated token).
 	Stdout io.Writer

@@ -45,6 +45,10 @@ type Running struct {
 	// Attrs are logged with "<name> starting" (key, value pairs; never a
 	// secret).
 	Attrs []any
+	// Service is the started service value (e.g. *ingress.Service), for a
+	// host embedding it that needs more than Ready and Run: the local
+	// stack prints the ingress's bound address and the monitor's token.
+	Service any
 }
 
 // Main runs s's command line with the process's arguments and
@@ -80,18 +84,33 @@ func (s Service) serve(ctx context.Context, getenv func(string) string, stdout i
 	}
 	defer func() { err = errors.Join(err, p.Close(ctx)) }()
 
-	lazy := s.LazyDatabase && d.Database != nil
-	if d.Database != nil && !lazy {
+	r, err := s.StartIn(ctx, p)
+	if err != nil {
+		return err
+	}
+	return p.Serve(ctx, r.Ready, r.Run, r.Attrs...)
+}
+
+// StartIn migrates the declared schema on p.Pool (unless LazyDatabase)
+// and starts the service on p. The command does this on a Process of its
+// own; the local stack (services/devstack) on Processes sharing one NATS
+// connection and pool, so every service starts the same way everywhere.
+func (s Service) StartIn(ctx context.Context, p *Process) (Running, error) {
+	d := s.Declaration
+	if d.Database != nil && !s.LazyDatabase {
+		if p.Pool == nil {
+			return Running{}, fmt.Errorf("%s: declares schema %s but has no PostgreSQL pool", d.Name, d.Database.Schema)
+		}
 		if err := postgres.Migrate(ctx, p.Pool, d.Database.Schema, d.Database.Migrations); err != nil {
-			return err
+			return Running{}, err
 		}
 	}
 	r, err := s.Start(ctx, p)
 	if err != nil {
-		return err
+		return Running{}, err
 	}
 	if r.Ready == nil || r.Run == nil {
-		return fmt.Errorf("%s: Start returned no Ready or Run", d.Name)
+		return Running{}, fmt.Errorf("%s: Start returned no Ready or Run", d.Name)
 	}
-	return p.Serve(ctx, r.Ready, r.Run, r.Attrs...)
+	return r, nil
 }

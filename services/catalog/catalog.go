@@ -1,12 +1,13 @@
 // Package catalog lists every b24hub service. Adding a service to the
-// platform is one line in All: its Kubernetes base, image, migrate Job,
-// NATS permissions, monitoring job lists, the docs' service table and its
-// registration in the local stack (`go tool task dev`) all derive from the
-// declarations listed here.
+// platform is one line in Services: its Kubernetes base, image, migrate
+// Job, NATS permissions, monitoring job lists, the docs' service table and
+// its registration in the local stack (`go tool task dev`) all derive from
+// what is listed here.
 package catalog
 
 import (
 	"github.com/b24hub/b24hub/libs/svcdecl"
+	"github.com/b24hub/b24hub/libs/svcmain"
 	dealsync "github.com/b24hub/b24hub/services/deal-sync"
 	"github.com/b24hub/b24hub/services/ingress"
 	"github.com/b24hub/b24hub/services/monitor"
@@ -15,13 +16,26 @@ import (
 	"github.com/b24hub/b24hub/services/telephony"
 )
 
-// All is every service, in the order the docs list them and the local
-// stack starts them.
-var All = svcdecl.Catalog{
-	ingress.Declaration,
-	subscriptions.Declaration,
-	monitor.Declaration,
-	dealsync.Declaration,
-	telephony.Declaration,
-	tasks.Declaration,
+// Services is every service's command (its declaration and how it
+// starts), in the order the docs list them and the local stack starts
+// them: the ingress first (the others are told its address), then the
+// rest.
+var Services = []svcmain.Service{
+	ingress.Command,
+	subscriptions.Command,
+	monitor.Command,
+	dealsync.Command,
+	telephony.Command,
+	tasks.Command,
+}
+
+// All is every service's declaration, in the order of Services.
+var All = declarations(Services)
+
+func declarations(ss []svcmain.Service) svcdecl.Catalog {
+	out := make(svcdecl.Catalog, len(ss))
+	for i, s := range ss {
+		out[i] = s.Declaration
+	}
+	return out
 }

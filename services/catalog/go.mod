@@ -16,7 +16,7 @@ require (
 )
 
 require (
-	github.com/b24hub/b24hub/libs/svcmain v0.0.0-00010101000000-000000000000 // indirect
+	github.com/b24hub/b24hub/libs/svcmain v0.0.0-00010101000000-000000000000
 	github.com/caarlos0/env/v11 v11.4.2 // indirect
 	go.opentelemetry.io/contrib/bridges/prometheus v0.72.0 // indirect
 	go.opentelemetry.io/contrib/exporters/autoexport v0.72.0 // indirect
@@ -43,7 +43,6 @@ require (
 	github.com/b24hub/b24hub/libs/consumer v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/libs/portals v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/libs/postgres v0.0.0-00010101000000-000000000000 // indirect
-	github.com/b24hub/b24hub/libs/svcmain v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/libs/telemetry v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/proto v0.0.0-00010101000000-000000000000 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect

@@ -148,6 +148,6 @@ func start(ctx context.Context, p *svcmain.Process) (svcmain.Running, error) {
 	if err != nil {
 		return svcmain.Running{}, err
 	}
-	return svcmain.Running{Ready: svc.Ready, Run: svc.Run,
+	return svcmain.Running{Ready: svc.Ready, Run: svc.Run, Service: svc,
 		Attrs: []any{"app", cfg.App.String(), "sync_lock_field", cfg.SyncLockField}}, nil
 }

@@ -277,7 +277,7 @@ func TestConsumerKilledMidBatch(t *testing.T) {
 
 	// The next process.
 	t.Logf("%s: next deal-sync starts", time.Since(began).Round(time.Millisecond))
-	s.start("deal-sync", s.dealSync.Run)
+	s.start("deal-sync", s.running["deal-sync"].Run)
 	all := s.streamMsgIDs(eventbus.StreamEvents)
 	for _, id := range ids {
 		if all[id] == 0 {

@@ -14,9 +14,6 @@ require (
 	github.com/b24hub/b24hub/services/deal-sync v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/services/ingress v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/services/monitor v0.0.0-00010101000000-000000000000
-	github.com/b24hub/b24hub/services/subscriptions v0.0.0-00010101000000-000000000000
-	github.com/b24hub/b24hub/services/tasks v0.0.0-00010101000000-000000000000
-	github.com/b24hub/b24hub/services/telephony v0.0.0-00010101000000-000000000000
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
@@ -24,6 +21,12 @@ require (
 	go.opentelemetry.io/otel/sdk v1.47.0
 	go.opentelemetry.io/otel/trace v1.47.0
 	golang.org/x/sync v0.25.0
+)
+
+require (
+	github.com/b24hub/b24hub/services/subscriptions v0.0.0-00010101000000-000000000000 // indirect
+	github.com/b24hub/b24hub/services/tasks v0.0.0-00010101000000-000000000000 // indirect
+	github.com/b24hub/b24hub/services/telephony v0.0.0-00010101000000-000000000000 // indirect
 )
 
 require (
@@ -35,8 +38,9 @@ require (
 	github.com/b24hub/b24hub/libs/buildinfo v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/libs/consumer v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/libs/svcdecl v0.0.0-00010101000000-000000000000 // indirect
-	github.com/b24hub/b24hub/libs/svcmain v0.0.0-00010101000000-000000000000 // indirect
+	github.com/b24hub/b24hub/libs/svcmain v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/proto v0.0.0-00010101000000-000000000000 // indirect
+	github.com/b24hub/b24hub/services/catalog v0.0.0-00010101000000-000000000000
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/caarlos0/env/v11 v11.4.2 // indirect
 	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
@@ -134,3 +138,5 @@ replace github.com/b24hub/b24hub/libs/buildinfo => ../../libs/buildinfo
 replace github.com/b24hub/b24hub/libs/svcdecl => ../../libs/svcdecl
 
 replace github.com/b24hub/b24hub/libs/consumertest => ../../libs/consumertest
+
+replace github.com/b24hub/b24hub/services/catalog => ../catalog

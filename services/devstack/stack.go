@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,19 +14,15 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/b24hub/b24hub/libs/bitrix"
-	"github.com/b24hub/b24hub/libs/bitrix/bitrixport"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/fakeportal"
 	"github.com/b24hub/b24hub/libs/portals"
 	"github.com/b24hub/b24hub/libs/postgres"
+	"github.com/b24hub/b24hub/libs/svcmain"
 	"github.com/b24hub/b24hub/libs/telemetry"
-	dealsync "github.com/b24hub/b24hub/services/deal-sync"
+	"github.com/b24hub/b24hub/services/catalog"
 	"github.com/b24hub/b24hub/services/ingress"
 	"github.com/b24hub/b24hub/services/monitor"
-	"github.com/b24hub/b24hub/services/subscriptions"
-	"github.com/b24hub/b24hub/services/tasks"
-	"github.com/b24hub/b24hub/services/telephony"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -50,14 +47,14 @@ type stack struct {
 	demo    *demoPortal // nil with a user portals file
 	fake    *fakeportal.Portal
 
-	ingress       *ingress.Service
-	monitor       *monitor.Service
-	subscriptions *subscriptions.Service
-	dealSync      *dealsync.Service
-	telephony     *telephony.Service
-	tasks         *tasks.Service
-	portalsFile   string
-	watchPortals  func(ctx context.Context) error
+	// running are the catalog's services, started, by name; the banner
+	// and the tests also reach the ingress's address and the monitor's
+	// token.
+	running      map[string]svcmain.Running
+	ingress      *ingress.Service
+	monitor      *monitor.Service
+	portalsFile  string
+	watchPortals func(ctx context.Context) error
 }
 
 func build(ctx context.Context, cfg config, getenv func(string) string, log *slog.Logger, tel *telemetry.Telemetry) (_ *stack, err error) {
@@ -161,89 +158,59 @@ func build(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	}
 	env := overlayEnv(getenv, defaults)
 
-	// Every service that calls portals builds its clients as its command
-	// does: one leaky bucket per portal shared through NATS KV, as replicas
-	// do in production, and installed portals called with the tokens the
-	// subscriptions service stores (when B24HUB_APP_CLIENT_ID and _SECRET
-	// are set).
-	app, err := bitrixport.AppFromEnv(env)
-	if err != nil {
-		return nil, err
+	// Every service in the catalog starts as its command starts it
+	// (svcmain.Service.StartIn: migrate the declared schema, then Start),
+	// here sharing one NATS connection, one pool and one portal registry.
+	// Adding a service to services/catalog is all it takes to run it here.
+	st.running = map[string]svcmain.Running{}
+	for _, svc := range catalog.Services {
+		name := svc.Declaration.Name
+		p := &svcmain.Process{Name: name, Log: log.With("service", name), Telemetry: tel, NATS: st.nc,
+			Getenv: env, Registry: st.reg, Stdout: io.Discard}
+		if svc.Declaration.Database != nil {
+			p.Pool = st.pool
+		}
+		r, err := svc.StartIn(ctx, p)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		st.running[name] = r
+		switch v := r.Service.(type) {
+		case *ingress.Service:
+			st.ingress = v
+			// The bound address (a :0 port is resolved only now) is what
+			// portals push to, and what the services after it are told.
+			defaults["B24HUB_HANDLER_URL"] = "http://" + v.Addr()
+			if st.fake != nil {
+				st.demo.connect(st.fake, "http://"+v.Addr()+"/bitrix24/events")
+			}
+		case *monitor.Service:
+			st.monitor = v
+		}
 	}
-	clients, err := bitrixport.SharedClients(ctx, st.js, st.reg, app, bitrix.WithLogger(log))
-	if err != nil {
-		return nil, err
-	}
-
-	icfg, err := ingress.ConfigFromEnv(env)
-	if err != nil {
-		return nil, err
-	}
-	if st.ingress, err = ingress.New(icfg, ingress.Deps{NC: st.nc, Portals: st.reg, Logger: log.With("service", "ingress"), Metrics: tel.MetricsHandler()}); err != nil {
-		return nil, fmt.Errorf("%w (set B24HUB_INGRESS_ADDR to a free address)", err)
-	}
-	// The bound address (a :0 port is resolved only now) is what portals push to.
-	defaults["B24HUB_HANDLER_URL"] = "http://" + st.ingress.Addr()
-	if st.fake != nil {
-		st.demo.connect(st.fake, "http://"+st.ingress.Addr()+"/bitrix24/events")
-	}
-
-	mcfg, err := monitor.ConfigFromEnv(env)
-	if err != nil {
-		return nil, err
-	}
-	if st.monitor, err = monitor.New(mcfg, monitor.Deps{NC: st.nc, Pool: st.pool, Logger: log.With("service", "monitor"), Portals: st.reg}); err != nil {
-		return nil, fmt.Errorf("%w (set B24HUB_MONITOR_ADDR to a free address)", err)
-	}
-	scfg, err := subscriptions.ConfigFromEnv(env)
-	if err != nil {
-		return nil, err
-	}
-	if st.subscriptions, err = subscriptions.New(scfg, subscriptions.Deps{NC: st.nc, Pool: st.pool, Portals: st.reg, Logger: log.With("service", "subscriptions")}); err != nil {
-		return nil, err
-	}
-	dcfg, err := dealsync.ConfigFromEnv(env)
-	if err != nil {
-		return nil, err
-	}
-	if st.dealSync, err = dealsync.New(dcfg, dealsync.Deps{NC: st.nc, Pool: st.pool, Logger: log.With("service", "deal-sync"), Portals: clients}); err != nil {
-		return nil, err
-	}
-	tcfg, err := telephony.ConfigFromEnv(env)
-	if err != nil {
-		return nil, err
-	}
-	if st.telephony, err = telephony.New(tcfg, telephony.Deps{NC: st.nc, Pool: st.pool, Logger: log.With("service", "telephony"), Portals: clients}); err != nil {
-		return nil, err
-	}
-	kcfg, err := tasks.ConfigFromEnv(env)
-	if err != nil {
-		return nil, err
-	}
-	if st.tasks, err = tasks.New(kcfg, tasks.Deps{NC: st.nc, Pool: st.pool, Logger: log.With("service", "tasks"), Portals: clients}); err != nil {
-		return nil, err
+	if st.ingress == nil || st.monitor == nil {
+		return nil, errors.New("the catalog lacks the ingress or the monitor")
 	}
 	return st, nil
 }
 
-// runners are the long-running parts, by name.
+// runners are the long-running parts, by name: every catalog service and
+// the portals file watch.
 func (st *stack) runners() map[string]func(context.Context) error {
-	return map[string]func(context.Context) error{
-		"ingress":       st.ingress.Run,
-		"monitor":       st.monitor.Run,
-		"subscriptions": st.subscriptions.Run,
-		"deal-sync":     st.dealSync.Run,
-		"telephony":     st.telephony.Run,
-		"tasks":         st.tasks.Run,
-		"portals-file":  st.watchPortals,
+	out := map[string]func(context.Context) error{"portals-file": st.watchPortals}
+	for name, r := range st.running {
+		out[name] = r.Run
 	}
+	return out
 }
 
+// readiness is every catalog service's readiness check, by name.
 func (st *stack) readiness() map[string]telemetry.ReadyFunc {
-	return map[string]telemetry.ReadyFunc{
-		"ingress": st.ingress.Ready, "monitor": st.monitor.Ready, "subscriptions": st.subscriptions.Ready,
-		"deal-sync": st.dealSync.Ready, "telephony": st.telephony.Ready, "tasks": st.tasks.Ready,
+	out := map[string]telemetry.ReadyFunc{}
+	for name, r := range st.running {
+		out[name] = r.Ready
 	}
+	return out
 }
 
 // close releases what build acquired, in reverse order.

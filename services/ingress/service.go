@@ -111,5 +111,5 @@ func start(ctx context.Context, p *svcmain.Process) (svcmain.Running, error) {
 	if err != nil {
 		return svcmain.Running{}, err
 	}
-	return svcmain.Running{Ready: svc.Ready, Run: svc.Run, Attrs: []any{"addr", svc.Addr()}}, nil
+	return svcmain.Running{Ready: svc.Ready, Run: svc.Run, Service: svc, Attrs: []any{"addr", svc.Addr()}}, nil
 }

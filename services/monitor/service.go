@@ -63,7 +63,11 @@ func start(_ context.Context, p *svcmain.Process) (svcmain.Running, error) {
 	if err != nil {
 		return svcmain.Running{}, err
 	}
-	svc, err := New(cfg, Deps{NC: p.NATS, Pool: p.Pool, Logger: p.Log, Metrics: p.Telemetry.MetricsHandler()})
+	deps := Deps{NC: p.NATS, Pool: p.Pool, Logger: p.Log, Metrics: p.Telemetry.MetricsHandler()}
+	if p.Registry != nil { // a host's shared registry; else the monitor watches its own
+		deps.Portals = p.Registry
+	}
+	svc, err := New(cfg, deps)
 	if err != nil {
 		return svcmain.Running{}, err
 	}
@@ -71,7 +75,7 @@ func start(_ context.Context, p *svcmain.Process) (svcmain.Running, error) {
 		fmt.Fprintf(p.Stdout, "monitor: no B24HUB_MONITOR_TOKEN set; generated API token: %s\n", svc.Token())
 	}
 	fmt.Fprintf(p.Stdout, "monitor: dashboard and API on http://%s/\n", svc.Addr())
-	return svcmain.Running{Ready: svc.Ready, Run: svc.Run, Attrs: []any{"addr", svc.Addr()}}, nil
+	return svcmain.Running{Ready: svc.Ready, Run: svc.Run, Service: svc, Attrs: []any{"addr", svc.Addr()}}, nil
 }
 
 // Config configures the monitor. ConfigFromEnv reads it from B24HUB_*

@@ -66,19 +66,21 @@ func start(ctx context.Context, p *svcmain.Process) (svcmain.Running, error) {
 	if err != nil {
 		return svcmain.Running{}, err
 	}
-	js, err := jetstream.New(p.NATS)
-	if err != nil {
-		return svcmain.Running{}, err
-	}
-	reg, err := svcmain.WatchPortals(ctx, js, cfg.PortalsFile, p.Log)
-	if err != nil {
-		return svcmain.Running{}, err
+	reg := p.Registry
+	if reg == nil {
+		js, err := jetstream.New(p.NATS)
+		if err != nil {
+			return svcmain.Running{}, err
+		}
+		if reg, err = svcmain.WatchPortals(ctx, js, cfg.PortalsFile, p.Log); err != nil {
+			return svcmain.Running{}, err
+		}
 	}
 	svc, err := New(cfg, Deps{NC: p.NATS, Pool: p.Pool, Portals: reg, Logger: p.Log})
 	if err != nil {
 		return svcmain.Running{}, err
 	}
-	return svcmain.Running{Ready: svc.Ready, Run: svc.Run}, nil
+	return svcmain.Running{Ready: svc.Ready, Run: svc.Run, Service: svc}, nil
 }
 
 // Config is the service's own configuration, read from the environment by
