@@ -27,9 +27,23 @@ if grep -q scaffold-check "$root/go.work"; then
   echo "scaffold check: the temporary module leaked into go.work" >&2
   exit 1
 fi
-for want in cmd/scaffold-check/main.go migrate.go config.go conformance_test.go cmd/scaffold-check/migrate_test.go; do
+# The shape of every shipped service: service.go holds the declaration and
+# how it starts, main is a few lines on libs/svcmain, and the settings and
+# migration shells of old (config.go, migrate.go) are not there.
+for want in service.go cmd/scaffold-check/main.go conformance_test.go cmd/scaffold-check/command_test.go; do
   [[ -f "$gen/$want" ]] || { echo "scaffold check: $want was not generated" >&2; exit 1; }
 done
+for unwanted in config.go migrate.go; do
+  [[ ! -e "$gen/$unwanted" ]] || { echo "scaffold check: $unwanted was generated; the shipped services have none" >&2; exit 1; }
+done
+grep -q 'svcmain.Main(scaffoldcheck.Command)' "$gen/cmd/scaffold-check/main.go" ||
+  { echo "scaffold check: main is not svcmain.Main(<pkg>.Command)" >&2; exit 1; }
+if (($(wc -l <"$gen/cmd/scaffold-check/main.go") > 12)); then
+  echo "scaffold check: cmd/scaffold-check/main.go has more than a few lines" >&2
+  exit 1
+fi
+grep -q 'var Declaration = svcdecl.Service{' "$gen/service.go" ||
+  { echo "scaffold check: service.go declares no svcdecl.Service" >&2; exit 1; }
 
 lint="$root/.bin/golangci-lint"
 if [[ -x "$lint" ]]; then
