@@ -31,6 +31,7 @@ import (
 	"github.com/b24hub/b24hub/libs/telemetry"
 	"github.com/b24hub/b24hub/services/monitor/internal/alert"
 	"github.com/b24hub/b24hub/services/monitor/internal/api"
+	"github.com/b24hub/b24hub/services/monitor/internal/audit"
 	"github.com/b24hub/b24hub/services/monitor/internal/ingest"
 	"github.com/b24hub/b24hub/services/monitor/internal/ledger"
 	"github.com/b24hub/b24hub/services/monitor/internal/replay"
@@ -198,7 +199,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 
 	pub := eventbus.NewPublisher(js, eventbus.WithTracerProvider(deps.TracerProvider))
 	apiSrv := api.New(api.Config{Ledger: s.store, Alerts: alerts, Rules: rules, Auth: api.NewAuth(s.token, session.New(deps.Pool, deps.Now)),
-		Replayer: replay.New(s.store, pub, cfg.ReplayMax, deps.Now), TraceURLTemplate: cfg.TraceURLTemplate, Watched: live.Watched,
+		Replayer: replay.New(s.store, pub, cfg.ReplayMax, deps.Now),
+		Auditor:  audit.New(audit.Config{JS: js, Ledger: s.store, Self: ingest.DurableLedger, Now: deps.Now}), TraceURLTemplate: cfg.TraceURLTemplate, Watched: live.Watched,
 		Now: deps.Now, Log: s.log})
 
 	s.health = telemetry.NewHealth(map[string]telemetry.ReadyFunc{"monitor": s.Ready})

@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/b24hub/b24hub/services/monitor/internal/alert"
+	"github.com/b24hub/b24hub/services/monitor/internal/audit"
 	"github.com/b24hub/b24hub/services/monitor/internal/ledger"
 	"github.com/b24hub/b24hub/services/monitor/internal/replay"
 	"github.com/b24hub/b24hub/services/monitor/internal/web"
@@ -26,13 +27,15 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Config wires a Server. Every field but TraceURLTemplate and Now is required.
+// Config wires a Server. Every field but TraceURLTemplate, Auditor and Now is required.
 type Config struct {
 	Ledger   *ledger.Store
 	Alerts   *alert.Store
 	Rules    alert.Rules
 	Replayer *replay.Replayer
-	Auth     *Auth
+	// Auditor answers GET /api/v1/audit; nil answers 503.
+	Auditor *audit.Auditor
+	Auth    *Auth
 	// TraceURLTemplate builds trace links; "{trace_id}" is replaced.
 	TraceURLTemplate string
 	// Watched reports whether a portal is live (registered, not
@@ -79,6 +82,7 @@ func New(cfg Config) *Server {
 	g.GET("/alerts", s.alerts)
 	g.GET("/alerts/rules", s.rules)
 	g.GET("/stats", s.stats)
+	g.GET("/audit", s.auditRun)
 	g.POST("/replay", s.replay)
 	return s
 }
