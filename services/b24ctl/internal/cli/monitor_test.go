@@ -81,6 +81,20 @@ func (f *fakeMonitor) serve(w http.ResponseWriter, r *http.Request) {
 			page["next_cursor"] = strconv.Itoa(next)
 		}
 		_ = json.NewEncoder(w).Encode(page)
+	case r.Method == http.MethodGet && r.URL.Path == "/api/v1/audit":
+		if _, err := time.Parse(time.RFC3339, q.Get("from")); err != nil || q.Get("grace") == "" {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"error":"from must be RFC 3339"}`)
+			return
+		}
+		rep := `{"from":"2026-09-17T00:00:00Z","to":"2026-09-18T00:00:00Z","stream_first_seq":1,"stream_last_seq":3,"stream_messages":3,"ledger_events":3,` +
+			`"consumers":[{"name":"deal-sync","ack_floor_seq":3,"delivered_seq":3}],"findings":[],"ok":true}`
+		if len(f.events) > 3 { // a broken chain
+			rep = `{"from":"2026-09-17T00:00:00Z","to":"2026-09-18T00:00:00Z","stream_last_seq":4,"stream_messages":4,"ledger_events":3,` +
+				`"consumers":[{"name":"deal-sync","ack_floor_seq":3,"delivered_seq":4}],"findings":[{"event_id":"e3","stream_seq":4,` +
+				`"reason":"missing_from_ledger","detail":"stream sequence 4 was never recorded in the ledger"}],"ok":false}`
+		}
+		_, _ = io.WriteString(w, rep)
 	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/api/v1/events/"):
 		id := strings.TrimPrefix(r.URL.Path, "/api/v1/events/")
 		for _, e := range f.events {
@@ -217,6 +231,32 @@ func TestMonitorCommands(t *testing.T) {
 	var doc map[string]any
 	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || doc["exit_code"] != float64(ExitError) {
 		t.Errorf("json error document: %q", r.stdout)
+	}
+}
+
+// TestAudit: a clean audit exits 0 and says so; findings exit 4 and are
+// listed with their reason, in every output format.
+func TestAudit(t *testing.T) {
+	clean := newFakeMonitor(t, 3)
+	env := map[string]string{"B24HUB_MONITOR_URL": clean.url, "B24HUB_MONITOR_TOKEN": "secret"}
+	if r := run(t, env, "", "audit", "--from", "24h"); r.code != ExitOK || !strings.Contains(r.stdout, "nothing missing") || !strings.Contains(r.stdout, "deal-sync") {
+		t.Errorf("clean audit: %+v", r)
+	}
+	broken := newFakeMonitor(t, 4)
+	env["B24HUB_MONITOR_URL"] = broken.url
+	r := run(t, env, "", "audit")
+	if r.code != ExitFindings || !strings.Contains(r.stdout, "missing_from_ledger") || !strings.Contains(r.stdout, "e3") {
+		t.Errorf("broken audit: %+v", r)
+	}
+	r = run(t, env, "", "audit", "-o", "json")
+	var rep auditReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != ExitFindings || len(rep.Findings) != 1 || rep.Findings[0].Reason != "missing_from_ledger" {
+		t.Errorf("audit -o json: %v %+v", err, r)
+	}
+	for _, args := range [][]string{{"audit", "--from", "yesterday"}, {"audit", "--grace", "0s"}, {"audit", "extra"}} {
+		if r := run(t, env, "", args...); r.code != ExitUsage {
+			t.Errorf("%v: %+v, want usage error", args, r)
+		}
 	}
 }
 
