@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -101,7 +102,63 @@ func (s *testStack) badCorpus() []badRequest {
 		{name: "GET", method: http.MethodGet, contentType: form},
 		{name: "PUT", method: http.MethodPut, contentType: form, body: []byte(valid)},
 		{name: "unknown path", path: "/bitrix24/event", contentType: form, body: []byte(valid)},
+		{name: "on-premise without headers", path: "/onprem/v1/events", contentType: js, body: []byte(`{"installation":"x","events":[]}`)},
+		{name: "on-premise not json", path: "/onprem/v1/events", contentType: form, body: []byte(valid)},
+		{name: "on-premise GET", method: http.MethodGet, path: "/onprem/v1/events"},
 	}
+}
+
+// forgedInstalls are ONAPPINSTALL bodies for portals nobody installed,
+// pointing their endpoints at a host off the allow-list: the verifier
+// refuses them (403) and past a small burst the ingress does not even ask
+// it (429). Every one must get a 4xx and store nothing.
+func forgedInstalls(n int) []badRequest {
+	out := make([]badRequest, n)
+	for i := range out {
+		member := fmt.Sprintf("f0f0%028d", i)
+		body := "event=ONAPPINSTALL&data%5BVERSION%5D=1&ts=1&auth%5Baccess_token%5D=forged&auth%5Brefresh_token%5D=forged" +
+			"&auth%5Bclient_endpoint%5D=https%3A%2F%2Fevil.example.com%2Frest%2F&auth%5Bserver_endpoint%5D=https%3A%2F%2Foauth.bitrix.info%2Frest%2F" +
+			"&auth%5Bdomain%5D=evil.example.com&auth%5Bmember_id%5D=" + member + "&auth%5Bapplication_token%5D=forged-app-token"
+		out[i] = badRequest{name: fmt.Sprintf("forged install %d", i), contentType: "application/x-www-form-urlencoded", body: []byte(body)}
+	}
+	return out
+}
+
+// mutations derives n hostile variants of valid by flipping, dropping and
+// duplicating bytes, cutting it short and repeating parts (seeded, so a
+// failure can be replayed). Any of them may still be a valid event; none
+// may get a 5xx or a dropped connection.
+func mutations(valid string, n int, seed uint64) []badRequest {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	out := make([]badRequest, n)
+	for i := range out {
+		b := []byte(valid)
+		for range 1 + r.IntN(8) {
+			if len(b) == 0 {
+				break
+			}
+			j := r.IntN(len(b))
+			switch r.IntN(5) {
+			case 0:
+				b[j] ^= byte(1 + r.IntN(255))
+			case 1:
+				b = append(b[:j], b[j+1:]...)
+			case 2:
+				b = append(b[:j], append([]byte{b[j]}, b[j:]...)...)
+			case 3:
+				b = b[:j]
+			case 4:
+				k := j + r.IntN(len(b)-j)
+				b = append(b[:k], append(append([]byte{}, b[j:k]...), b[k:]...)...)
+			}
+		}
+		ct := "application/x-www-form-urlencoded"
+		if r.IntN(4) == 0 {
+			ct = "application/json"
+		}
+		out[i] = badRequest{name: fmt.Sprintf("mutation %d of seed %d", i, seed), contentType: ct, body: b}
+	}
+	return out
 }
 
 func (s *testStack) send(r badRequest) (int, string, error) {
@@ -157,6 +214,22 @@ func TestBadInputOnlyGets4xx(t *testing.T) {
 		t.Fatalf("the bad corpus published %d messages", after-before)
 	}
 
+	// Random mutations of a valid body: a few hundred here, many more in
+	// the chaos run. They may be accepted (a mutation can still be a valid
+	// event); they must never get a 5xx or a dropped connection.
+	n := 300
+	if chaos() {
+		n = 20000
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("mutations: %d from seed %d", n, seed)
+	for _, r := range mutations(s.dealUpdate(2), n, seed) {
+		status, body, err := s.send(r)
+		if err != nil || status >= 500 {
+			t.Fatalf("%s: %d %s %v (body %q)", r.name, status, body, err, r.body)
+		}
+	}
+
 	// The documented bodies, as published (unknown portals) and for the
 	// demo portal.
 	var secrets []string
@@ -177,6 +250,17 @@ func TestBadInputOnlyGets4xx(t *testing.T) {
 				}
 			}
 		}
+	}
+	// Last, since past a small burst they exhaust this address's budget for
+	// installs of unknown portals (the fixtures' ONAPPINSTALL would get 429).
+	before = s.streamMsgs()
+	for _, r := range forgedInstalls(12) {
+		if status, body, err := s.send(r); err != nil || status < 400 || status > 499 {
+			t.Errorf("%s: %d %s %v, want a 4xx", r.name, status, body, err)
+		}
+	}
+	if after := s.streamMsgs(); after != before {
+		t.Fatalf("forged installs published %d messages", after-before)
 	}
 	secrets = append(secrets, s.demo.Token)
 	secrets = slices.Compact(slices.Sorted(slices.Values(secrets)))
