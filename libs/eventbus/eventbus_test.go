@@ -7,6 +7,7 @@ import (
 
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/natstest"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -59,6 +60,31 @@ func TestStreamOptionsValidate(t *testing.T) {
 	}
 	if err := (eventbus.StreamOptions{EventsMaxAge: time.Minute, DuplicateWindow: time.Hour}).Validate(); err == nil {
 		t.Error("window longer than max age accepted")
+	}
+	if err := (eventbus.StreamOptions{EventsMaxBytes: 1000}).Validate(); err == nil {
+		t.Error("events max bytes of 1000 accepted")
+	}
+}
+
+// TestEventsStreamBounded pins the backstop of tenant isolation: the raw
+// event stream has a size cap, and reaching it drops the oldest events
+// rather than refusing new ones (which would answer every portal 503).
+func TestEventsStreamBounded(t *testing.T) {
+	for _, tc := range []struct {
+		opts eventbus.StreamOptions
+		want int64
+	}{
+		{eventbus.StreamOptions{}, eventbus.DefaultEventsMaxBytes},
+		{eventbus.StreamOptions{EventsMaxBytes: 64 << 20}, 64 << 20},
+	} {
+		for _, cfg := range eventbus.Streams(tc.opts) {
+			if cfg.Name != eventbus.StreamEvents {
+				continue
+			}
+			if cfg.MaxBytes != tc.want || cfg.Discard != jetstream.DiscardOld {
+				t.Errorf("%+v: MaxBytes %d discard %v, want %d and DiscardOld", tc.opts, cfg.MaxBytes, cfg.Discard, tc.want)
+			}
+		}
 	}
 }
 

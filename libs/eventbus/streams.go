@@ -30,7 +30,19 @@ type StreamOptions struct {
 	DuplicateWindow time.Duration
 	// Storage is the storage kind. Optional, default file storage.
 	Storage jetstream.StorageType
+	// EventsMaxBytes caps the raw event stream's size. Optional, default
+	// DefaultEventsMaxBytes. Past it the oldest events are discarded
+	// (DiscardOld), never the new ones: Bitrix24 does not resend a refused
+	// event, and the oldest ones have normally been processed long ago. One
+	// portal cannot fill the stream on its own: the ingress bounds each
+	// portal's share (docs/security.md, "Tenant isolation"), and an alert
+	// fires at 80% of the cap.
+	EventsMaxBytes int64
 }
+
+// DefaultEventsMaxBytes is the raw event stream's default size cap: 8 GiB,
+// about 4 million events of 2 KiB, days of traffic for hundreds of portals.
+const DefaultEventsMaxBytes = 8 << 30
 
 func (o StreamOptions) withDefaults() StreamOptions {
 	if o.Replicas == 0 {
@@ -41,6 +53,9 @@ func (o StreamOptions) withDefaults() StreamOptions {
 	}
 	if o.DuplicateWindow == 0 {
 		o.DuplicateWindow = 10 * time.Minute
+	}
+	if o.EventsMaxBytes == 0 {
+		o.EventsMaxBytes = DefaultEventsMaxBytes
 	}
 	return o
 }
@@ -53,6 +68,8 @@ func (o StreamOptions) Validate() error {
 		return fmt.Errorf("eventbus: replicas %d out of range 1..5", o.Replicas)
 	case o.DuplicateWindow > o.EventsMaxAge:
 		return fmt.Errorf("eventbus: duplicate window %s longer than max age %s", o.DuplicateWindow, o.EventsMaxAge)
+	case o.EventsMaxBytes < 1<<20:
+		return fmt.Errorf("eventbus: events max bytes %d below 1 MiB", o.EventsMaxBytes)
 	}
 	return nil
 }
@@ -76,6 +93,7 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 	}
 	events := base(StreamEvents, "Raw Bitrix24 events as received (redacted)", EventsPrefix, o.EventsMaxAge)
 	events.Duplicates = o.DuplicateWindow
+	events.MaxBytes = o.EventsMaxBytes
 	return []jetstream.StreamConfig{
 		events,
 		base(StreamChanges, "Field-level domain changes from the sync services", ChangesPrefix, 7*24*time.Hour),
