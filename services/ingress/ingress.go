@@ -87,7 +87,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		pub = eventbus.NewPublisher(js, eventbus.WithTracerProvider(deps.TracerProvider), eventbus.WithConfirmTimeout(cfg.PublishTimeout))
 	}
 	meter := otel.GetMeterProvider().Meter("github.com/b24hub/b24hub/services/ingress")
-	h, err := handler.New(handler.Config{Limits: lim, InstallTimeout: cfg.PublishTimeout, TracerProvider: deps.TracerProvider},
+	h, err := handler.New(handler.Config{Limits: lim, InstallTimeout: cfg.PublishTimeout, TracerProvider: deps.TracerProvider,
+		PortalBudget: cfg.portalBudget()},
 		deps.Portals, pub, inst, deps.Logger, meter)
 	if err != nil {
 		return nil, err

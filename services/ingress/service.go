@@ -11,6 +11,7 @@ import (
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/svcdecl"
 	"github.com/b24hub/b24hub/libs/svcmain"
+	"github.com/b24hub/b24hub/services/ingress/internal/budget"
 )
 
 // Declaration is what the ingress is: the one source its command,
@@ -67,12 +68,30 @@ type Config struct {
 	// ignored, so a client cannot pick its own address.
 	// B24HUB_INGRESS_TRUSTED_PROXIES (comma-separated CIDRs), default none.
 	TrustedProxies []netip.Prefix
+	// The per-portal budget (docs/security.md, "Tenant isolation"): the
+	// sustained rate and burst of events, and of body bytes, one portal
+	// may store; past either the answer is 429. Sized for floods, far
+	// above a real portal's peak. The bytes burst must be at least
+	// MaxBodyBytes.
+	PortalEventsPerSecond float64 `env:"B24HUB_INGRESS_PORTAL_EVENTS_PER_SECOND" envDefault:"100"`
+	PortalEventsBurst     int     `env:"B24HUB_INGRESS_PORTAL_EVENTS_BURST" envDefault:"20000"`
+	PortalBytesPerSecond  float64 `env:"B24HUB_INGRESS_PORTAL_BYTES_PER_SECOND" envDefault:"262144"`
+	PortalBytesBurst      int     `env:"B24HUB_INGRESS_PORTAL_BYTES_BURST" envDefault:"67108864"`
+}
+
+// portalBudget is the per-portal budget of c.
+func (c Config) portalBudget() budget.Config {
+	return budget.Config{EventsPerSecond: c.PortalEventsPerSecond, EventsBurst: c.PortalEventsBurst,
+		BytesPerSecond: c.PortalBytesPerSecond, BytesBurst: c.PortalBytesBurst}
 }
 
 // Validate reports settings that parse but cannot work.
 func (c Config) Validate() error {
 	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 16<<20 {
 		return fmt.Errorf("B24HUB_INGRESS_MAX_BODY_BYTES=%d: want an integer from 1024 to 16777216", c.MaxBodyBytes)
+	}
+	if err := c.portalBudget().Validate(c.MaxBodyBytes); err != nil {
+		return fmt.Errorf("B24HUB_INGRESS_PORTAL_*: %w", err)
 	}
 	return nil
 }

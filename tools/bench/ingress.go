@@ -208,7 +208,12 @@ func benchIngress(ctx context.Context, out io.Writer, cfg ingressConfig) error {
 // startIngress runs the ingress service on nc with every feature on; pub
 // nil is its own publisher.
 func startIngress(ctx context.Context, nc *nats.Conn, reg *portals.Registry, tel *telemetry.Telemetry, pub ingress.Publisher) (string, func(), error) {
-	icfg, err := ingress.ConfigFromEnv(func(string) string { return "" })
+	// A per-portal budget the benchmark's single portal never exhausts:
+	// it measures throughput, and the default budget would answer 429
+	// after 20,000 events.
+	unlimited := map[string]string{"B24HUB_INGRESS_PORTAL_EVENTS_PER_SECOND": "1e9", "B24HUB_INGRESS_PORTAL_EVENTS_BURST": "1000000000",
+		"B24HUB_INGRESS_PORTAL_BYTES_PER_SECOND": "1e15", "B24HUB_INGRESS_PORTAL_BYTES_BURST": "1000000000000"}
+	icfg, err := ingress.ConfigFromEnv(func(k string) string { return unlimited[k] })
 	if err != nil {
 		return "", nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/b24hub/b24hub/libs/b24event"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/portals"
+	"github.com/b24hub/b24hub/services/ingress/internal/budget"
 	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
@@ -60,6 +61,10 @@ type Config struct {
 	// TracerProvider makes the server span of each POST; default: the
 	// global one.
 	TracerProvider trace.TracerProvider
+	// PortalBudget bounds the events and bytes each authenticated portal
+	// may store (package budget); over it the answer is 429. Zero fields
+	// take budget.DefaultConfig's.
+	PortalBudget budget.Config
 }
 
 // Handler serves POST /bitrix24/events[/:route].
@@ -69,6 +74,7 @@ type Handler struct {
 	pub       Publisher
 	installer Installer        // optional
 	installs  *keyrate.Limiter // install verifications per client address
+	budgets   *budget.Budgets  // events and bytes stored per portal
 	log       *slog.Logger
 	now       func() time.Time
 	tracer    trace.Tracer
@@ -136,9 +142,17 @@ func New(cfg Config, auth Authenticator, pub Publisher, installer Installer, log
 	if cfg.TracerProvider == nil {
 		cfg.TracerProvider = otel.GetTracerProvider()
 	}
+	cfg.PortalBudget = withBudgetDefaults(cfg.PortalBudget)
+	if err := cfg.PortalBudget.Validate(cfg.Limits.MaxBodyBytes); err != nil {
+		return nil, err
+	}
 	h := &Handler{cfg: cfg, auth: auth, pub: pub, installer: installer, log: log, now: time.Now, requests: requests,
 		installs: keyrate.New(installEvery, installBurst, installSources),
+		budgets:  budget.New(cfg.PortalBudget),
 		tracer:   cfg.TracerProvider.Tracer("github.com/b24hub/b24hub/services/ingress")}
+	if err := h.observeBudgets(meter); err != nil {
+		return nil, err
+	}
 	h.scratch.New = func() any {
 		return &scratch{body: make([]byte, 0, 4096), redacted: make([]byte, 0, 4096)}
 	}
@@ -382,6 +396,14 @@ func (h *Handler) accept(ctx context.Context, c echo.Context, sc *scratch) (*b24
 	if !ok {
 		// No detail: an attacker must not learn whether the portal exists.
 		return nil, "", answer{status: http.StatusForbidden, reason: "forbidden", event: "unknown"}
+	}
+
+	// After authentication, so only a real portal's events spend (and
+	// create) a budget; before any further work, so a flood costs little.
+	// The body's length stands for the stored size: the message adds a
+	// bounded envelope and redaction only shortens it.
+	if err := h.budgets.Admit(ev.MemberID, len(body), h.now()); err != nil {
+		return ev, "", answer{status: http.StatusTooManyRequests, reason: err.Error() + ", retry later", event: ev.Name}
 	}
 
 	id := decoded.MessageID
