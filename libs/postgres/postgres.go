@@ -164,7 +164,42 @@ func createDatabase(ctx context.Context, dsn, name string) error {
 // created in schema. It takes tern's advisory lock, so concurrent
 // replicas or jobs are safe, and running it twice is a no-op.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string, migrations fs.FS) error {
-	return migrateVersions(ctx, pool, schema, "schema_version", migrations)
+	if err := migrateVersions(ctx, pool, schema, "schema_version", migrations); err != nil {
+		return err
+	}
+	if wc, ok := migrations.(withComponents); ok {
+		for _, c := range wc.components {
+			if err := MigrateComponent(ctx, pool, schema, c.Name, c.Migrations); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Component is a library's own migrations for tables it owns inside a
+// service's schema (MigrateComponent), e.g. the consumer outbox.
+type Component struct {
+	// Name names its version table, <schema>.<Name>_schema_version: a
+	// lower-case identifier. Required.
+	Name string
+	// Migrations are its NNN_name.sql files. Required.
+	Migrations fs.FS
+}
+
+// withComponents is a service's migrations that carry library components.
+type withComponents struct {
+	fs.FS
+	components []Component
+}
+
+// WithComponents returns the service's migrations carrying components:
+// Migrate applies the service's own first, then each component's with
+// MigrateComponent, in order. So whoever migrates the schema (the
+// service at start, its migrate command, a deploy Job) migrates the
+// library tables it uses too. The result reads like migrations.
+func WithComponents(migrations fs.FS, components ...Component) fs.FS {
+	return withComponents{FS: migrations, components: components}
 }
 
 // MigrateComponent is Migrate for a library that owns tables inside a

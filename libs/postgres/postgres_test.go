@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"strings"
 	"testing"
@@ -130,5 +131,32 @@ func TestEveryMigrationRunsInItsSchema(t *testing.T) {
 	}
 	if strings.Join(got, ",") != "svc2.a,svc2.b" {
 		t.Fatalf("tables %v, want svc2.a and svc2.b", got)
+	}
+}
+
+// TestWithComponents: Migrate of migrations carrying a component applies
+// the component after the service's own, with its own version table.
+func TestWithComponents(t *testing.T) {
+	ctx := context.Background()
+	pool, err := postgres.Open(ctx, pgtest.NewDatabase(t), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	svc := fstest.MapFS{"001_init.sql": {Data: []byte("CREATE TABLE things (id int);")}}
+	// The component's migration needs the service's table: it runs after.
+	lib := postgres.Component{Name: "lib", Migrations: fstest.MapFS{"001_lib.sql": {Data: []byte("CREATE TABLE lib_things AS SELECT * FROM things;")}}}
+	m := postgres.WithComponents(svc, lib)
+	if names, err := fs.Glob(m, "*.sql"); err != nil || len(names) != 1 {
+		t.Fatalf("the result does not read like the service's migrations: %v %v", names, err)
+	}
+	for range 2 {
+		if err := postgres.Migrate(ctx, pool, "svc", m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var v int
+	if err := pool.QueryRow(ctx, "SELECT version FROM svc.lib_schema_version").Scan(&v); err != nil || v != 1 {
+		t.Errorf("component version %d %v", v, err)
 	}
 }

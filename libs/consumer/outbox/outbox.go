@@ -29,7 +29,17 @@ import (
 )
 
 //go:embed migrations/*.sql
-var migrations embed.FS
+var embedded embed.FS
+
+var migrations, _ = fs.Sub(embedded, "migrations") // a literal, existing directory: never fails
+
+// Component is the outbox table's migrations as a postgres.Component. A
+// service hands its migrations to libs/postgres as
+// postgres.WithComponents(own, outbox.Component), so whatever migrates its
+// schema (the service at start, its migrate command, the deploy Job)
+// creates and upgrades the outbox table too, after the service's own
+// migrations (see Table.Migrate for a hand-over from an older table).
+var Component = postgres.Component{Name: "outbox", Migrations: migrations}
 
 // Message is one message to publish after commit.
 type Message struct {
@@ -64,11 +74,7 @@ func In(schema string) Table {
 // postgres.Migrate it is safe to run from several replicas at once, and a
 // no-op when the table is current.
 func (t Table) Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return fmt.Errorf("outbox: migrations: %w", err)
-	}
-	if err := postgres.MigrateComponent(ctx, pool, t.schema, "outbox", sub); err != nil {
+	if err := postgres.MigrateComponent(ctx, pool, t.schema, Component.Name, Component.Migrations); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
 	return nil

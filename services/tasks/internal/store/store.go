@@ -27,18 +27,19 @@ var Outbox = outbox.In(Schema)
 //go:embed migrations/*.sql
 var embedded embed.FS
 
-// Migrations holds the schema's migrations, NNN_name.sql at its root: the
-// service's declaration hands them to libs/svcmain, which applies them.
-var Migrations, _ = fs.Sub(embedded, "migrations") // a literal, existing directory: never fails
+// own holds the schema's migrations, NNN_name.sql at its root.
+var own, _ = fs.Sub(embedded, "migrations") // a literal, existing directory: never fails
 
-// Migrate applies the embedded migrations to Schema, then the outbox
+// Migrations are the schema's migrations with the outbox table's after
+// them (postgres.WithComponents): the service's declaration hands them to
+// libs/svcmain, and whoever applies them migrates both.
+var Migrations = postgres.WithComponents(own, outbox.Component)
+
+// Migrate applies Migrations to Schema: the service's, then the outbox
 // table's own (libs/consumer/outbox).
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	if err := postgres.Migrate(ctx, pool, Schema, Migrations); err != nil {
-		return err
-	}
-	// After ours: 002 hands an old outbox table over to the library's.
-	return Outbox.Migrate(ctx, pool)
+	// The outbox's after ours: 002 hands an old outbox table over to it.
+	return postgres.Migrate(ctx, pool, Schema, Migrations)
 }
 
 // Mirror returns the mirror step on this store's database and outbox;
