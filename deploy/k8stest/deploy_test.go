@@ -18,10 +18,15 @@ import (
 type natsValues struct {
 	FullnameOverride string `json:"fullnameOverride"`
 	Config           struct {
+		NATS struct {
+			TLS natsTLS `json:"tls"`
+		} `json:"nats"`
 		Cluster struct {
-			Enabled  bool `json:"enabled"`
-			Replicas int  `json:"replicas"`
+			Enabled  bool    `json:"enabled"`
+			Replicas int     `json:"replicas"`
+			TLS      natsTLS `json:"tls"`
 		} `json:"cluster"`
+		Merge map[string]string `json:"merge"`
 		JetStream struct {
 			Enabled   bool `json:"enabled"`
 			FileStore struct {
@@ -43,7 +48,9 @@ type natsValues struct {
 		} `json:"monitor"`
 	} `json:"config"`
 	Container struct {
-		Env   map[string]string `json:"env"`
+		// Env values are literals or {valueFrom: ...} maps.
+		Env   map[string]any   `json:"env"`
+		Patch []map[string]any `json:"patch"`
 		Merge struct {
 			Resources struct {
 				Requests map[string]string `json:"requests"`
@@ -52,6 +59,7 @@ type natsValues struct {
 		} `json:"merge"`
 	} `json:"container"`
 	PodTemplate struct {
+		Patch                     []map[string]any `json:"patch"`
 		TopologySpreadConstraints map[string]struct {
 			MaxSkew           int    `json:"maxSkew"`
 			WhenUnsatisfiable string `json:"whenUnsatisfiable"`
@@ -69,6 +77,12 @@ type natsValues struct {
 	NatsBox struct {
 		Enabled bool `json:"enabled"`
 	} `json:"natsBox"`
+}
+
+// natsTLS is the chart's TLS block (config.nats.tls, config.cluster.tls).
+type natsTLS struct {
+	Enabled    bool   `json:"enabled"`
+	SecretName string `json:"secretName"`
 }
 
 func loadNATSValues(t *testing.T) natsValues {
@@ -236,8 +250,13 @@ func TestNATSWiring(t *testing.T) {
 			t.Fatalf("%s: B24HUB_NATS_URL: %v", o, err)
 		}
 		want := fmt.Sprintf("%s.%s.svc:4222", v.FullnameOverride, r.Namespace)
-		if u.Scheme != "nats" || u.Host != want {
-			t.Errorf("%s: B24HUB_NATS_URL=%s, want nats://%s (the NATS chart release in the overlay's namespace)", o, u, want)
+		// Production speaks TLS to the chart's servers (config.nats.tls).
+		scheme := "nats"
+		if o == "prod" && v.Config.NATS.TLS.Enabled {
+			scheme = "tls"
+		}
+		if u.Scheme != scheme || u.Host != want {
+			t.Errorf("%s: B24HUB_NATS_URL=%s, want %s://%s (the NATS chart release in the overlay's namespace)", o, u, scheme, want)
 		}
 		var replicas string
 		for _, j := range r.Jobs {

@@ -3,7 +3,11 @@ package k8stest
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/b24hub/b24hub/services/catalog"
+	rendertool "github.com/b24hub/b24hub/tools/render"
 
 	networkingv1 "k8s.io/api/networking/v1"
 )
@@ -68,5 +72,47 @@ func TestNATSServersPolicy(t *testing.T) {
 				t.Errorf("NATS server access %s", diff)
 			}
 		})
+	}
+}
+
+// TestNATSValuesSecureTheBus: the chart values turn on TLS for clients and
+// routes, include the generated authorization (deploy/nats/auth.conf, one
+// nkey user per identity) and give the server every identity's public key,
+// so the servers run with exactly the users deploy/nats/permissions.yaml
+// lists and no anonymous access.
+func TestNATSValuesSecureTheBus(t *testing.T) {
+	v := loadNATSValues(t)
+	if !v.Config.NATS.TLS.Enabled || v.Config.NATS.TLS.SecretName == "" {
+		t.Error("client TLS (config.nats.tls) is off")
+	}
+	if !v.Config.Cluster.TLS.Enabled || v.Config.Cluster.TLS.SecretName == "" {
+		t.Error("route TLS (config.cluster.tls) is off")
+	}
+	if v.Config.Merge["$include"] != "../nats-b24hub-auth/auth.conf" {
+		t.Errorf("config.merge does not include the generated auth.conf: %v", v.Config.Merge)
+	}
+	auth := string(readFile(t, "deploy/nats/auth.conf"))
+	for _, p := range catalog.Identities() {
+		name := rendertool.NKeyVar(p.User)
+		if !strings.Contains(auth, "nkey: $"+name+"\n") {
+			t.Errorf("auth.conf has no user %s", p.User)
+		}
+		ref, _ := v.Container.Env[name].(map[string]any)
+		if ref == nil {
+			t.Errorf("container.env has no %s (the public key of %s)", name, p.User)
+		}
+	}
+	var mounted bool
+	for _, p := range v.Container.Patch {
+		if val, ok := p["value"].(map[string]any); ok && val["mountPath"] == "/etc/nats-b24hub-auth" {
+			mounted = true
+		}
+	}
+	if !mounted {
+		t.Error("auth.conf's ConfigMap is not mounted at /etc/nats-b24hub-auth")
+	}
+	prod := string(readFile(t, "k8s/overlays/prod/kustomization.yaml"))
+	if !strings.Contains(prod, "B24HUB_NATS_URL=tls://") || !strings.Contains(prod, "B24HUB_NATS_TLS_CA=") {
+		t.Error("the prod overlay does not connect to NATS over TLS with the CA")
 	}
 }

@@ -2,16 +2,21 @@ package render_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/b24hub/b24hub/libs/svcdecl"
+	"github.com/b24hub/b24hub/services/catalog"
 	"github.com/b24hub/b24hub/tools/render"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 )
 
 // TestPermissionsWorkOnARealServer runs nats-server with a user whose
@@ -246,4 +251,52 @@ func containsAny(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestAuthConfLoadsIntoNATSServer: deploy/nats/auth.conf, with each
+// identity's public key in the server's environment, is a configuration
+// nats-server accepts, with one nkey user per identity carrying exactly
+// the permissions of deploy/nats/permissions.yaml.
+func TestAuthConfLoadsIntoNATSServer(t *testing.T) {
+	files, err := render.Render(os.DirFS("../.."), catalog.All)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conf []byte
+	for _, f := range files {
+		if f.Path == "deploy/nats/auth.conf" {
+			conf = f.Data
+		}
+	}
+	ids := catalog.Identities()
+	keys := map[string]string{}
+	for _, p := range ids {
+		kp, _ := nkeys.CreateUser()
+		pub, _ := kp.PublicKey()
+		keys[pub] = p.User
+		t.Setenv(render.NKeyVar(p.User), pub)
+	}
+	path := filepath.Join(t.TempDir(), "auth.conf")
+	if err := os.WriteFile(path, conf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatalf("nats-server rejects auth.conf: %v", err)
+	}
+	if len(opts.Nkeys) != len(ids) {
+		t.Fatalf("%d nkey users, want %d", len(opts.Nkeys), len(ids))
+	}
+	for _, u := range opts.Nkeys {
+		user := keys[u.Nkey]
+		i := slices.IndexFunc(ids, func(p svcdecl.Permissions) bool { return p.User == user })
+		if i < 0 {
+			t.Fatalf("unknown key %s", u.Nkey)
+		}
+		want := ids[i]
+		if !slices.Equal(u.Permissions.Publish.Allow, want.Publish) || !slices.Equal(u.Permissions.Subscribe.Allow, want.Subscribe) ||
+			(u.Permissions.Response != nil) != want.AllowResponses {
+			t.Errorf("%s: permissions %+v, want %+v", user, u.Permissions, want)
+		}
+	}
 }

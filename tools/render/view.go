@@ -42,6 +42,13 @@ type mount struct {
 	Name, Secret, Path string
 }
 
+// NATSSecret is the Secret holding the NATS identity of user (a service,
+// or the topology admin): key NATSSecretKey is its nkey seed.
+func NATSSecret(user string) string { return "b24hub-nats-" + user }
+
+// NATSSecretKey is the key of a NATSSecret holding the nkey seed.
+const NATSSecretKey = "nkey"
+
 // Derived settings and Secrets (docs/deploy.md, "Secrets", explains them).
 const (
 	portalsSecret     = "b24hub-portals"
@@ -111,6 +118,12 @@ func newView(s svcdecl.Service) (*view, error) {
 		mountSecret(f.Secret)
 		add(envVar{Comment: commentLines(f.Comment), Name: f.Env, Value: yamlString(secretDir(f.Secret) + "/" + f.Key)})
 	}
+	// Its own NATS identity: the nkey seed of its user in
+	// deploy/nats/permissions.yaml (docs/runbooks/rotate-nats-credentials.md).
+	natsSecret := NATSSecret(s.Name)
+	mountSecret(natsSecret)
+	add(envVar{Comment: []string{"Its own NATS user (deploy/nats/permissions.yaml): the nkey seed."},
+		Name: "B24HUB_NATS_NKEY", Value: yamlString(secretDir(natsSecret) + "/" + NATSSecretKey)})
 	add(envVar{Name: "GOMEMLIMIT", Value: v.GoMemLimit})
 
 	seen := map[string]bool{}
