@@ -87,6 +87,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		pub = eventbus.NewPublisher(js, eventbus.WithTracerProvider(deps.TracerProvider), eventbus.WithConfirmTimeout(cfg.PublishTimeout))
 	}
 	meter := otel.GetMeterProvider().Meter("github.com/b24hub/b24hub/services/ingress")
+	if err := s.observeEventsStream(meter); err != nil {
+		return nil, err
+	}
 	h, err := handler.New(handler.Config{Limits: lim, InstallTimeout: cfg.PublishTimeout, TracerProvider: deps.TracerProvider,
 		PortalBudget: cfg.portalBudget()},
 		deps.Portals, pub, inst, deps.Logger, meter)
