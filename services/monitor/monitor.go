@@ -177,8 +177,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	live := livePortals{reg: s.deps.Portals}
 	alerts := alert.NewStore(deps.Pool)
+	auditor := audit.New(audit.Config{JS: js, Ledger: s.store, Self: ingest.DurableLedger, Now: deps.Now})
 	s.engine, err = alert.NewEngine(alert.EngineConfig{Rules: rules, Src: s.store, State: alerts, Sinks: sinks,
-		Lease: alert.NewPGLease(deps.Pool, alert.LeaseKey), Portals: live, Now: deps.Now, Meter: meter, Log: s.log})
+		Lease: alert.NewPGLease(deps.Pool, alert.LeaseKey), Portals: live, Ages: auditor, Now: deps.Now, Meter: meter, Log: s.log})
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +201,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	pub := eventbus.NewPublisher(js, eventbus.WithTracerProvider(deps.TracerProvider))
 	apiSrv := api.New(api.Config{Ledger: s.store, Alerts: alerts, Rules: rules, Auth: api.NewAuth(s.token, session.New(deps.Pool, deps.Now)),
 		Replayer: replay.New(s.store, pub, cfg.ReplayMax, deps.Now),
-		Auditor:  audit.New(audit.Config{JS: js, Ledger: s.store, Self: ingest.DurableLedger, Now: deps.Now}), TraceURLTemplate: cfg.TraceURLTemplate, Watched: live.Watched,
+		Auditor:  auditor, TraceURLTemplate: cfg.TraceURLTemplate, Watched: live.Watched,
 		Now: deps.Now, Log: s.log})
 
 	s.health = telemetry.NewHealth(map[string]telemetry.ReadyFunc{"monitor": s.Ready})

@@ -27,7 +27,7 @@ func mustRules(t *testing.T, y string) alert.Rules {
 
 func TestDefaultRulesParse(t *testing.T) {
 	r := alert.DefaultRules()
-	if len(r.Rules) != 6 || r.Rules[0].Event != "ONCRMDEALUPDATE" || time.Duration(r.Rules[0].MaxQuiet) != 10*time.Minute {
+	if len(r.Rules) != 7 || r.Rules[0].Event != "ONCRMDEALUPDATE" || time.Duration(r.Rules[0].MaxQuiet) != 10*time.Minute {
 		t.Fatalf("defaults = %+v", r.Rules)
 	}
 	// The error-kind rules wait for what consumers report.
@@ -60,6 +60,8 @@ func TestParseRulesErrors(t *testing.T) {
 		"bad share":         "rules: [{name: a, kind: error_rate, threshold: 3}]",
 		"no error kind":     "rules: [{name: a, kind: error_kind}]",
 		"unknown kind name": "rules: [{name: a, kind: error_kind, error_kind: overload_limit}]",
+		"fraction of one":   "rules: [{name: a, kind: retention, fraction: 1}]",
+		"negative fraction": "rules: [{name: a, kind: retention, fraction: -0.2}]",
 	}
 	for name, y := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -414,5 +416,72 @@ func TestEngineResolvesAlertsOfRemovedPortal(t *testing.T) {
 	}
 	if a := state.alerts["quiet/m2"]; a.State != alert.StateFiring {
 		t.Errorf("m2 alert = %+v", a)
+	}
+}
+
+// ages is a hand-written alert.AgeSource.
+type ages struct {
+	mu  sync.Mutex
+	now []alert.UnfinishedAge
+	err error
+}
+
+func (a *ages) UnfinishedAges(context.Context) ([]alert.UnfinishedAge, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.now, a.err
+}
+
+// TestRetentionAlertFiresBeforeEventsAgeOut moves the clock while a
+// consumer's oldest unfinished event stays put: the alert fires once the
+// event is older than half the stream's max age (well before the stream
+// drops it), survives a failed measurement, and resolves once the
+// consumer catches up.
+func TestRetentionAlertFiresBeforeEventsAgeOut(t *testing.T) {
+	rules := mustRules(t, `rules: [{name: near-retention, kind: retention, fraction: 0.5}]`)
+	now := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+	stuck := now
+	src := &ages{now: []alert.UnfinishedAge{
+		{Consumer: "deal-sync", Stream: "B24_EVENTS", Oldest: stuck, MaxAge: 7 * 24 * time.Hour},
+		{Consumer: "telephony", Stream: "B24_EVENTS", MaxAge: 7 * 24 * time.Hour}, // nothing unfinished
+		{Consumer: "archive", Stream: "B24_ARCHIVE", Oldest: stuck},                // unlimited retention
+	}}
+	state := &memState{alerts: map[string]alert.Alert{}}
+	sink := &recSink{}
+	e, err := alert.NewEngine(alert.EngineConfig{Rules: rules, Src: &fakeSource{}, State: state, Sinks: []alert.Sink{sink},
+		Lease: fixedLease(true), Ages: src, Now: func() time.Time { return now }, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	step := func(d time.Duration) {
+		now = now.Add(d)
+		if err := e.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step(0)
+	step(84*time.Hour - time.Minute) // just under 3.5 days
+	if len(sink.got) != 0 {
+		t.Fatalf("fired early: %v", sink.got)
+	}
+	step(2 * time.Minute)
+	if strings.Join(sink.got, ",") != "near-retention/deal-sync firing" {
+		t.Fatalf("notifications = %v", sink.got)
+	}
+	a := state.alerts["near-retention/deal-sync"]
+	if !strings.Contains(a.Message, "runbook: "+alert.RetentionRunbook) || !strings.Contains(a.Message, "2026-03-09T12:00:00Z") {
+		t.Errorf("message = %q", a.Message)
+	}
+	src.mu.Lock()
+	src.err = errors.New("nats: timeout")
+	src.mu.Unlock()
+	step(time.Minute) // a failed measurement keeps the last one: still firing, no repeat
+	src.mu.Lock()
+	src.err, src.now[0].Oldest = nil, time.Time{}
+	src.mu.Unlock()
+	step(time.Minute)
+	if strings.Join(sink.got, ",") != "near-retention/deal-sync firing,near-retention/deal-sync resolved" {
+		t.Fatalf("notifications = %v", sink.got)
 	}
 }

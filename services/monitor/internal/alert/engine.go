@@ -24,6 +24,12 @@ type Portals interface {
 	Watched(memberID string) bool
 }
 
+// AgeSource measures the oldest unfinished event of every durable
+// consumer (retention rules and the age gauge).
+type AgeSource interface {
+	UnfinishedAges(ctx context.Context) ([]UnfinishedAge, error)
+}
+
 // StateStore persists alert state.
 type StateStore interface {
 	List(ctx context.Context, firingOnly bool, limit int) ([]Alert, error)
@@ -45,6 +51,7 @@ type Engine struct {
 	sinks []Sink
 	lease Lease
 	live  Portals
+	ages  AgeSource
 	now   func() time.Time
 	since time.Time
 	log   *slog.Logger
@@ -52,6 +59,9 @@ type Engine struct {
 	mu     sync.Mutex
 	alerts []Alert // last state read, for the gauges
 	leader bool
+	// unfinished is the last measurement of AgeSource, for the rules and
+	// the gauges.
+	unfinished []UnfinishedAge
 }
 
 // EngineConfig wires an Engine. Every field but Portals, Now and Meter is
@@ -66,6 +76,10 @@ type EngineConfig struct {
 	// portals it reports watched. Nil watches every portal the ledger has
 	// seen (and every portal a rule names).
 	Portals Portals
+	// Ages measures the oldest unfinished event per consumer, on every
+	// replica and every evaluation period. Nil: retention rules observe
+	// nothing and the age gauge is not exported.
+	Ages AgeSource
 	// Now is the clock; default time.Now. Tests inject one to simulate
 	// business hours.
 	Now func() time.Time
@@ -76,14 +90,16 @@ type EngineConfig struct {
 
 // NewEngine returns an Engine and registers its gauges:
 // monitor_alert_firing{rule,target} (1 firing, 0 resolved) for every known
-// alert and monitor_alert_rule_firing{rule} (number of firing instances)
-// for every configured rule.
+// alert, monitor_alert_rule_firing{rule} (number of firing instances)
+// for every configured rule and, with an AgeSource,
+// oldest_unfinished_event_age_seconds{consumer,stream} and
+// stream_max_age_seconds{stream}.
 func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	e := &Engine{rules: cfg.Rules, src: cfg.Src, state: cfg.State, sinks: cfg.Sinks, lease: cfg.Lease,
-		live: cfg.Portals, now: cfg.Now, log: cfg.Log}
+		live: cfg.Portals, ages: cfg.Ages, now: cfg.Now, log: cfg.Log}
 	e.since = e.now()
 	if cfg.Meter != nil {
 		if err := e.registerGauges(cfg.Meter); err != nil {
@@ -109,7 +125,18 @@ func (e *Engine) registerGauges(m metric.Meter) error {
 	if err != nil {
 		return err
 	}
+	age, err := m.Float64ObservableGauge("oldest_unfinished_event_age_seconds",
+		metric.WithDescription("Age of the oldest event not finished at a durable consumer (unacknowledged, or pending or retrying in the ledger); 0 when none"))
+	if err != nil {
+		return err
+	}
+	maxAge, err := m.Float64ObservableGauge("stream_max_age_seconds",
+		metric.WithDescription("Retention (max age) of each stream a durable consumer reads; 0 means unlimited"))
+	if err != nil {
+		return err
+	}
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		now := e.now()
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		counts := map[string]int64{}
@@ -132,8 +159,16 @@ func (e *Engine) registerGauges(m metric.Meter) error {
 			l = 1
 		}
 		o.ObserveInt64(leader, l)
+		streams := map[string]time.Duration{}
+		for _, u := range e.unfinished {
+			o.ObserveFloat64(age, u.Age(now).Seconds(), metric.WithAttributes(attribute.String("consumer", u.Consumer), attribute.String("stream", u.Stream)))
+			streams[u.Stream] = u.MaxAge
+		}
+		for st, d := range streams {
+			o.ObserveFloat64(maxAge, d.Seconds(), metric.WithAttributes(attribute.String("stream", st)))
+		}
 		return nil
-	}, firing, perRule, leader)
+	}, firing, perRule, leader, age, maxAge)
 	return err
 }
 
@@ -161,6 +196,18 @@ func (e *Engine) Run(ctx context.Context) error {
 // Tick runs one evaluation if this replica holds the lease, and refreshes
 // the gauges from the stored state either way.
 func (e *Engine) Tick(ctx context.Context) error {
+	if e.ages != nil {
+		// Measured on every replica, so each exports the gauge; on failure
+		// the last measurement stands (a firing alert is not resolved by
+		// a blip of NATS).
+		if u, err := e.ages.UnfinishedAges(ctx); err != nil {
+			e.log.WarnContext(ctx, "measuring unfinished events failed", "error", err)
+		} else {
+			e.mu.Lock()
+			e.unfinished = u
+			e.mu.Unlock()
+		}
+	}
 	leader := e.lease.Hold(ctx)
 	var err error
 	if leader {
@@ -185,6 +232,9 @@ func (e *Engine) evaluate(ctx context.Context) error {
 	if e.live != nil {
 		in.Watched = e.live.Watched
 	}
+	e.mu.Lock()
+	in.Unfinished = e.unfinished
+	e.mu.Unlock()
 	var err error
 	if in.LastSeen, err = e.src.LastSeen(ctx); err != nil {
 		return err

@@ -26,6 +26,29 @@ type Input struct {
 	// stops being evaluated and its alerts resolve. Nil watches every
 	// portal.
 	Watched func(memberID string) bool
+	// Unfinished is the oldest unfinished event of each durable consumer
+	// (retention rules).
+	Unfinished []UnfinishedAge
+}
+
+// UnfinishedAge is how far behind one durable consumer is, measured in
+// the age of its oldest unfinished event against its stream's retention.
+type UnfinishedAge struct {
+	Consumer string
+	Stream   string
+	// Oldest is when the oldest event not finished at the consumer was
+	// stored; zero when nothing is unfinished.
+	Oldest time.Time
+	// MaxAge is the stream's retention; zero means unlimited.
+	MaxAge time.Duration
+}
+
+// Age is how old the oldest unfinished event is at now (0 when none).
+func (u UnfinishedAge) Age(now time.Time) time.Duration {
+	if u.Oldest.IsZero() || now.Before(u.Oldest) {
+		return 0
+	}
+	return now.Sub(u.Oldest)
 }
 
 // watched reports whether in watches portal.
@@ -77,6 +100,8 @@ func Evaluate(rules Rules, in Input) []Observation {
 			out = append(out, evalDeadLetters(r, in)...)
 		case KindErrorKind:
 			out = append(out, evalErrorKind(r, in)...)
+		case KindRetention:
+			out = append(out, evalRetention(r, in)...)
 		}
 	}
 	return out
@@ -222,6 +247,27 @@ func evalErrorKind(r Rule, in Input) []Observation {
 		}
 		out = append(out, observation(r, portal, float64(n) >= r.Threshold, float64(n), fmt.Sprintf(
 			"portal %s: %d attempts failed with %s in %s", portal, n, r.ErrorKind, time.Duration(r.Window))))
+	}
+	return out
+}
+
+func evalRetention(r Rule, in Input) []Observation {
+	var out []Observation
+	for _, u := range in.Unfinished {
+		if u.MaxAge <= 0 || len(r.Consumers) > 0 && !slices.Contains(r.Consumers, u.Consumer) {
+			continue
+		}
+		age := u.Age(in.Now)
+		limit := time.Duration(r.Fraction * float64(u.MaxAge))
+		firing := age > limit
+		var msg string
+		if firing {
+			msg = fmt.Sprintf("consumer %s: the oldest unfinished event of %s is %s old, more than %.0f%% of the stream's max age %s: it is dropped unseen at %s (runbook: %s)",
+				u.Consumer, u.Stream, age.Round(time.Second), 100*r.Fraction, u.MaxAge, u.Oldest.Add(u.MaxAge).UTC().Format(time.RFC3339), r.Runbook)
+		} else {
+			msg = fmt.Sprintf("consumer %s: oldest unfinished event of %s is %s old (limit %s)", u.Consumer, u.Stream, age.Round(time.Second), limit)
+		}
+		out = append(out, observation(r, u.Consumer, firing, age.Seconds(), msg))
 	}
 	return out
 }

@@ -39,7 +39,15 @@ const (
 	// eventbus.ErrorKinds, e.g. overload, reauthorize) at least Threshold
 	// times in Window for a portal.
 	KindErrorKind = "error_kind"
+	// KindRetention fires when the oldest event not finished at a durable
+	// consumer (unacknowledged, or pending or retrying in the ledger) is
+	// older than Fraction of its stream's max age: the stream drops it at
+	// that age, unseen, so the alert comes well before.
+	KindRetention = "retention"
 )
+
+// RetentionRunbook is where a retention alert sends the operator.
+const RetentionRunbook = "https://github.com/b24hub/b24hub/blob/main/docs/runbooks/events-stopped.md#unfinished-events-near-the-streams-retention"
 
 // ProbeEvent is the event the synthetic probe produces.
 const ProbeEvent = "ONAPPTEST"
@@ -64,7 +72,8 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d)
 type Rule struct {
 	// Name identifies the rule; unique; required. It is the gauge's "rule" label.
 	Name string `yaml:"name" json:"name"`
-	// Kind is one of silence, probe, error_rate, dead_letters, error_kind; required.
+	// Kind is one of silence, probe, error_rate, dead_letters, error_kind,
+	// retention; required.
 	Kind string `yaml:"kind" json:"kind"`
 	// Portals are member ids (silence, probe). Empty or "*" means every
 	// portal that has sent the event (the probe event for probe rules).
@@ -80,7 +89,7 @@ type Rule struct {
 	// Calendar names a calendar; quiet time is counted only while it is
 	// open. Empty means always open.
 	Calendar string `yaml:"calendar" json:"calendar,omitempty"`
-	// Consumers restrict error_rate, dead_letters and error_kind rules.
+	// Consumers restrict error_rate, dead_letters, error_kind and retention rules.
 	// Empty means every consumer.
 	Consumers []string `yaml:"consumers" json:"consumers,omitempty"`
 	// ErrorKind is the outcome error_kind an error_kind rule counts;
@@ -97,6 +106,12 @@ type Rule struct {
 	// MinAttempts is the least number of attempts in Window before an
 	// error rate is judged (error_rate). Default 10.
 	MinAttempts int `yaml:"min_attempts" json:"min_attempts,omitempty"`
+	// Fraction of the stream's max age the oldest unfinished event may
+	// reach before a retention rule fires, in (0,1). Default 0.5.
+	Fraction float64 `yaml:"fraction" json:"fraction,omitempty"`
+	// Runbook is linked from the alert's message. Default: the retention
+	// runbook for retention rules, none for the others.
+	Runbook string `yaml:"runbook" json:"runbook,omitempty"`
 
 	cal *Calendar
 }
@@ -171,6 +186,9 @@ rules:
     error_kind: reauthorize
     window: 15m
     threshold: 1
+  - name: unfinished-near-retention
+    kind: retention
+    fraction: 0.5
 sinks:
   - type: log
 `
@@ -324,8 +342,18 @@ func (r *Rule) compile(cals map[string]*Calendar) error {
 				return fmt.Errorf("error_kind %q is not one consumers report (%s)", r.ErrorKind, strings.Join(eventbus.ErrorKinds(), ", "))
 			}
 		}
+	case KindRetention:
+		if r.Fraction == 0 {
+			r.Fraction = 0.5
+		}
+		if r.Fraction <= 0 || r.Fraction >= 1 {
+			return fmt.Errorf("fraction %v is not a share of the max age in (0,1)", r.Fraction)
+		}
+		if r.Runbook == "" {
+			r.Runbook = RetentionRunbook
+		}
 	default:
-		return fmt.Errorf("kind %q is not silence, probe, error_rate, dead_letters or error_kind", r.Kind)
+		return fmt.Errorf("kind %q is not silence, probe, error_rate, dead_letters, error_kind or retention", r.Kind)
 	}
 	return nil
 }

@@ -100,6 +100,7 @@ type Report struct {
 type Ledger interface {
 	AuditEvents(ctx context.Context, from, to time.Time, limit int) ([]ledger.AuditEvent, error)
 	RecordedIDs(ctx context.Context, ids []string) (map[string]bool, error)
+	OldestUnfinished(ctx context.Context) (map[string]time.Time, error)
 }
 
 var _ Ledger = (*ledger.Store)(nil)

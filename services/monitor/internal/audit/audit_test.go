@@ -8,6 +8,7 @@ import (
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/natstest"
 	"github.com/b24hub/b24hub/libs/pgtest"
+	"github.com/b24hub/b24hub/services/monitor/internal/alert"
 	"github.com/b24hub/b24hub/services/monitor/internal/audit"
 	"github.com/b24hub/b24hub/services/monitor/internal/ledger"
 	"github.com/b24hub/b24hub/services/monitor/internal/schema"
@@ -193,5 +194,67 @@ func check(t *testing.T, name string, rep audit.Report, want map[string]string) 
 	}
 	if rep.OK {
 		t.Errorf("%s: report OK with findings", name)
+	}
+}
+
+// TestUnfinishedAges: a consumer's oldest unfinished event is the first
+// message after its ack floor, or an older delivery the ledger still has
+// as retrying; a consumer with nothing left reports none.
+func TestUnfinishedAges(t *testing.T) {
+	c := newChain(t)
+	ctx := context.Background()
+	a := audit.New(audit.Config{JS: c.js, Ledger: c.store, Self: "monitor-ledger"})
+	age := func(consumer string) alert.UnfinishedAge {
+		t.Helper()
+		us, err := a.UnfinishedAges(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range us {
+			if u.Consumer == consumer && u.Stream == eventbus.StreamEvents {
+				return u
+			}
+		}
+		t.Fatalf("no age of %s in %+v", consumer, us)
+		return alert.UnfinishedAge{}
+	}
+	if u := age("deal-sync"); !u.Oldest.IsZero() || u.MaxAge != 7*24*time.Hour {
+		t.Fatalf("idle consumer: %+v", u)
+	}
+	stream, err := c.js.Stream(ctx, eventbus.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := func(seq uint64) time.Time {
+		m, err := stream.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Time
+	}
+	first := c.publish("a1", true)
+	second := c.publish("a2", true)
+	if u := age("deal-sync"); !u.Oldest.Equal(stored(first)) {
+		t.Fatalf("two unconsumed: oldest %v, want %v", u.Oldest, stored(first))
+	}
+	if u := age("task-sync"); !u.Oldest.IsZero() {
+		t.Fatalf("task-sync sees no deals, oldest %v", u.Oldest)
+	}
+	c.consume(1, ledger.StatusDone)
+	if u := age("deal-sync"); !u.Oldest.Equal(stored(second)) {
+		t.Fatalf("one consumed: oldest %v, want %v", u.Oldest, stored(second))
+	}
+	c.consume(1, ledger.StatusDone)
+	if u := age("deal-sync"); !u.Oldest.IsZero() {
+		t.Fatalf("all consumed: oldest %v", u.Oldest)
+	}
+	// Nothing left in the stream, but the ledger has a delivery still retried.
+	retried := time.Now().Add(-time.Hour).UTC().Truncate(time.Microsecond)
+	if err := c.store.ApplyAttempts(ctx, []ledger.Attempt{{EventID: "replayed", Consumer: "deal-sync", Portal: "m1",
+		Status: ledger.StatusError, Attempt: 2, Error: "503", At: retried}}); err != nil {
+		t.Fatal(err)
+	}
+	if u := age("deal-sync"); !u.Oldest.Equal(retried) {
+		t.Fatalf("a retrying delivery is unfinished: %+v, want %v", u, retried)
 	}
 }
