@@ -31,6 +31,15 @@ var sourceHeader = map[eventsv1.Source][]string{
 
 var protobufHeader = []string{ContentTypeProtobuf}
 
+// SourceName is the HeaderSource value of an Envelope source ("push",
+// "offline", ...), or "" for an unspecified or unknown one.
+func SourceName(s eventsv1.Source) string {
+	if v, ok := sourceHeader[s]; ok {
+		return v[0]
+	}
+	return ""
+}
+
 // RawEventBuffer holds the memory of one raw-event message so a hot path
 // can reuse it between messages (keep it in a sync.Pool). The message
 // RawEventMessage returns points into it: reuse the buffer only after the

@@ -131,3 +131,14 @@ func TestPushEnvelope(t *testing.T) {
 		t.Errorf("a push envelope is not publishable: %v", err)
 	}
 }
+
+func TestSourceName(t *testing.T) {
+	for src, want := range map[eventsv1.Source]string{
+		eventsv1.Source_SOURCE_PUSH: "push", eventsv1.Source_SOURCE_OFFLINE: "offline", eventsv1.Source_SOURCE_RECONCILE: "reconcile",
+		eventsv1.Source_SOURCE_REPLAY: "replay", eventsv1.Source_SOURCE_ONPREM: "onprem", eventsv1.Source_SOURCE_UNSPECIFIED: "", 99: "",
+	} {
+		if got := eventbus.SourceName(src); got != want {
+			t.Errorf("SourceName(%v) = %q, want %q", src, got, want)
+		}
+	}
+}

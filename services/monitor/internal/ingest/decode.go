@@ -44,14 +44,6 @@ func TraceID(h nats.Header) string {
 	return sc.TraceID().String()
 }
 
-var sources = map[eventsv1.Source]string{
-	eventsv1.Source_SOURCE_PUSH:      eventbus.SourcePush,
-	eventsv1.Source_SOURCE_OFFLINE:   eventbus.SourceOffline,
-	eventsv1.Source_SOURCE_RECONCILE: eventbus.SourceReconcile,
-	eventsv1.Source_SOURCE_REPLAY:    eventbus.SourceReplay,
-	eventsv1.Source_SOURCE_ONPREM:    eventbus.SourceOnPrem,
-}
-
 // DecodeEvent turns a raw event message into a ledger event. It never fails:
 // every accepted event is recorded. A payload that is not an Envelope is
 // recorded from its subject and headers, with the bytes as payload and
@@ -64,7 +56,7 @@ func DecodeEvent(m Raw) (ledger.Event, bool) {
 		e.ID, e.Portal, e.Domain, e.EventType = env.GetMessageId(), env.GetMemberId(), env.GetDomain(), env.GetEvent()
 		e.EntityID, e.ReplayOf, e.HandlerID, e.Route = env.GetEntityId(), env.GetReplayOf(), env.GetHandlerId(), env.GetRoute()
 		e.ClientEndpoint, e.ContentType, e.Payload = env.GetClientEndpoint(), env.GetContentType(), env.GetBody()
-		e.Source = sources[env.GetSource()]
+		e.Source = eventbus.SourceName(env.GetSource())
 		if env.GetReceivedAt() != nil {
 			e.ReceivedAt = env.GetReceivedAt().AsTime()
 		}
