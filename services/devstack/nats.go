@@ -27,7 +27,10 @@ func startNATS(dataDir string, preferredPort int) (*server.Server, error) {
 		Port:              port,
 		JetStream:         true,
 		StoreDir:          filepath.Join(dataDir, "nats"),
-		JetStreamMaxStore: 1 << 30,
+		// A limit the streams' reservations are checked against, not an
+		// allocation: B24_EVENTS alone reserves its 8 GiB cap
+		// (eventbus.DefaultEventsMaxBytes); files grow as written.
+		JetStreamMaxStore: 16 << 30,
 		NoSigs:            true,
 		NoLog:             true,
 	}
