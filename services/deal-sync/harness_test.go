@@ -187,7 +187,21 @@ func (e *env) idle() {
 		}
 		return true
 	})
-	time.Sleep(100 * time.Millisecond) // let the last core-NATS copies arrive
+	// Every change the stream stored has reached the test's core-NATS
+	// subscription too (a re-published duplicate only adds copies).
+	e.eventually("every stored change received", func() bool {
+		st, err := e.js.Stream(ctx, eventbus.StreamChanges)
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return false
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return uint64(len(e.changes)) >= info.State.Msgs
+	})
 }
 
 func (e *env) changesFor(id int64) []*eventsv1.DomainChange {
