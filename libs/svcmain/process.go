@@ -42,8 +42,9 @@ type Process struct {
 }
 
 // Open sets up telemetry, connects to NATS (ConnectNATS) and
-// opens dbURL, creating the database first when create is true. On error
-// it releases what it had opened.
+// opens dbURL, creating the database first when create is true; with an
+// empty dbURL the service uses no database and Pool stays nil. On error it
+// releases what it had opened.
 func Open(ctx context.Context, name string, getenv func(string) string, stdout io.Writer, dbURL string, create bool) (p *Process, err error) {
 	return open(ctx, name, getenv, stdout, dbURL, create, false)
 }
