@@ -36,6 +36,7 @@ require (
 	github.com/b24hub/b24hub/libs/telemetry v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/proto v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/services/deal-sync v0.0.0-00010101000000-000000000000 // indirect
+	github.com/b24hub/b24hub/services/destinations v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/services/ingress v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/services/monitor v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/services/subscriptions v0.0.0-00010101000000-000000000000 // indirect
@@ -43,6 +44,7 @@ require (
 	github.com/b24hub/b24hub/services/telephony v0.0.0-00010101000000-000000000000 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/blang/semver/v4 v4.0.0 // indirect
+	github.com/caarlos0/env/v11 v11.4.2 // indirect
 	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
@@ -96,7 +98,7 @@ require (
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/opencontainers/go-digest v1.0.0 // indirect
-	github.com/opencontainers/image-spec v1.1.0 // indirect
+	github.com/opencontainers/image-spec v1.1.1 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/planetscale/vtprotobuf v0.6.1-0.20240319094008-0393e58bdf10 // indirect
 	github.com/prometheus/client_golang v1.24.1 // indirect
@@ -200,3 +202,5 @@ replace github.com/b24hub/b24hub/tools/render => ../../tools/render
 replace github.com/b24hub/b24hub/libs/buildinfo => ../../libs/buildinfo
 
 replace github.com/b24hub/b24hub/libs/consumertest => ../../libs/consumertest
+
+replace github.com/b24hub/b24hub/services/destinations => ../../services/destinations

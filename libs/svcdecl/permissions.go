@@ -46,6 +46,8 @@ func InboxPrefix(user string) string { return "_INBOX." + user }
 //     create or update the durable ($JS.API.CONSUMER.CREATE.<stream>.<durable>,
 //     also with a filter subject appended), read its info, pull
 //     ($JS.API.CONSUMER.MSG.NEXT) and acknowledge ($JS.ACK.<stream>.<durable>.>);
+//   - per stream in RuntimeConsumerStreams: the same for any durable of
+//     the stream (names chosen at run time);
 //   - per stream in Checks: look it up ($JS.API.STREAM.INFO);
 //   - per key-value bucket (stream KV_<bucket>): look it up, get entries
 //     (direct get, or message get when the bucket has no direct access),
@@ -76,6 +78,13 @@ func (s Service) Permissions() Permissions {
 			"$JS.API.CONSUMER.MSG.NEXT."+c.Stream+"."+c.Durable,
 			"$JS.ACK."+c.Stream+"."+c.Durable+".>",
 		)
+	}
+	for _, st := range s.RuntimeConsumerStreams {
+		// Durables named at run time: any durable of the stream.
+		pub = append(pub, "$JS.API.STREAM.INFO."+st,
+			"$JS.API.CONSUMER.CREATE."+st+".*", "$JS.API.CONSUMER.CREATE."+st+".*.>",
+			"$JS.API.CONSUMER.INFO."+st+".*", "$JS.API.CONSUMER.MSG.NEXT."+st+".*",
+			"$JS.ACK."+st+".*.>")
 	}
 	for _, b := range s.Buckets {
 		pub = append(pub, bucketRead(b.Name)...)

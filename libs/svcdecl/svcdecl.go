@@ -65,6 +65,12 @@ type Service struct {
 	// verification. Durable consumers and buckets are declared in their own
 	// fields and need no entry here.
 	Subscribes []string
+	// RuntimeConsumerStreams are streams on which the service creates
+	// durable consumers named at run time from its configuration (the
+	// destinations service: one "dest-<name>" per declared destination).
+	// Its NATS user may create, read, pull from and acknowledge any durable
+	// of these streams. Optional; prefer Consumers.
+	RuntimeConsumerStreams []string
 	// Buckets are the JetStream key-value buckets the service uses.
 	Buckets []Bucket
 	// Checks are the streams the service looks up without reading them
@@ -294,6 +300,11 @@ func (s Service) Validate() error {
 			if !subject.MatchString(p) {
 				bad("%s: %q is not a NATS subject", list.field, p)
 			}
+		}
+	}
+	for i, st := range s.RuntimeConsumerStreams {
+		if !token.MatchString(st) {
+			bad("runtime consumer streams[%d]: %q is not a stream name", i, st)
 		}
 	}
 	for i, b := range s.Buckets {

@@ -9,6 +9,7 @@ import (
 	"github.com/b24hub/b24hub/libs/svcdecl"
 	"github.com/b24hub/b24hub/libs/svcmain"
 	dealsync "github.com/b24hub/b24hub/services/deal-sync"
+	"github.com/b24hub/b24hub/services/destinations"
 	"github.com/b24hub/b24hub/services/ingress"
 	"github.com/b24hub/b24hub/services/monitor"
 	"github.com/b24hub/b24hub/services/subscriptions"
@@ -27,6 +28,7 @@ var Services = []svcmain.Service{
 	dealsync.Command,
 	telephony.Command,
 	tasks.Command,
+	destinations.Command,
 }
 
 // All is every service's declaration, in the order of Services.

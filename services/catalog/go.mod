@@ -7,6 +7,7 @@ require (
 	github.com/b24hub/b24hub/libs/natstest v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/svcdecl v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/services/deal-sync v0.0.0-00010101000000-000000000000
+	github.com/b24hub/b24hub/services/destinations v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/services/ingress v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/services/monitor v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/services/subscriptions v0.0.0-00010101000000-000000000000
@@ -151,3 +152,5 @@ replace github.com/b24hub/b24hub/libs/pgtest => ../../libs/pgtest
 replace github.com/b24hub/b24hub/libs/consumertest => ../../libs/consumertest
 
 replace github.com/b24hub/b24hub/libs/buildinfo => ../../libs/buildinfo
+
+replace github.com/b24hub/b24hub/services/destinations => ../destinations

@@ -186,8 +186,21 @@ func TestEveryServiceHasLeastPrivilege(t *testing.T) {
 			if err := js.DeleteStream(refusal(t), eventbus.StreamEvents); err == nil {
 				t.Errorf("%s deleted a stream", s.Name)
 			}
-			if _, err := js.CreateOrUpdateConsumer(refusal(t), eventbus.StreamEvents, jetstream.ConsumerConfig{Durable: "intruder"}); err == nil {
-				t.Errorf("%s created someone else's durable", s.Name)
+			for _, st := range s.RuntimeConsumerStreams {
+				// Durables named at run time (the destinations service).
+				if _, err := js.CreateOrUpdateConsumer(short(t), st, jetstream.ConsumerConfig{
+					Durable: "runtime-" + s.Name, AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+					t.Errorf("runtime durable on %s: %v", st, err)
+				}
+			}
+			if !slices.Contains(s.RuntimeConsumerStreams, eventbus.StreamEvents) {
+				if _, err := js.CreateOrUpdateConsumer(refusal(t), eventbus.StreamEvents, jetstream.ConsumerConfig{Durable: "intruder"}); err == nil {
+					t.Errorf("%s created someone else's durable", s.Name)
+				}
+			}
+			if _, err := js.CreateOrUpdateConsumer(refusal(t), eventbus.StreamCommands, jetstream.ConsumerConfig{Durable: "intruder"}); err == nil &&
+				!slices.ContainsFunc(s.Consumers, func(c svcdecl.Consumer) bool { return c.Stream == eventbus.StreamCommands }) {
+				t.Errorf("%s created a durable on %s", s.Name, eventbus.StreamCommands)
 			}
 			// Another identity's replies (PubAcks, install decisions, KV values).
 			other := "_INBOX.subscriptions.>"

@@ -24,6 +24,7 @@ require (
 )
 
 require (
+	github.com/b24hub/b24hub/services/destinations v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/services/subscriptions v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/services/tasks v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/services/telephony v0.0.0-00010101000000-000000000000 // indirect
@@ -140,3 +141,5 @@ replace github.com/b24hub/b24hub/libs/svcdecl => ../../libs/svcdecl
 replace github.com/b24hub/b24hub/libs/consumertest => ../../libs/consumertest
 
 replace github.com/b24hub/b24hub/services/catalog => ../catalog
+
+replace github.com/b24hub/b24hub/services/destinations => ../destinations

@@ -28,6 +28,7 @@ require (
 	github.com/b24hub/b24hub/libs/telemetry v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/proto v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/services/deal-sync v0.0.0-00010101000000-000000000000 // indirect
+	github.com/b24hub/b24hub/services/destinations v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/services/ingress v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/services/monitor v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/services/subscriptions v0.0.0-00010101000000-000000000000 // indirect
@@ -151,3 +152,5 @@ replace github.com/b24hub/b24hub/libs/pgtest => ../../libs/pgtest
 replace github.com/b24hub/b24hub/libs/buildinfo => ../../libs/buildinfo
 
 replace github.com/b24hub/b24hub/libs/consumertest => ../../libs/consumertest
+
+replace github.com/b24hub/b24hub/services/destinations => ../../services/destinations
