@@ -26,7 +26,7 @@ type natsValues struct {
 			Replicas int     `json:"replicas"`
 			TLS      natsTLS `json:"tls"`
 		} `json:"cluster"`
-		Merge map[string]string `json:"merge"`
+		Merge     map[string]string `json:"merge"`
 		JetStream struct {
 			Enabled   bool `json:"enabled"`
 			FileStore struct {
