@@ -87,7 +87,7 @@ func TestFlagsOnlyWhereUsed(t *testing.T) {
 	natsCmds := map[string]bool{"portals list": true, "subscriptions diff": true, "subscriptions apply": true,
 		"events tail": true, "topology apply": true, "topology show": true}
 	monitorCmds := map[string]bool{"portals health": true, "events search": true, "events show": true,
-		"replay event": true, "replay filter": true, "replay dead-letters": true}
+		"replay event": true, "replay filter": true, "replay dead-letters": true, "audit": true}
 	all := leaves()
 	for path := range natsCmds {
 		if all[path] == nil {
