@@ -3,6 +3,7 @@ package eventbus
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/b24hub/b24hub/libs/b24event"
@@ -38,6 +39,30 @@ func SourceName(s eventsv1.Source) string {
 		return v[0]
 	}
 	return ""
+}
+
+// SourceNames lists every HeaderSource value, in the order of the Source
+// enum: what a filter by source may name.
+func SourceNames() []string {
+	out := make([]string, 0, len(sourceHeader))
+	for v := range eventsv1.Source_name {
+		if name, ok := sourceHeader[eventsv1.Source(v)]; ok {
+			out = append(out, name[0])
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int {
+		return int(sourceValue(a) - sourceValue(b))
+	})
+	return out
+}
+
+func sourceValue(name string) eventsv1.Source {
+	for s, v := range sourceHeader {
+		if v[0] == name {
+			return s
+		}
+	}
+	return 0
 }
 
 // RawEventBuffer holds the memory of one raw-event message so a hot path

@@ -3,10 +3,12 @@ package cli
 import (
 	"context"
 	"fmt"
+	"github.com/b24hub/b24hub/libs/eventbus"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,7 +22,7 @@ func (a *app) eventsCmd() *cobra.Command {
 // Ledger statuses and event sources, for completion and checks.
 var (
 	ledgerStatuses = []string{"received", "pending", "done", "error", "dead", "skipped"}
-	eventSources   = []string{"push", "offline", "reconcile", "replay"}
+	eventSources   = eventbus.SourceNames()
 )
 
 // eventFilter is the ledger filter shared by `events search` and
@@ -34,7 +36,7 @@ func (f *eventFilter) flags(cmd *cobra.Command, fromUsage string) {
 	fs.StringVar(&f.portal, "portal", "", "member_id")
 	fs.StringVar(&f.typ, "type", "", "event code, e.g. ONCRMDEALUPDATE")
 	fs.StringVar(&f.status, "status", "", "received, pending, done, error, dead or skipped")
-	fs.StringVar(&f.source, "source", "", "push, offline, reconcile or replay")
+	fs.StringVar(&f.source, "source", "", strings.Join(eventSources, ", "))
 	fs.StringVar(&f.entity, "entity", "", "entity id")
 	fs.StringVar(&f.consumer, "consumer", "", "consumer (durable) name")
 	fs.StringVar(&f.from, "from", "", fromUsage)

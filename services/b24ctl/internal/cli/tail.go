@@ -153,16 +153,10 @@ func decodeTail(msg jetstream.Msg) tailLine {
 		EntityID: env.GetEntityId(), Source: sourceName(env.GetSource()), ReceivedAt: env.GetReceivedAt().AsTime(), Body: string(env.GetBody())}
 }
 
+// sourceName names an envelope's source, "unknown" for one without a name.
 func sourceName(s eventsv1.Source) string {
-	switch s {
-	case eventsv1.Source_SOURCE_PUSH:
-		return eventbus.SourcePush
-	case eventsv1.Source_SOURCE_OFFLINE:
-		return eventbus.SourceOffline
-	case eventsv1.Source_SOURCE_RECONCILE:
-		return eventbus.SourceReconcile
-	case eventsv1.Source_SOURCE_REPLAY:
-		return eventbus.SourceReplay
+	if n := eventbus.SourceName(s); n != "" {
+		return n
 	}
 	return "unknown"
 }
