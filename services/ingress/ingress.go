@@ -98,7 +98,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	// On-premise installations (the b24hub.forwarder module) share the
 	// publisher, so their events take the same path to the same stream.
-	op, err := onprem.New(onprem.Config{MaxBodyBytes: cfg.MaxBodyBytes, TracerProvider: deps.TracerProvider},
+	op, err := onprem.New(onprem.Config{MaxBodyBytes: cfg.MaxBodyBytes, TracerProvider: deps.TracerProvider, Budgets: h.Budgets()},
 		deps.Portals, pub, deps.Logger, meter)
 	if err != nil {
 		return nil, err

@@ -159,6 +159,10 @@ func New(cfg Config, auth Authenticator, pub Publisher, installer Installer, log
 	return h, nil
 }
 
+// Budgets is the per-portal budget this handler spends, for other routes
+// that store the same portals' events (the on-premise route) to share.
+func (h *Handler) Budgets() *budget.Budgets { return h.budgets }
+
 // The event routes, as echo templates.
 const (
 	pathEvents      = "/bitrix24/events"

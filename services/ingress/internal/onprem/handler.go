@@ -14,6 +14,7 @@ import (
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/portals"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
+	"github.com/b24hub/b24hub/services/ingress/internal/budget"
 	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
@@ -53,6 +54,11 @@ type Config struct {
 	Window time.Duration
 	// TracerProvider makes the server span; default: the global one.
 	TracerProvider trace.TracerProvider
+	// Budgets, when set, is the per-portal budget the REST route spends
+	// too (docs/security.md, "Tenant isolation"): an installation over it
+	// gets its events refused from there on; the module keeps them in its
+	// spool and sends them again, so nothing is lost.
+	Budgets *budget.Budgets
 }
 
 // Handler serves POST /onprem/v1/events.
@@ -167,6 +173,15 @@ func (h *Handler) accept(ctx context.Context, r *http.Request) (int, Answer, str
 		// In order, each waiting for its PubAck: the stream keeps the
 		// spool's order, and a failure leaves an unacknowledged tail the
 		// module sends again, never a gap.
+		if h.cfg.Budgets != nil {
+			if err := h.cfg.Budgets.Admit(inst.MemberID, len(ev.Raw), h.now()); err != nil {
+				ans.Error = err.Error() + ", retry later"
+				if len(ans.Acked) == 0 {
+					return http.StatusTooManyRequests, ans, id
+				}
+				return http.StatusOK, ans, id
+			}
+		}
 		if err := h.publish(ctx, inst, ev, received); err != nil {
 			ans.Error = "event store unavailable, retry later"
 			if len(ans.Acked) == 0 {
