@@ -84,6 +84,7 @@ func (s Service) Permissions() Permissions {
 		pub = append(pub, "$JS.API.STREAM.INFO."+st,
 			"$JS.API.CONSUMER.CREATE."+st+".*", "$JS.API.CONSUMER.CREATE."+st+".*.>",
 			"$JS.API.CONSUMER.INFO."+st+".*", "$JS.API.CONSUMER.MSG.NEXT."+st+".*",
+			"$JS.API.CONSUMER.UNPIN."+st+".*",
 			"$JS.ACK."+st+".*.>")
 	}
 	for _, b := range s.Buckets {

@@ -165,6 +165,15 @@ func (r *Runner) Run(ctx context.Context) error {
 	for _, m := range leftover {
 		_ = m.Nak()
 	}
+	// Hand the pin over now rather than after PinnedTTL, so the replica
+	// that takes over (or this one, restarted) resumes at once.
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if st, err := r.js.Stream(uctx, r.d.Stream); err == nil {
+		if err := st.UnpinConsumer(uctx, r.d.Durable(), Group); err != nil {
+			r.log.WarnContext(ctx, "unpin failed; another replica takes over after the pinned TTL", "error", err)
+		}
+	}
 	return nil
 }
 
