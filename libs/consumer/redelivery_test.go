@@ -3,6 +3,7 @@ package consumer_test
 import (
 	"context"
 	"errors"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +26,12 @@ import (
 // higher attempt number. The ledger must keep the success (ledger.TestFold
 // "stale redelivered copy fails after the success").
 func TestHeldMessageDeliveredAgainReportsBothCopies(t *testing.T) {
+	// It shows a timing mechanism (a message buffered past AckWait), which a
+	// loaded machine may not reproduce; the ledger's handling of it is held
+	// by ledger.TestFold in every run. This one runs in `task chaos`.
+	if os.Getenv("B24HUB_CHAOS") != "1" {
+		t.Skip("timing demonstration: runs with B24HUB_CHAOS=1 (go tool task chaos)")
+	}
 	h := newHarness(t)
 	spec := fastSpec("held")
 	spec.AckWait = 300 * time.Millisecond

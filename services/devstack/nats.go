@@ -22,11 +22,11 @@ func startNATS(dataDir string, preferredPort int) (*server.Server, error) {
 		_ = ln.Close()
 	}
 	opts := &server.Options{
-		ServerName:        "b24hub-devstack",
-		Host:              "127.0.0.1",
-		Port:              port,
-		JetStream:         true,
-		StoreDir:          filepath.Join(dataDir, "nats"),
+		ServerName: "b24hub-devstack",
+		Host:       "127.0.0.1",
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   filepath.Join(dataDir, "nats"),
 		// A limit the streams' reservations are checked against, not an
 		// allocation: B24_EVENTS alone reserves its 8 GiB cap
 		// (eventbus.DefaultEventsMaxBytes); files grow as written.

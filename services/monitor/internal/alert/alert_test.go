@@ -444,7 +444,7 @@ func TestRetentionAlertFiresBeforeEventsAgeOut(t *testing.T) {
 	src := &ages{now: []alert.UnfinishedAge{
 		{Consumer: "deal-sync", Stream: "B24_EVENTS", Oldest: stuck, MaxAge: 7 * 24 * time.Hour},
 		{Consumer: "telephony", Stream: "B24_EVENTS", MaxAge: 7 * 24 * time.Hour}, // nothing unfinished
-		{Consumer: "archive", Stream: "B24_ARCHIVE", Oldest: stuck},                // unlimited retention
+		{Consumer: "archive", Stream: "B24_ARCHIVE", Oldest: stuck},               // unlimited retention
 	}}
 	state := &memState{alerts: map[string]alert.Alert{}}
 	sink := &recSink{}

@@ -97,7 +97,11 @@ func (r *deliveryRow) applyAttempt(a Attempt) bool {
 	// not a state the message can be in any more (its Nak comes after the
 	// Ack and is ignored, nothing is redelivered). A message that does fail
 	// for good after a success ends dead-lettered, and that still wins.
-	stale := a.Status == StatusError && (r.Status == StatusDone || r.Status == StatusSkipped)
+	// Likewise a stale copy's skip never replaces the first copy's "done":
+	// the copy finds the work already done ("covered by a later fetch", "no
+	// change"), which says nothing new about the event.
+	stale := (a.Status == StatusError && (r.Status == StatusDone || r.Status == StatusSkipped)) ||
+		(a.Status == StatusSkipped && r.Status == StatusDone)
 	if r.Status != StatusDead && !stale {
 		r.Status = a.Status
 	}

@@ -33,6 +33,12 @@ func TestFold(t *testing.T) {
 		// while copy 1 was still held) failed afterwards.
 		{"stale redelivered copy fails after the success", nil, []Attempt{{Status: StatusDone, Attempt: 1, At: at(1)}, {Status: StatusError, Attempt: 2, Error: "x", At: at(2)}},
 			nil, StatusDone, 2, 2, ""},
+		// TestDemoCurlIsAccepted under load: copy 1 done, copy 2 (delivered
+		// again while copy 1 was held) found the deal already fetched.
+		{"stale redelivered copy skips after the success", nil, []Attempt{{Status: StatusDone, Attempt: 1, At: at(1)}, {Status: StatusSkipped, Attempt: 2, At: at(2)}},
+			nil, StatusDone, 2, 2, ""},
+		{"a skip, then done", nil, []Attempt{{Status: StatusSkipped, Attempt: 1, At: at(1)}, {Status: StatusDone, Attempt: 2, At: at(2)}},
+			nil, StatusDone, 2, 2, ""},
 		{"stale copy after a skip", &deliveryRow{deliveryKey: key, Status: StatusSkipped, Attempts: 1, LastAt: at(1)},
 			[]Attempt{{Status: StatusError, Attempt: 2, Error: "x", At: at(2)}}, nil, StatusSkipped, 2, 1, ""},
 		{"done, then dead after all", nil, []Attempt{{Status: StatusDone, Attempt: 1, At: at(1)}, {Status: StatusDead, Attempt: 4, Error: "y", At: at(4)}},
