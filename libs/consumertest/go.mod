@@ -23,6 +23,7 @@ require (
 	github.com/Masterminds/semver/v3 v3.5.0 // indirect
 	github.com/Masterminds/sprig/v3 v3.3.0 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
+	github.com/b24hub/b24hub/libs/svcdecl v0.0.0-00010101000000-000000000000
 	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/exaring/otelpgx v0.13.0 // indirect
@@ -65,3 +66,5 @@ replace (
 	github.com/b24hub/b24hub/libs/postgres => ../postgres
 	github.com/b24hub/b24hub/proto => ../../proto
 )
+
+replace github.com/b24hub/b24hub/libs/svcdecl => ../svcdecl

@@ -1,13 +1,12 @@
 package tasks_test
 
 import (
-	"slices"
 	"testing"
 
 	"github.com/b24hub/b24hub/libs/consumer"
 	"github.com/b24hub/b24hub/libs/consumer/change"
+	"github.com/b24hub/b24hub/libs/consumertest"
 	"github.com/b24hub/b24hub/libs/eventbus"
-	"github.com/b24hub/b24hub/libs/svcdecl"
 	"github.com/b24hub/b24hub/services/tasks"
 	"github.com/b24hub/b24hub/services/tasks/internal/consumer/taskevents"
 )
@@ -15,32 +14,8 @@ import (
 // The declaration validates, names exactly the consumers New registers,
 // and allows every subject the service publishes.
 func TestDeclaration(t *testing.T) {
-	d := tasks.Declaration
-	if err := d.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	checkConsumers(t, d, taskevents.Spec())
-	for _, subj := range []string{
+	consumertest.Declaration(t, tasks.Declaration, []consumer.Spec{taskevents.Spec()},
 		eventbus.Change(taskevents.EntityType, "m1", change.SubjectToken("17")),
 		eventbus.Outcome(taskevents.Durable, "m1"),
-		eventbus.Dead(taskevents.Durable, "m1", taskevents.Events[0]),
-	} {
-		if !d.MayPublish(subj) {
-			t.Errorf("publishes %s, not declared in %q", subj, d.Publishes)
-		}
-	}
-}
-
-func checkConsumers(t *testing.T, d svcdecl.Service, specs ...consumer.Spec) {
-	t.Helper()
-	var got []svcdecl.Consumer
-	for _, s := range specs {
-		s = s.WithDefaults()
-		got = append(got, svcdecl.Consumer{Durable: s.Durable, Stream: s.Stream, FilterSubjects: s.FilterSubjects})
-	}
-	if !slices.EqualFunc(got, d.Consumers, func(a, b svcdecl.Consumer) bool {
-		return a.Durable == b.Durable && a.Stream == b.Stream && slices.Equal(a.FilterSubjects, b.FilterSubjects)
-	}) {
-		t.Errorf("declared consumers %+v, the runtime registers %+v", d.Consumers, got)
-	}
+		eventbus.Dead(taskevents.Durable, "m1", taskevents.Events[0]))
 }
