@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/b24hub/b24hub/libs/bitrix"
 	"github.com/b24hub/b24hub/libs/bitrix/bitrixport"
 	"github.com/b24hub/b24hub/libs/consumer"
 	"github.com/b24hub/b24hub/libs/eventbus"
@@ -15,7 +14,6 @@ import (
 	"github.com/b24hub/b24hub/services/deal-sync/internal/consumer/dealcommands"
 	"github.com/b24hub/b24hub/services/deal-sync/internal/consumer/dealevents"
 	"github.com/b24hub/b24hub/services/deal-sync/internal/store"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Declaration is what deal-sync is: the one source its command,
@@ -132,15 +130,7 @@ func start(ctx context.Context, p *svcmain.Process) (svcmain.Running, error) {
 	if err != nil {
 		return svcmain.Running{}, err
 	}
-	reg, err := p.Portals(ctx, cfg.PortalsFile)
-	if err != nil {
-		return svcmain.Running{}, err
-	}
-	js, err := jetstream.New(p.NATS)
-	if err != nil {
-		return svcmain.Running{}, err
-	}
-	clients, err := bitrixport.SharedClients(ctx, js, reg, cfg.App, bitrix.WithLogger(p.Log))
+	clients, err := bitrixport.ForProcess(ctx, p, cfg.PortalsFile, cfg.App)
 	if err != nil {
 		return svcmain.Running{}, err
 	}

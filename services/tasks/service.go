@@ -5,7 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/b24hub/b24hub/libs/bitrix"
 	"github.com/b24hub/b24hub/libs/bitrix/bitrixport"
 	"github.com/b24hub/b24hub/libs/consumer"
 	"github.com/b24hub/b24hub/libs/eventbus"
@@ -13,7 +12,6 @@ import (
 	"github.com/b24hub/b24hub/libs/svcmain"
 	"github.com/b24hub/b24hub/services/tasks/internal/consumer/taskevents"
 	"github.com/b24hub/b24hub/services/tasks/internal/store"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Declaration is what the tasks service is: the one source its command,
@@ -96,15 +94,7 @@ func start(ctx context.Context, p *svcmain.Process) (svcmain.Running, error) {
 	if err != nil {
 		return svcmain.Running{}, err
 	}
-	reg, err := p.Portals(ctx, cfg.PortalsFile)
-	if err != nil {
-		return svcmain.Running{}, err
-	}
-	js, err := jetstream.New(p.NATS)
-	if err != nil {
-		return svcmain.Running{}, err
-	}
-	clients, err := bitrixport.SharedClients(ctx, js, reg, cfg.App, bitrix.WithLogger(p.Log))
+	clients, err := bitrixport.ForProcess(ctx, p, cfg.PortalsFile, cfg.App)
 	if err != nil {
 		return svcmain.Running{}, err
 	}

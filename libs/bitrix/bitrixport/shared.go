@@ -3,6 +3,7 @@ package bitrixport
 import (
 	"context"
 	"fmt"
+	"github.com/b24hub/b24hub/libs/svcmain"
 
 	"github.com/b24hub/b24hub/libs/bitrix"
 	"github.com/b24hub/b24hub/libs/eventbus"
@@ -73,4 +74,20 @@ func SharedTokens(ctx context.Context, js jetstream.JetStream, app App) (*bitrix
 		return nil, fmt.Errorf("bitrixport: bucket %s: %w (run `b24ctl topology apply`)", eventbus.BucketTokens, err)
 	}
 	return bitrix.NewKVTokenStore(kv, cipher)
+}
+
+// ForProcess returns the portal clients of a service process: the portal
+// registry the process watches (the portals file and B24_PORTALS, see
+// svcmain.Process.Portals) and SharedClients over it, logging through the
+// process's logger. It is how every consumer service's start builds them.
+func ForProcess(ctx context.Context, p *svcmain.Process, portalsFile string, app App) (*RegistryClients, error) {
+	reg, err := p.Portals(ctx, portalsFile)
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(p.NATS)
+	if err != nil {
+		return nil, err
+	}
+	return SharedClients(ctx, js, reg, app, bitrix.WithLogger(p.Log))
 }
