@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -91,9 +94,23 @@ func startBaseline(js jetstream.JetStream) (string, func(), error) {
 type ingressConfig struct {
 	duration time.Duration // per load step
 	conns    []int         // closed-loop steps
-	// target is "both" (the comparison), or "ingress" or "baseline" alone,
-	// for a CPU profile of one path.
-	target string
+	// paths are measured at each closed-loop step, in this order in odd
+	// rounds and in reverse in even ones (see ingressPaths); the first
+	// one is what the others are compared with. One path alone is a run
+	// for a CPU profile of that path.
+	paths []string
+	// rounds repeats the closed-loop steps, alternating the order.
+	rounds int
+	// steady runs the open-loop 2,000 req/s step (on baseline and ingress).
+	steady bool
+}
+
+// ingressPaths are the servers `bench ingress` can measure.
+var ingressPaths = []string{
+	"baseline", // a bare echo handler publishing synchronously
+	"ingress",  // the ingress, every feature on, on eventbus.Publisher
+	"sync",     // the same ingress publishing synchronously (the baseline's publish path)
+	"async",    // the same ingress on the library's PublishMsgAsync (asyncPublisher)
 }
 
 // benchIngress compares the ingress with the baseline. Every measured step
@@ -141,6 +158,11 @@ func benchIngress(ctx context.Context, out io.Writer, cfg ingressConfig) error {
 			url, stop, err = startBaseline(js)
 		case "sync":
 			url, stop, err = startIngress(ctx, nc, reg, tel, newSyncPublisher(js))
+		case "async":
+			var pub *asyncPublisher
+			if pub, err = newAsyncPublisher(nc, 2*time.Second); err == nil {
+				url, stop, err = startIngress(ctx, nc, reg, tel, pub)
+			}
 		default:
 			url, stop, err = startIngress(ctx, nc, reg, tel, nil)
 		}
@@ -156,39 +178,57 @@ func benchIngress(ctx context.Context, out io.Writer, cfg ingressConfig) error {
 		return func(url string) result { return closedLoop(ctx, url, conns, cfg.duration, dealUpdateBody, &seq) }
 	}
 
-	fmt.Fprintf(out, "ingress benchmark: ~%d-byte ONCRMDEALUPDATE, file-storage stream on a fresh broker per step, %s per step\n",
-		len(dealUpdateBody(1)), cfg.duration)
-	if cfg.target != "both" {
-		fmt.Fprintf(out, "\n%s alone:\n", cfg.target)
+	fmt.Fprintf(out, "ingress benchmark: ~%d-byte ONCRMDEALUPDATE, file-storage stream on a fresh broker per step, %s per step, paths %s, %d round(s)\n",
+		len(dealUpdateBody(1)), cfg.duration, strings.Join(cfg.paths, ", "), cfg.rounds)
+	// ratios[conns][path] collects, per round, path / the first path.
+	type ratio struct{ throughput, p99, cpu []float64 }
+	ratios := map[int]map[string]*ratio{}
+	for round := 1; round <= cfg.rounds; round++ {
+		order := slices.Clone(cfg.paths)
+		if round%2 == 0 {
+			slices.Reverse(order)
+		}
 		for _, conns := range cfg.conns {
-			r, err := step(cfg.target, closed(conns))
-			if err != nil {
-				return err
+			fmt.Fprintf(out, "\n%d connections, round %d:\n", conns, round)
+			got := map[string]result{}
+			for _, path := range order {
+				r, err := step(path, closed(conns))
+				if err != nil {
+					return err
+				}
+				got[path] = r
+				fmt.Fprintf(out, "  %-8s %s\n", path, r)
 			}
-			fmt.Fprintf(out, "%3d connections: %s\n", conns, r)
+			ref := got[cfg.paths[0]]
+			for _, path := range cfg.paths[1:] {
+				r := got[path]
+				if ratios[conns] == nil {
+					ratios[conns] = map[string]*ratio{}
+				}
+				x := ratios[conns][path]
+				if x == nil {
+					x = &ratio{}
+					ratios[conns][path] = x
+				}
+				x.throughput = append(x.throughput, r.Throughput/ref.Throughput)
+				x.p99 = append(x.p99, float64(r.P99)/float64(ref.P99))
+				x.cpu = append(x.cpu, float64(r.CPU)/float64(ref.CPU))
+				fmt.Fprintf(out, "  %s / %s: throughput %.2f×, p99 %.2f×, CPU per request %.2f×\n", path, cfg.paths[0],
+					r.Throughput/ref.Throughput, float64(r.P99)/float64(ref.P99), float64(r.CPU)/float64(ref.CPU))
+			}
 		}
-		return nil
 	}
-	// Each step also runs "sync": the ingress, every feature on, with the
-	// baseline's publish path (one synchronous js.PublishMsg per request),
-	// which tells how much the publish path itself gains for the same work.
-	fmt.Fprintf(out, "\n| connections | baseline | ingress | throughput ratio | p99 ratio | CPU per request ratio | ingress with synchronous publishing | ingress / it: throughput, p99 |\n|---|---|---|---|---|---|---|---|\n")
-	for _, conns := range cfg.conns {
-		b, err := step("baseline", closed(conns))
-		if err != nil {
-			return err
+	if len(cfg.paths) > 1 {
+		fmt.Fprintf(out, "\n| connections | path / %s | throughput | p99 | CPU per request | rounds |\n|---|---|---|---|---|---|\n", cfg.paths[0])
+		for _, conns := range cfg.conns {
+			for _, path := range cfg.paths[1:] {
+				x := ratios[conns][path]
+				fmt.Fprintf(out, "| %d | %s | %s | %s | %s | %d |\n", conns, path, meanSE(x.throughput), meanSE(x.p99), meanSE(x.cpu), len(x.throughput))
+			}
 		}
-		i, err := step("ingress", closed(conns))
-		if err != nil {
-			return err
-		}
-		sy, err := step("sync", closed(conns))
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "| %d | %s | %s | %.2f× | %.2f× | %.2f× | %s | %.2f×, %.2f× |\n", conns, b, i,
-			i.Throughput/b.Throughput, float64(i.P99)/float64(b.P99), float64(i.CPU)/float64(b.CPU),
-			sy, i.Throughput/sy.Throughput, float64(i.P99)/float64(sy.P99))
+	}
+	if !cfg.steady {
+		return nil
 	}
 	// The steady step runs on the baseline too: at a third of capacity the
 	// tail is mostly the machine (GC, scheduling, neighbours), and the
@@ -205,6 +245,28 @@ func benchIngress(ctx context.Context, out io.Writer, cfg ingressConfig) error {
 	return nil
 }
 
+// meanSE formats the mean of xs and its standard error ("0.95× ± 0.02"),
+// or the one value.
+func meanSE(xs []float64) string {
+	if len(xs) == 0 {
+		return "—"
+	}
+	var sum float64
+	for _, x := range xs {
+		sum += x
+	}
+	mean := sum / float64(len(xs))
+	if len(xs) == 1 {
+		return fmt.Sprintf("%.2f×", mean)
+	}
+	var ss float64
+	for _, x := range xs {
+		ss += (x - mean) * (x - mean)
+	}
+	se := math.Sqrt(ss/float64(len(xs)-1)) / math.Sqrt(float64(len(xs)))
+	return fmt.Sprintf("%.2f× ± %.2f", mean, se)
+}
+
 // startIngress runs the ingress service on nc with every feature on; pub
 // nil is its own publisher.
 func startIngress(ctx context.Context, nc *nats.Conn, reg *portals.Registry, tel *telemetry.Telemetry, pub ingress.Publisher) (string, func(), error) {
@@ -212,7 +274,7 @@ func startIngress(ctx context.Context, nc *nats.Conn, reg *portals.Registry, tel
 	// it measures throughput, and the default budget would answer 429
 	// after 20,000 events.
 	unlimited := map[string]string{"B24HUB_INGRESS_PORTAL_EVENTS_PER_SECOND": "1e9", "B24HUB_INGRESS_PORTAL_EVENTS_BURST": "1000000000",
-		"B24HUB_INGRESS_PORTAL_BYTES_PER_SECOND": "1e15", "B24HUB_INGRESS_PORTAL_BYTES_BURST": "1000000000000"}
+		"B24HUB_INGRESS_PORTAL_BYTES_PER_SECOND": "1e15", "B24HUB_INGRESS_PORTAL_BYTES_BURST": "2000000000"}
 	icfg, err := ingress.ConfigFromEnv(func(k string) string { return unlimited[k] })
 	if err != nil {
 		return "", nil, err

@@ -2,7 +2,7 @@
 // docs/benchmarks.md. Everything runs on loopback inside this process, so
 // the numbers compare designs on one machine; they are not SLOs.
 //
-//	go run ./tools/bench ingress [-duration 10s] [-conns 1,16,64] [-target both|ingress|baseline] [-cpuprofile f]
+//	go run ./tools/bench ingress [-duration 10s] [-conns 1,16,64] [-paths baseline,ingress,sync,async] [-rounds 1] [-steady=true] [-cpuprofile f]
 //	go run ./tools/bench e2e [-rate 1000] [-duration 30s] [-portals 20] [-env K=V,...]
 package main
 
@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -41,14 +42,26 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		d := fs.Duration("duration", 10e9, "how long each load step runs")
 		prof := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 		memprof := fs.String("memprofile", "", "write a profile of the run's allocations to this file")
-		target := fs.String("target", "both", "both (the comparison), or ingress, baseline or sync (the ingress with synchronous publishing) alone, e.g. to profile one path")
+		paths := fs.String("paths", "baseline,ingress,sync,async", "servers measured at each closed-loop step, comma-separated, compared with the first: "+strings.Join(ingressPaths, ", ")+"; one alone, e.g. to profile it")
+		target := fs.String("target", "", "one path alone (the same as -paths with one name)")
+		rounds := fs.Int("rounds", 1, "repeat the closed-loop steps, alternating the order of the paths")
+		steady := fs.Bool("steady", true, "also run the steady 2,000 req/s step (baseline and ingress)")
 		conns := fs.String("conns", "1,16,64", "connections of each closed-loop step, comma-separated")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		cfg := ingressConfig{duration: *d, target: *target}
-		if cfg.target != "both" && cfg.target != "ingress" && cfg.target != "baseline" && cfg.target != "sync" {
-			return fmt.Errorf("ingress: -target %q: want both, ingress, baseline or sync", cfg.target)
+		cfg := ingressConfig{duration: *d, rounds: *rounds, steady: *steady}
+		if *target != "" {
+			*paths = *target
+		}
+		for _, p := range strings.Split(*paths, ",") {
+			if p = strings.TrimSpace(p); !slices.Contains(ingressPaths, p) || slices.Contains(cfg.paths, p) {
+				return fmt.Errorf("ingress: -paths %q: want distinct names from %s", *paths, strings.Join(ingressPaths, ", "))
+			}
+			cfg.paths = append(cfg.paths, p)
+		}
+		if cfg.rounds < 1 {
+			return fmt.Errorf("ingress: -rounds must be at least 1")
 		}
 		for _, c := range strings.Split(*conns, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(c))
