@@ -1,0 +1,335 @@
+package natstest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Cluster is a JetStream cluster of embedded servers on loopback, as the
+// production overlay runs NATS (three nodes, streams with three replicas).
+// Every route between two nodes passes through a TCP proxy of its own, so a
+// test can cut one node off from the others (Isolate) while its clients
+// stay connected to it.
+type Cluster struct {
+	t     testing.TB
+	nodes []*Node
+	// routes[i][j] carries the route node i solicits to node j.
+	routes [][]*RouteProxy
+}
+
+// Node is one server of a Cluster. Its client and route ports and its
+// store survive Stop and Restart.
+type Node struct {
+	*server.Server
+	// Name is the server name, n1 … nN; it is what StreamInfo reports as
+	// the leader.
+	Name string
+	opts *server.Options
+	t    testing.TB
+}
+
+// StartCluster runs an n-node JetStream cluster named "natstest" for the
+// life of t and waits until JetStream answers (a meta leader is elected).
+// Each node stores in its own temp dir of t; client ports are random.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	if n < 1 {
+		t.Fatalf("natstest: cluster of %d nodes", n)
+	}
+	c := &Cluster{t: t}
+	// Route ports are fixed before any node starts, so every node can be
+	// told where the others are; each pair gets a proxy of its own.
+	routePorts := make([]int, n)
+	for i := range n {
+		routePorts[i] = freePort(t)
+	}
+	c.routes = make([][]*RouteProxy, n)
+	for i := range n {
+		c.routes[i] = make([]*RouteProxy, n)
+		for j := range n {
+			if i != j {
+				c.routes[i][j] = newRouteProxy(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(routePorts[j])))
+			}
+		}
+	}
+	for i := range n {
+		var routes []string
+		for j := range n {
+			if i != j {
+				routes = append(routes, "nats-route://"+c.routes[i][j].Addr())
+			}
+		}
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1),
+			Host:       "127.0.0.1",
+			Port:       -1,
+			JetStream:  true,
+			StoreDir:   t.TempDir(),
+			NoSigs:     true,
+			NoLog:      true,
+			Cluster: server.ClusterOpts{
+				Name: "natstest",
+				Host: "127.0.0.1",
+				Port: routePorts[i],
+				// Nodes tell each other this address for routes they
+				// did not configure; nothing listens there, so every
+				// route goes through the configured proxies and Isolate
+				// cuts all of a node's routes.
+				Advertise: "127.0.0.1:1",
+			},
+			Routes: server.RoutesFromStr(strings.Join(routes, ",")),
+		}
+		c.nodes = append(c.nodes, &Node{Name: opts.ServerName, opts: opts, t: t})
+	}
+	// Started together: a node waits for its peers before JetStream is up,
+	// and a node is ready for clients before that.
+	for _, nd := range c.nodes {
+		nd.start()
+		nd.opts.Port = nd.Addr().(*net.TCPAddr).Port
+		t.Cleanup(nd.Stop)
+	}
+	c.WaitJetStream(t, 30*time.Second)
+	return c
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func (nd *Node) start() {
+	nd.t.Helper()
+	ns, err := server.NewServer(nd.opts)
+	if err != nil {
+		nd.t.Fatalf("natstest: new server %s: %v", nd.Name, err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		nd.t.Fatalf("natstest: server %s not ready", nd.Name)
+	}
+	nd.Server = ns
+}
+
+// Stop shuts the node down hard (like a crashed or evicted pod) and waits
+// for it. It is safe to call more than once.
+func (nd *Node) Stop() {
+	if nd.Server == nil {
+		return
+	}
+	nd.Shutdown()
+	nd.WaitForShutdown()
+}
+
+// Restart starts a stopped (or running) node again with the same ports and
+// store, as a pod that comes back with its volume.
+func (nd *Node) Restart() {
+	nd.t.Helper()
+	nd.Stop()
+	nd.start()
+}
+
+// Running reports whether the node is up.
+func (nd *Node) Running() bool { return nd.Server != nil && nd.Server.Running() }
+
+// Connect returns a client of this node only (it reconnects to it,
+// forever); it is closed when t ends.
+func (nd *Node) Connect(t testing.TB, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	opts = append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond), nats.DontRandomize(),
+		nats.IgnoreDiscoveredServers()}, opts...)
+	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", nd.opts.Port), opts...)
+	if err != nil {
+		t.Fatalf("natstest: connect %s: %v", nd.Name, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// Nodes are the cluster's servers, n1 first.
+func (c *Cluster) Nodes() []*Node { return c.nodes }
+
+// Node returns the node with the server name (n1 …), or nil.
+func (c *Cluster) Node(name string) *Node {
+	for _, nd := range c.nodes {
+		if nd.Name == name {
+			return nd
+		}
+	}
+	return nil
+}
+
+// ClientURLs are the nodes' client URLs, stable across Restart.
+func (c *Cluster) ClientURLs() []string {
+	out := make([]string, len(c.nodes))
+	for i, nd := range c.nodes {
+		out[i] = fmt.Sprintf("nats://127.0.0.1:%d", nd.opts.Port)
+	}
+	return out
+}
+
+// URL is every client URL joined with commas: what nats.Connect and
+// B24HUB_NATS_URL take for a cluster.
+func (c *Cluster) URL() string { return strings.Join(c.ClientURLs(), ",") }
+
+// Connect returns a client of the whole cluster (it reconnects to any node,
+// forever); it is closed when t ends.
+func (c *Cluster) Connect(t testing.TB, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	opts = append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, opts...)
+	nc, err := nats.Connect(c.URL(), opts...)
+	if err != nil {
+		t.Fatalf("natstest: connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// JetStream returns a JetStream context on a client of the whole cluster.
+func (c *Cluster) JetStream(t testing.TB) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc := c.Connect(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("natstest: jetstream: %v", err)
+	}
+	return nc, js
+}
+
+// WaitJetStream waits until JetStream answers an account info request
+// through every running node, i.e. the meta group has a leader that every
+// running node reaches.
+func (c *Cluster) WaitJetStream(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for _, nd := range c.nodes {
+		if !nd.Running() {
+			continue
+		}
+		nc, err := nats.Connect(nd.ClientURL())
+		if err != nil {
+			t.Fatalf("natstest: connect %s: %v", nd.Name, err)
+		}
+		js, _ := jetstream.New(nc)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, err := js.AccountInfo(ctx)
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				nc.Close()
+				t.Fatalf("natstest: JetStream through %s not up within %s: %v", nd.Name, timeout, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		nc.Close()
+	}
+}
+
+// StreamLeader returns the running node that leads stream (in the global
+// account), or nil while there is none.
+func (c *Cluster) StreamLeader(stream string) *Node {
+	for _, nd := range c.nodes {
+		if nd.Running() && nd.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream) {
+			return nd
+		}
+	}
+	return nil
+}
+
+// ConsumerLeader returns the running node that leads the durable consumer,
+// or nil while there is none.
+func (c *Cluster) ConsumerLeader(stream, durable string) *Node {
+	for _, nd := range c.nodes {
+		if nd.Running() && nd.JetStreamIsConsumerLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream, durable) {
+			return nd
+		}
+	}
+	return nil
+}
+
+// Healthy reports whether every node is running and its /healthz is ok:
+// it reaches the meta leader and every stream and consumer replica it holds
+// is current. A rolling restart waits for this before the next node, as the
+// NATS Helm chart's probes do.
+func (c *Cluster) Healthy() error {
+	for _, nd := range c.nodes {
+		if !nd.Running() {
+			return fmt.Errorf("%s is stopped", nd.Name)
+		}
+		if st := nd.Healthz(&server.HealthzOptions{}); st.Status != "ok" {
+			return fmt.Errorf("%s: %s %s", nd.Name, st.Status, st.Error)
+		}
+	}
+	return nil
+}
+
+// WaitHealthy waits until Healthy holds; it fails t after timeout.
+func (c *Cluster) WaitHealthy(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := c.Healthy()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("natstest: cluster not healthy within %s: %v", timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Isolate cuts every route to and from the named node: it keeps running and
+// keeps its clients, but reaches no peer, as on the wrong side of a network
+// partition. Heal undoes it.
+func (c *Cluster) Isolate(name string) {
+	c.t.Helper()
+	for _, p := range c.routesOf(name) {
+		p.Cut()
+	}
+}
+
+// Heal restores the routes Isolate cut; the nodes reconnect by themselves.
+func (c *Cluster) Heal(name string) {
+	c.t.Helper()
+	for _, p := range c.routesOf(name) {
+		p.Restore()
+	}
+}
+
+func (c *Cluster) routesOf(name string) []*RouteProxy {
+	c.t.Helper()
+	k := -1
+	for i, nd := range c.nodes {
+		if nd.Name == name {
+			k = i
+		}
+	}
+	if k < 0 {
+		c.t.Fatalf("natstest: no node %q", name)
+	}
+	var out []*RouteProxy
+	for i := range c.nodes {
+		if i != k {
+			out = append(out, c.routes[k][i], c.routes[i][k])
+		}
+	}
+	return out
+}
