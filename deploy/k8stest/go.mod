@@ -3,9 +3,9 @@ module github.com/b24hub/b24hub/deploy/k8stest
 go 1.26.4
 
 require (
-	github.com/b24hub/b24hub/libs/svcdecl v0.0.0-00010101000000-000000000000
-	github.com/b24hub/b24hub/services/catalog v0.0.0-00010101000000-000000000000
-	github.com/b24hub/b24hub/tools/render v0.0.0-00010101000000-000000000000
+	github.com/b24hub/b24hub/libs v0.0.0-00010101000000-000000000000
+	github.com/b24hub/b24hub/services v0.0.0-00010101000000-000000000000
+	github.com/b24hub/b24hub/tools v0.0.0-00010101000000-000000000000
 	github.com/moby/buildkit v0.20.2
 	github.com/moby/patternmatcher v0.6.0
 	github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring v0.95.2
@@ -25,23 +25,7 @@ require (
 	github.com/Masterminds/semver/v3 v3.5.0 // indirect
 	github.com/Masterminds/sprig/v3 v3.3.0 // indirect
 	github.com/agext/levenshtein v1.2.3 // indirect
-	github.com/b24hub/b24hub/libs/b24event v0.0.0-00010101000000-000000000000 // indirect
-	github.com/b24hub/b24hub/libs/bitrix v0.0.0-00010101000000-000000000000 // indirect
-	github.com/b24hub/b24hub/libs/buildinfo v0.0.0-00010101000000-000000000000 // indirect
-	github.com/b24hub/b24hub/libs/consumer v0.0.0-00010101000000-000000000000 // indirect
-	github.com/b24hub/b24hub/libs/eventbus v0.0.0-00010101000000-000000000000 // indirect
-	github.com/b24hub/b24hub/libs/portals v0.0.0-00010101000000-000000000000 // indirect
-	github.com/b24hub/b24hub/libs/postgres v0.0.0-00010101000000-000000000000 // indirect
-	github.com/b24hub/b24hub/libs/svcmain v0.0.0-00010101000000-000000000000 // indirect
-	github.com/b24hub/b24hub/libs/telemetry v0.0.0-00010101000000-000000000000 // indirect
 	github.com/b24hub/b24hub/proto v0.0.0-00010101000000-000000000000 // indirect
-	github.com/b24hub/b24hub/services/deal-sync v0.0.0-00010101000000-000000000000 // indirect
-	github.com/b24hub/b24hub/services/destinations v0.0.0-00010101000000-000000000000 // indirect
-	github.com/b24hub/b24hub/services/ingress v0.0.0-00010101000000-000000000000 // indirect
-	github.com/b24hub/b24hub/services/monitor v0.0.0-00010101000000-000000000000 // indirect
-	github.com/b24hub/b24hub/services/subscriptions v0.0.0-00010101000000-000000000000 // indirect
-	github.com/b24hub/b24hub/services/tasks v0.0.0-00010101000000-000000000000 // indirect
-	github.com/b24hub/b24hub/services/telephony v0.0.0-00010101000000-000000000000 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/blang/semver/v4 v4.0.0 // indirect
 	github.com/caarlos0/env/v11 v11.4.2 // indirect
@@ -157,50 +141,13 @@ require (
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
 )
 
-replace github.com/b24hub/b24hub/libs/svcdecl => ../../libs/svcdecl
-
-replace github.com/b24hub/b24hub/libs/b24event => ../../libs/b24event
-
-replace github.com/b24hub/b24hub/libs/bitrix => ../../libs/bitrix
-
-replace github.com/b24hub/b24hub/libs/consumer => ../../libs/consumer
-
-replace github.com/b24hub/b24hub/libs/eventbus => ../../libs/eventbus
-
-replace github.com/b24hub/b24hub/libs/portals => ../../libs/portals
-
-replace github.com/b24hub/b24hub/libs/postgres => ../../libs/postgres
-
-replace github.com/b24hub/b24hub/libs/svcmain => ../../libs/svcmain
-
-replace github.com/b24hub/b24hub/libs/telemetry => ../../libs/telemetry
-
-replace github.com/b24hub/b24hub/proto => ../../proto
-
-replace github.com/b24hub/b24hub/services/deal-sync => ../../services/deal-sync
-
-replace github.com/b24hub/b24hub/services/ingress => ../../services/ingress
-
-replace github.com/b24hub/b24hub/services/monitor => ../../services/monitor
-
-replace github.com/b24hub/b24hub/services/subscriptions => ../../services/subscriptions
-
-replace github.com/b24hub/b24hub/services/tasks => ../../services/tasks
-
-replace github.com/b24hub/b24hub/services/telephony => ../../services/telephony
-
-replace github.com/b24hub/b24hub/libs/fakeportal => ../../libs/fakeportal
-
-replace github.com/b24hub/b24hub/libs/natstest => ../../libs/natstest
-
-replace github.com/b24hub/b24hub/libs/pgtest => ../../libs/pgtest
-
-replace github.com/b24hub/b24hub/services/catalog => ../../services/catalog
-
-replace github.com/b24hub/b24hub/tools/render => ../../tools/render
-
-replace github.com/b24hub/b24hub/libs/buildinfo => ../../libs/buildinfo
-
-replace github.com/b24hub/b24hub/libs/consumertest => ../../libs/consumertest
-
-replace github.com/b24hub/b24hub/services/destinations => ../../services/destinations
+replace (
+	github.com/b24hub/b24hub/libs => ../../libs
+	github.com/b24hub/b24hub/libs/consumertest => ../../libs/consumertest
+	github.com/b24hub/b24hub/libs/fakeportal => ../../libs/fakeportal
+	github.com/b24hub/b24hub/libs/natstest => ../../libs/natstest
+	github.com/b24hub/b24hub/libs/pgtest => ../../libs/pgtest
+	github.com/b24hub/b24hub/proto => ../../proto
+	github.com/b24hub/b24hub/services => ../../services
+	github.com/b24hub/b24hub/tools => ../../tools
+)

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"golang.org/x/mod/modfile"
+
+	gen "github.com/b24hub/b24hub/tools/render"
 )
 
 // module is one Go module of the workspace, by its directory relative to the
@@ -164,14 +166,23 @@ func scanService(t *testing.T, name string) codeFacts {
 	t.Helper()
 	dir := "services/" + name
 	f := codeFacts{Service: name, Own: map[string]bool{}, All: map[string]bool{}, OTEL: map[string]bool{}}
-	if !moduleExists(dir) {
+	if _, err := os.Stat(filepath.Join(repoRoot, dir)); err != nil {
 		return f
 	}
 	if _, err := os.Stat(filepath.Join(repoRoot, dir, "cmd", name, "main.go")); err == nil {
 		f.Exists = true
 	}
+	// The service's own directory, plus every module its module replaces
+	// except its module itself (the services module holds every service).
+	modDir, err := gen.ModuleDir(os.DirFS(repoRoot), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var all, own strings.Builder
-	for _, d := range closure(t, dir) {
+	for _, d := range closure(t, modDir) {
+		if d == modDir {
+			d = dir
+		}
 		for _, p := range goFiles(t, d) {
 			b, err := os.ReadFile(p)
 			if err != nil {

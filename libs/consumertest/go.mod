@@ -3,12 +3,9 @@ module github.com/b24hub/b24hub/libs/consumertest
 go 1.26.4
 
 require (
-	github.com/b24hub/b24hub/libs/b24event v0.0.0-00010101000000-000000000000
-	github.com/b24hub/b24hub/libs/consumer v0.0.0-00010101000000-000000000000
-	github.com/b24hub/b24hub/libs/eventbus v0.0.0-00010101000000-000000000000
+	github.com/b24hub/b24hub/libs v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/natstest v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/pgtest v0.0.0-00010101000000-000000000000
-	github.com/b24hub/b24hub/libs/postgres v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/proto v0.0.0-00010101000000-000000000000
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/nats-io/nats.go v1.55.0
@@ -23,7 +20,6 @@ require (
 	github.com/Masterminds/semver/v3 v3.5.0 // indirect
 	github.com/Masterminds/sprig/v3 v3.3.0 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
-	github.com/b24hub/b24hub/libs/svcdecl v0.0.0-00010101000000-000000000000
 	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/exaring/otelpgx v0.13.0 // indirect
@@ -58,13 +54,9 @@ require (
 )
 
 replace (
-	github.com/b24hub/b24hub/libs/b24event => ../b24event
-	github.com/b24hub/b24hub/libs/consumer => ../consumer
-	github.com/b24hub/b24hub/libs/eventbus => ../eventbus
+	github.com/b24hub/b24hub/libs => ..
+	github.com/b24hub/b24hub/libs/fakeportal => ../fakeportal
 	github.com/b24hub/b24hub/libs/natstest => ../natstest
 	github.com/b24hub/b24hub/libs/pgtest => ../pgtest
-	github.com/b24hub/b24hub/libs/postgres => ../postgres
 	github.com/b24hub/b24hub/proto => ../../proto
 )
-
-replace github.com/b24hub/b24hub/libs/svcdecl => ../svcdecl

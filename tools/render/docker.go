@@ -42,13 +42,16 @@ func IsTestDouble(dir string) bool {
 }
 
 // ImageModules returns, sorted by directory, every module a GOWORK=off
-// build of the given images (services/<name>) reads: each service plus
-// its go.mod replace targets, transitively.
+// build of the given images (services/<name>) reads: the module holding
+// each service plus its go.mod replace targets, transitively.
 func ImageModules(repo fs.FS, images []string) ([]Module, error) {
 	seen := map[string]bool{}
 	var queue []string
 	for _, name := range images {
-		dir := "services/" + name
+		dir, err := ModuleDir(repo, "services/"+name)
+		if err != nil {
+			return nil, err
+		}
 		if !seen[dir] {
 			seen[dir] = true
 			queue = append(queue, dir)
@@ -83,6 +86,20 @@ func ImageModules(repo fs.FS, images []string) ([]Module, error) {
 	return mods, nil
 }
 
+// ModuleDir returns the directory of the module holding dir: dir itself when
+// it has a go.mod (a consumer generated as a module of its own), else the
+// nearest parent with one (services/<name> in the services module).
+func ModuleDir(repo fs.FS, dir string) (string, error) {
+	for d := path.Clean(dir); ; d = path.Dir(d) {
+		if _, err := fs.Stat(repo, d+"/go.mod"); err == nil {
+			return d, nil
+		}
+		if d == "." || d == "/" {
+			return "", fmt.Errorf("render: no go.mod holds %s", dir)
+		}
+	}
+}
+
 type dockerData struct {
 	Images                []string
 	Modules               []Module
@@ -98,8 +115,9 @@ func dockerFiles(repo fs.FS, vs []*view) ([]File, error) {
 		return nil, err
 	}
 	d := dockerData{Images: images, Modules: mods, GoImage: goImage, FinalImage: FinalImage, Binary: Binary}
+	buildinfoMod, _ := ModuleDir(repo, buildinfoDir)
 	for _, m := range mods {
-		if m.Dir == buildinfoDir {
+		if _, err := fs.Stat(repo, buildinfoDir); err == nil && m.Dir == buildinfoMod {
 			d.VersionSymbol = BuildinfoVersion
 		}
 		if m.TestDouble {

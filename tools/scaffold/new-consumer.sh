@@ -85,7 +85,7 @@ done < <(find "$template" -type f -print0)
 cd "$dest"
 # Start from the libraries' checksums: tidy then resolves the versions the
 # libraries already use without asking the checksum database for each.
-cat "$root"/libs/*/go.sum "$root"/proto/go.sum 2>/dev/null | sort -u >go.sum
+cat "$root"/libs/go.sum "$root"/libs/*/go.sum "$root"/proto/go.sum 2>/dev/null | sort -u >go.sum
 GOWORK=off GOFLAGS=-mod=mod go mod tidy >/dev/null
 gofmt -l . | (! grep .) || { echo "generated code is not gofmt-clean" >&2; exit 1; }
 GOWORK=off go vet ./...

@@ -1,28 +1,33 @@
-module github.com/b24hub/b24hub/services/tasks
+module github.com/b24hub/b24hub/services
 
 go 1.26.4
 
 require (
-	github.com/b24hub/b24hub/libs/b24event v0.0.0-00010101000000-000000000000
-	github.com/b24hub/b24hub/libs/bitrix v0.0.0-00010101000000-000000000000
-	github.com/b24hub/b24hub/libs/consumer v0.0.0-00010101000000-000000000000
-	github.com/b24hub/b24hub/libs/eventbus v0.0.0-00010101000000-000000000000
+	github.com/b24hub/b24hub/libs v0.0.0-00010101000000-000000000000
+	github.com/b24hub/b24hub/libs/consumertest v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/fakeportal v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/natstest v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/libs/pgtest v0.0.0-00010101000000-000000000000
-	github.com/b24hub/b24hub/libs/postgres v0.0.0-00010101000000-000000000000
-	github.com/b24hub/b24hub/libs/svcmain v0.0.0-00010101000000-000000000000
 	github.com/b24hub/b24hub/proto v0.0.0-00010101000000-000000000000
+	github.com/cenkalti/backoff/v4 v4.3.0
+	github.com/chromedp/chromedp v0.15.1
+	github.com/hashicorp/golang-lru/v2 v2.0.7
 	github.com/jackc/pgx/v5 v5.13.0
+	github.com/labstack/echo/v4 v4.16.0
+	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
+	github.com/spf13/cobra v1.10.2
+	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.72.0
+	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/metric v1.47.0
+	go.opentelemetry.io/otel/sdk v1.47.0
+	go.opentelemetry.io/otel/sdk/metric v1.47.0
 	go.opentelemetry.io/otel/trace v1.47.0
+	go.yaml.in/yaml/v3 v3.0.5
+	golang.org/x/sync v0.25.0
+	golang.org/x/term v0.47.0
+	golang.org/x/time v0.16.0
 	google.golang.org/protobuf v1.36.12
-)
-
-require (
-	github.com/caarlos0/env/v11 v11.4.2 // indirect
-	github.com/exaring/otelpgx v0.13.0 // indirect
 )
 
 require (
@@ -31,32 +36,38 @@ require (
 	github.com/Masterminds/semver/v3 v3.5.0 // indirect
 	github.com/Masterminds/sprig/v3 v3.3.0 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
-	github.com/b24hub/b24hub/libs/buildinfo v0.0.0-00010101000000-000000000000 // indirect
-	github.com/b24hub/b24hub/libs/consumertest v0.0.0-00010101000000-000000000000
-	github.com/b24hub/b24hub/libs/portals v0.0.0-00010101000000-000000000000 // indirect
-	github.com/b24hub/b24hub/libs/svcdecl v0.0.0-00010101000000-000000000000
-	github.com/b24hub/b24hub/libs/telemetry v0.0.0-00010101000000-000000000000 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
-	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
+	github.com/caarlos0/env/v11 v11.4.2 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/chromedp/cdproto v0.0.0-20260321001828-e3e3800016bc // indirect
+	github.com/chromedp/sysutil v1.1.0 // indirect
+	github.com/exaring/otelpgx v0.13.0 // indirect
+	github.com/felixge/httpsnoop v1.1.0 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260214004413-d219187c3433 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
+	github.com/gobwas/httphead v0.1.0 // indirect
+	github.com/gobwas/pool v0.2.1 // indirect
+	github.com/gobwas/ws v1.4.0 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.31.0 // indirect
 	github.com/huandu/xstrings v1.5.0 // indirect
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/jackc/tern/v2 v2.3.4 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/labstack/gommon v0.5.0 // indirect
+	github.com/mattn/go-colorable v0.1.15 // indirect
+	github.com/mattn/go-isatty v0.0.24 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
 	github.com/mitchellh/copystructure v1.2.0 // indirect
 	github.com/mitchellh/reflectwalk v1.0.2 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
-	github.com/nats-io/nats-server/v2 v2.15.2 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/prometheus/client_golang v1.24.1 // indirect
@@ -66,10 +77,12 @@ require (
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/shopspring/decimal v1.4.0 // indirect
 	github.com/spf13/cast v1.7.0 // indirect
+	github.com/spf13/pflag v1.0.10 // indirect
+	github.com/valyala/bytebufferpool v1.0.0 // indirect
+	github.com/valyala/fasttemplate v1.2.2 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/contrib/bridges/prometheus v0.72.0 // indirect
 	go.opentelemetry.io/contrib/exporters/autoexport v0.72.0 // indirect
-	go.opentelemetry.io/otel v1.47.0 // indirect
 	go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc v0.23.0 // indirect
 	go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp v0.23.0 // indirect
 	go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc v1.47.0 // indirect
@@ -82,39 +95,22 @@ require (
 	go.opentelemetry.io/otel/exporters/stdout/stdoutmetric v1.47.0 // indirect
 	go.opentelemetry.io/otel/exporters/stdout/stdouttrace v1.47.0 // indirect
 	go.opentelemetry.io/otel/log v1.47.0 // indirect
-	go.opentelemetry.io/otel/sdk v1.47.0 // indirect
 	go.opentelemetry.io/otel/sdk/log v1.47.0 // indirect
-	go.opentelemetry.io/otel/sdk/metric v1.47.0 // indirect
 	go.opentelemetry.io/proto/otlp v1.11.1 // indirect
-	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
-	golang.org/x/sync v0.25.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
-	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/grpc v1.84.0 // indirect
 )
 
 replace (
-	github.com/b24hub/b24hub/libs/b24event => ../../libs/b24event
-	github.com/b24hub/b24hub/libs/bitrix => ../../libs/bitrix
-	github.com/b24hub/b24hub/libs/consumer => ../../libs/consumer
-	github.com/b24hub/b24hub/libs/eventbus => ../../libs/eventbus
-	github.com/b24hub/b24hub/libs/fakeportal => ../../libs/fakeportal
-	github.com/b24hub/b24hub/libs/natstest => ../../libs/natstest
-	github.com/b24hub/b24hub/libs/pgtest => ../../libs/pgtest
-	github.com/b24hub/b24hub/libs/portals => ../../libs/portals
-	github.com/b24hub/b24hub/libs/postgres => ../../libs/postgres
-	github.com/b24hub/b24hub/libs/svcmain => ../../libs/svcmain
-	github.com/b24hub/b24hub/libs/telemetry => ../../libs/telemetry
-	github.com/b24hub/b24hub/proto => ../../proto
+	github.com/b24hub/b24hub/libs => ../libs
+	github.com/b24hub/b24hub/libs/consumertest => ../libs/consumertest
+	github.com/b24hub/b24hub/libs/fakeportal => ../libs/fakeportal
+	github.com/b24hub/b24hub/libs/natstest => ../libs/natstest
+	github.com/b24hub/b24hub/libs/pgtest => ../libs/pgtest
+	github.com/b24hub/b24hub/proto => ../proto
 )
-
-replace github.com/b24hub/b24hub/libs/buildinfo => ../../libs/buildinfo
-
-replace github.com/b24hub/b24hub/libs/svcdecl => ../../libs/svcdecl
-
-replace github.com/b24hub/b24hub/libs/consumertest => ../../libs/consumertest
