@@ -20,6 +20,10 @@ const (
 	// VerbDead publishes the message to the dead-letter stream, then
 	// terminates it.
 	VerbDead
+	// VerbWait keeps the message (in progress, not redelivered) while a
+	// dependency is down: the consumer stops fetching and runs the message
+	// again when the dependency answers. No delivery is spent.
+	VerbWait
 )
 
 func (v Verb) String() string {
@@ -30,6 +34,8 @@ func (v Verb) String() string {
 		return "nak"
 	case VerbDead:
 		return "dead"
+	case VerbWait:
+		return "wait"
 	}
 	return "unknown"
 }
@@ -67,6 +73,9 @@ type Attempt struct {
 //   - anything else (a *RetryAfterError, a *PanicError, any error) on the
 //     last delivery (Spec.MaxDeliver): dead letter, reason "max_deliveries".
 //   - a context error while the runtime shuts down: nak at once.
+//   - an *UnavailableError (a dependency is down): wait, whatever the
+//     delivery count, outcome RETRY; while the runtime shuts down, nak at
+//     once for another replica.
 //   - a *RetryAfterError: nak after its Delay.
 //   - anything else: nak after Spec.Backoff for this delivery.
 func Decide(spec Spec, at Attempt, err error) Action {
@@ -86,6 +95,13 @@ func Decide(spec Spec, at Attempt, err error) Action {
 		// Not the message's fault: hand it to another replica now, and do not
 		// spend its last delivery on it.
 		return Action{Verb: VerbNak, Status: eventsv1.OutcomeStatus_OUTCOME_STATUS_RETRY, Kind: KindShutdown}
+	case isUnavailable(err):
+		// Not the event's fault either: its delivery budget is kept for
+		// errors of its own.
+		if at.ShuttingDown {
+			return Action{Verb: VerbNak, Status: eventsv1.OutcomeStatus_OUTCOME_STATUS_RETRY, Kind: kind}
+		}
+		return Action{Verb: VerbWait, Status: eventsv1.OutcomeStatus_OUTCOME_STATUS_RETRY, Kind: kind}
 	case at.Delivery >= uint64(spec.MaxDeliver):
 		if kind == KindTransient {
 			kind = KindMaxDeliveries
@@ -98,6 +114,22 @@ func Decide(spec Spec, at Attempt, err error) Action {
 		delay = ra.Delay
 	}
 	return Action{Verb: VerbNak, Delay: delay, Status: eventsv1.OutcomeStatus_OUTCOME_STATUS_RETRY, Kind: kind}
+}
+
+// isUnavailable reports whether err says a dependency is down.
+func isUnavailable(err error) bool {
+	var u *UnavailableError
+	return errors.As(err, &u)
+}
+
+// dependencyOf names the dependency an *UnavailableError in err's chain
+// waits for, "" when there is none.
+func dependencyOf(err error) string {
+	var u *UnavailableError
+	if errors.As(err, &u) {
+		return u.Dependency
+	}
+	return ""
 }
 
 func dead(reason, kind string) Action {

@@ -19,6 +19,9 @@
 //	RetryAfter(d, err)          nak with delay d, outcome RETRY
 //	Permanent(err), undecodable dead-letter + term, outcome DEAD
 //	last delivery failed        dead-letter + term, outcome DEAD
+//	Unavailable(dep, err)       pause: stop fetching, keep the message in
+//	                            progress, run it again when dep answers;
+//	                            outcome RETRY, no delivery spent
 //
 // JetStream's own BackOff does not apply to naks, so the runtime computes
 // the delay from the delivery count. Long handlers are kept alive with

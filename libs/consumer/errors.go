@@ -68,6 +68,64 @@ func RetryAfter(d time.Duration, err error) error {
 	return &RetryAfterError{Delay: d, Err: err}
 }
 
+// UnavailableError says a dependency the handler needs did not answer
+// (PostgreSQL, NATS, a portal answering 5xx or timing out, a rate limit that
+// outlasted the client's own waiting). It is not the event's fault: the
+// runtime pauses the consumer (stops fetching), keeps the messages that met
+// it in progress, and runs them again with a jittered, growing wait until
+// the dependency answers. The delivery budget (Spec.MaxDeliver) is not
+// spent on it, so an outage of any length dead-letters nothing. Create it
+// with [Unavailable]; [ClassifyPostgres] and bitrixport.Classify produce it
+// for their errors.
+type UnavailableError struct {
+	// Dependency names what is down, low-cardinality: "postgresql",
+	// "nats", "bitrix24", "destination". It labels the
+	// consumer.dependency.down gauge and the alert.
+	Dependency string
+	Err        error
+}
+
+func (e *UnavailableError) Error() string {
+	return e.Dependency + " unavailable: " + e.Err.Error()
+}
+
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// ErrorKind implements [ErrorKinder]: the wrapped error's own kind when it
+// has one (a portal's "overload" stays "overload" in the ledger), else
+// [KindUnavailable].
+func (e *UnavailableError) ErrorKind() string {
+	var k ErrorKinder
+	if errors.As(e.Err, &k) && k.ErrorKind() != "" {
+		return k.ErrorKind()
+	}
+	return KindUnavailable
+}
+
+// Unavailable wraps err as the failure of dependency (see
+// [UnavailableError]). Unavailable(dep, nil) is nil. A [Permanent] error
+// stays permanent: wrapping it does not make it wait.
+func Unavailable(dependency string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrPermanent) {
+		return err
+	}
+	if dependency == "" {
+		dependency = "unknown"
+	}
+	return &UnavailableError{Dependency: dependency, Err: err}
+}
+
+// Dependency names used by the platform's classifiers.
+const (
+	DependencyPostgres    = "postgresql"
+	DependencyNATS        = "nats"
+	DependencyBitrix24    = "bitrix24"
+	DependencyDestination = "destination"
+)
+
 // ErrorKinder is implemented by errors that classify themselves for
 // alerting (for example the Bitrix24 client's OVERLOAD_LIMIT or
 // reauthorization errors, see bitrixport.Kinded). The kind lands in
@@ -87,6 +145,7 @@ const (
 	KindPanic         = eventbus.ErrorKindPanic
 	KindMaxDeliveries = eventbus.ErrorKindMaxDeliveries
 	KindShutdown      = eventbus.ErrorKindShutdown
+	KindUnavailable   = eventbus.ErrorKindUnavailable
 )
 
 // PanicError is what a recovered handler panic becomes. It is transient:

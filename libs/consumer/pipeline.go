@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
@@ -26,6 +27,9 @@ type pipeline[T any] struct {
 	dec Decoder[T]
 	h   BatchHandler[T]
 	m   *metrics
+
+	credits *credits
+	gate    *outageGate
 
 	mu       sync.Mutex
 	inflight map[*delivery[T]]struct{}
@@ -47,7 +51,10 @@ func (p *pipeline[T]) config() jetstream.ConsumerConfig { return p.sp.ConsumerCo
 
 func (p *pipeline[T]) run(ctx, hardStop context.Context, cons jetstream.Consumer) error {
 	p.inflight = map[*delivery[T]]struct{}{}
-	in := make(chan jetstream.Msg)
+	p.credits = newCredits(p.pullMax())
+	p.gate = newOutageGate(p.sp.Durable, p.rt.log, p.m.down)
+	// in never blocks the reader: the credits bound what it holds.
+	in := make(chan *delivery[T], p.pullMax())
 	batches := make(chan []*delivery[T])
 	readErr := make(chan error, 1)
 	go func() { readErr <- p.read(ctx, cons, in) }()
@@ -69,36 +76,57 @@ func (p *pipeline[T]) run(ctx, hardStop context.Context, cons jetstream.Consumer
 	return <-readErr
 }
 
-// pullMax is how many messages the client buffers ahead of the handlers.
+// pullMax is how many messages the pipeline holds at most (fetched, not
+// yet settled): enough for every worker's batch and the next one.
 func (p *pipeline[T]) pullMax() int {
 	return max(1, min(p.sp.Concurrency*p.sp.BatchSize*2, p.sp.MaxAckPending, 1000))
 }
 
-// read pulls messages into in until ctx ends (then it drains the client's
-// buffer into in) or the connection is closed for good. A consumer that
-// vanished (deleted by an operator) or a broken pull is recreated from the
-// Spec after a pause.
-func (p *pipeline[T]) read(ctx context.Context, cons jetstream.Consumer, in chan<- jetstream.Msg) error {
+// fetchWait is how long one pull request waits for messages. It also
+// bounds how long the reader runs on after ctx ends.
+const fetchWait = time.Second
+
+// read fetches messages into in until ctx ends or the connection is closed
+// for good. It asks the server only for as many messages as the pipeline
+// has credits, and tracks each one (InProgress) the moment it arrives, so
+// no message waits unseen in a client buffer past its ack wait and comes
+// again while the first copy is still held. While a dependency is down it
+// fetches nothing. A consumer that vanished (deleted by an operator) or a
+// broken pull is recreated from the Spec after a pause.
+func (p *pipeline[T]) read(ctx context.Context, cons jetstream.Consumer, in chan<- *delivery[T]) error {
 	defer close(in)
+	low := max(1, p.pullMax()/4)
 	for {
-		it, err := cons.Messages(jetstream.PullMaxMessages(p.pullMax()))
-		if err == nil {
-			stop := context.AfterFunc(ctx, it.Drain)
-			for {
-				var m jetstream.Msg
-				m, err = it.Next()
-				if err == nil {
-					in <- m
-					continue
-				}
-				if errors.Is(err, jetstream.ErrNoHeartbeat) && ctx.Err() == nil {
-					continue // a broker restart or slow network; the iterator recovers
-				}
-				break
-			}
-			stop()
-			it.Stop()
+		n, err := p.credits.take(ctx, low)
+		if err != nil {
+			return nil
 		}
+		if p.gate.wait(ctx) != nil {
+			p.credits.give(n)
+			return nil
+		}
+		// The pull ends when ctx does: nothing is fetched during the drain.
+		fctx, cancel := context.WithTimeout(ctx, fetchWait)
+		batch, err := cons.Fetch(n, jetstream.FetchContext(fctx))
+		if err == nil {
+			got := 0
+			for m := range batch.Messages() {
+				got++
+				in <- p.receive(m)
+			}
+			p.credits.give(n - got)
+			err = batch.Error()
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				err = nil // the pull expired
+			}
+			if err == nil || errors.Is(err, jetstream.ErrNoHeartbeat) && ctx.Err() == nil {
+				cancel()
+				continue // an empty or short pull, or a broker restart the next pull recovers from
+			}
+		} else {
+			p.credits.give(n)
+		}
+		cancel()
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -130,11 +158,11 @@ type group[T any] struct {
 // BatchSize distinct entities (repeated events about one entity coalesce
 // into the same batch without counting), when it holds 10×BatchSize
 // messages, or when BatchWindow has passed since its first message.
-func (p *pipeline[T]) collect(in <-chan jetstream.Msg, out chan<- []*delivery[T]) {
+func (p *pipeline[T]) collect(in <-chan *delivery[T], out chan<- []*delivery[T]) {
 	defer close(out)
 	if p.sp.BatchWindow <= 0 {
-		for m := range in {
-			out <- []*delivery[T]{p.receive(m)}
+		for d := range in {
+			out <- []*delivery[T]{d}
 		}
 		return
 	}
@@ -143,14 +171,13 @@ func (p *pipeline[T]) collect(in <-chan jetstream.Msg, out chan<- []*delivery[T]
 	defer tick.Stop()
 	for {
 		select {
-		case m, ok := <-in:
+		case d, ok := <-in:
 			if !ok {
 				for _, g := range groups {
 					out <- g.items
 				}
 				return
 			}
-			d := p.receive(m)
 			if d.decodeErr != nil {
 				out <- []*delivery[T]{d}
 				continue
@@ -306,12 +333,89 @@ func (p *pipeline[T]) process(runCtx, hardStop context.Context, batch []*deliver
 	}
 
 	dur := time.Since(start)
+	if runCtx.Err() == nil {
+		dur = p.waitOut(runCtx, hardStop, batch, ctxs, spans, results, dur)
+	}
 	shutting := runCtx.Err() != nil
 	var wg sync.WaitGroup
 	for i, d := range batch {
 		wg.Go(func() { p.settle(ctxs[i], spans[i], d, results[i], dur, shutting) })
 	}
 	wg.Wait()
+}
+
+// waitOut runs again, until they get through or the runtime stops, the
+// messages of batch whose result says a dependency is down: the consumer
+// is paused meanwhile (the reader fetches nothing), the messages stay in
+// progress (keepAlive), and no delivery is spent. The wait between runs
+// starts at Spec.ProbeInterval and doubles, jittered, up to
+// Spec.ProbeMaxInterval; a run of another batch that got through cuts it
+// short. Each waiting message reports one RETRY outcome (kind
+// "unavailable" or the error's own). It updates results in place and
+// returns the duration of the last handler call.
+func (p *pipeline[T]) waitOut(runCtx, hardStop context.Context, batch []*delivery[T], ctxs []context.Context,
+	spans []trace.Span, results []error, dur time.Duration) time.Duration {
+	var idx []int
+	for i, err := range results {
+		if isUnavailable(err) {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		return dur
+	}
+	bg := context.WithoutCancel(runCtx)
+	dep := dependencyOf(results[idx[0]])
+	p.gate.enter(bg, dep, results[idx[0]])
+	answered := false
+	defer func() { p.gate.leave(bg, dep, answered) }()
+	for _, i := range idx {
+		act := Decide(p.sp, Attempt{Delivery: batch[i].msg.Delivery}, results[i])
+		spans[i].AddEvent("dependency unavailable", trace.WithAttributes(attribute.String("b24.dependency", dependencyOf(results[i])),
+			attribute.String("error", results[i].Error())))
+		p.publishOutcome(context.WithoutCancel(ctxs[i]), spans[i], batch[i], act, results[i], dur)
+		batch[i].msg.Logger.WarnContext(ctxs[i], "event waits for a dependency", "dependency", dependencyOf(results[i]),
+			"error", results[i].Error(), "error_kind", act.Kind)
+	}
+	bo := backoff.NewExponentialBackOff(backoff.WithInitialInterval(p.sp.ProbeInterval), backoff.WithMaxInterval(p.sp.ProbeMaxInterval),
+		backoff.WithMultiplier(2), backoff.WithRandomizationFactor(0.5), backoff.WithMaxElapsedTime(0))
+	for {
+		t := time.NewTimer(bo.NextBackOff())
+		select {
+		case <-runCtx.Done():
+			t.Stop()
+			return dur
+		case <-p.gate.wake():
+			t.Stop()
+		case <-t.C:
+		}
+		msgs := make([]*Message[T], len(idx))
+		for k, i := range idx {
+			msgs[k] = batch[i].msg
+		}
+		start := time.Now()
+		errs := p.call(ctxs[idx[0]], hardStop, msgs)
+		dur = time.Since(start)
+		var still []int
+		for k, i := range idx {
+			results[i] = errs[k]
+			if isUnavailable(errs[k]) {
+				still = append(still, i)
+			}
+		}
+		if len(still) == 0 {
+			answered = true
+			return dur
+		}
+		if now := dependencyOf(results[still[0]]); now != dep || len(still) < len(idx) {
+			// Part got through, or what is down changed (the database is
+			// back, the portal is not): the gauge follows.
+			p.gate.leave(bg, dep, len(still) < len(idx))
+			dep = now
+			p.gate.enter(bg, dep, results[still[0]])
+		}
+		idx = still
+	}
 }
 
 // call runs the handler with panics recovered and normalises its results.

@@ -38,10 +38,15 @@ func (p *pipeline[T]) settle(ctx context.Context, span trace.Span, d *delivery[T
 		p.mu.Lock()
 		delete(p.inflight, d)
 		p.mu.Unlock()
+		p.credits.give(1)
 	}()
 	defer span.End()
 	ctx = context.WithoutCancel(ctx)
 	act := Decide(p.sp, Attempt{Delivery: d.msg.Delivery, ShuttingDown: shutting}, herr)
+	if act.Verb == VerbWait {
+		// process waits these out; one left here is redelivered soon.
+		act.Verb, act.Delay = VerbNak, p.sp.ProbeInterval
+	}
 	if act.Verb == VerbDead {
 		if err := p.deadLetter(ctx, d, act, herr); err != nil {
 			// Never terminate a message whose dead letter is not stored.
@@ -246,6 +251,7 @@ type metrics struct {
 	dead      metric.Int64Counter
 	duration  metric.Float64Histogram
 	lag       metric.Float64Histogram
+	down      metric.Int64UpDownCounter
 	attrs     metric.MeasurementOption
 }
 
@@ -268,6 +274,9 @@ func newMetrics(m metric.Meter, consumer string) (*metrics, error) {
 	out.lag, err = m.Float64Histogram("consumer.lag", metric.WithUnit("s"),
 		metric.WithDescription("Time from storing a message in its stream to processing it."),
 		metric.WithExplicitBucketBoundaries(LagBuckets...))
+	errs = append(errs, err)
+	out.down, err = m.Int64UpDownCounter("consumer.dependency.down",
+		metric.WithDescription("1 while the consumer is paused because this dependency does not answer (consumer.Unavailable), else 0."))
 	errs = append(errs, err)
 	return out, errors.Join(errs...)
 }

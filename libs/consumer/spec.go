@@ -14,6 +14,10 @@ const (
 	DefaultAckWait       = 30 * time.Second
 	DefaultMaxAckPending = 1000
 	DefaultConcurrency   = 4
+	// DefaultProbeInterval and DefaultProbeMaxInterval bound the waits
+	// between runs of a message whose dependency is down.
+	DefaultProbeInterval    = time.Second
+	DefaultProbeMaxInterval = 30 * time.Second
 )
 
 // DefaultBackoff is the nak delay schedule: the n-th failed delivery waits
@@ -89,6 +93,15 @@ type Spec struct {
 	// single-message handlers.
 	BatchWindow time.Duration
 
+	// ProbeInterval is the first wait before a message that met an
+	// unavailable dependency ([Unavailable]) is run again; the wait doubles
+	// (jittered ±50%) up to ProbeMaxInterval for as long as the dependency
+	// stays down. Optional, default 1s.
+	ProbeInterval time.Duration
+
+	// ProbeMaxInterval caps that wait. Optional, default 30s.
+	ProbeMaxInterval time.Duration
+
 	// HandlerTimeout bounds one handler call. Optional, default 0 (none:
 	// the runtime keeps the messages alive with InProgress).
 	HandlerTimeout time.Duration
@@ -113,6 +126,12 @@ func (s Spec) WithDefaults() Spec {
 	}
 	if s.Concurrency == 0 {
 		s.Concurrency = DefaultConcurrency
+	}
+	if s.ProbeInterval == 0 {
+		s.ProbeInterval = DefaultProbeInterval
+	}
+	if s.ProbeMaxInterval == 0 {
+		s.ProbeMaxInterval = max(DefaultProbeMaxInterval, s.ProbeInterval)
 	}
 	return s
 }
@@ -139,7 +158,7 @@ func (s Spec) Validate() error {
 		errs = append(errs, errors.New("no filter subjects"))
 	}
 	if s.MaxDeliver < 0 || s.AckWait < 0 || s.MaxAckPending < 0 || s.Concurrency < 0 ||
-		s.BatchSize < 0 || s.BatchWindow < 0 || s.HandlerTimeout < 0 {
+		s.BatchSize < 0 || s.BatchWindow < 0 || s.HandlerTimeout < 0 || s.ProbeInterval < 0 || s.ProbeMaxInterval < 0 {
 		errs = append(errs, errors.New("negative limit"))
 	}
 	if s.AckWait != 0 && s.AckWait < 100*time.Millisecond {

@@ -24,6 +24,10 @@ const (
 	ErrorKindMaxDeliveries = "max_deliveries"
 	// ErrorKindShutdown: the process stopped while the handler ran.
 	ErrorKindShutdown = "shutdown"
+	// ErrorKindUnavailable: a dependency (PostgreSQL, NATS, a portal
+	// answering 5xx or not at all) did not answer; the consumer pauses and
+	// the message waits without spending its delivery budget.
+	ErrorKindUnavailable = "unavailable"
 
 	// ErrorKindOverload is 503 OVERLOAD_LIMIT: Bitrix24 blocked REST access
 	// for the application on the portal. Alert on it (monitor rule
@@ -47,7 +51,7 @@ const (
 )
 
 var errorKinds = []string{
-	ErrorKindPermanent, ErrorKindTransient, ErrorKindUndecodable, ErrorKindPanic, ErrorKindMaxDeliveries, ErrorKindShutdown,
+	ErrorKindPermanent, ErrorKindTransient, ErrorKindUndecodable, ErrorKindPanic, ErrorKindMaxDeliveries, ErrorKindShutdown, ErrorKindUnavailable,
 	ErrorKindOverload, ErrorKindQueryLimit, ErrorKindOperationLimit, ErrorKindAuth, ErrorKindReauthorize, ErrorKindNotFound,
 }
 
