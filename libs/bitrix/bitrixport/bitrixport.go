@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/b24hub/b24hub/libs/bitrix"
 	"github.com/b24hub/b24hub/libs/consumer"
@@ -244,13 +243,19 @@ func ErrorKind(k bitrix.Kind) string {
 //     race with other rotations, and the next attempt, with the token then
 //     stored, succeeds — it stays retryable. A token that cannot be
 //     refreshed at all surfaces as reauthorize;
-//   - operation_limit → consumer.RetryAfter the method's reset time;
-//   - everything else (transient, query_limit, overload, not_found) stays
-//     retryable with the Spec's backoff. Callers that treat not_found
-//     specially check errors.Is(err, bitrix.KindNotFound) before calling
-//     Classify.
+//   - the portal not answering (a 5xx, an HTML error page with a 5xx, no
+//     answer at all: refused, reset, timed out) and its limits (503
+//     QUERY_LIMIT_EXCEEDED past the client's own waiting, 503
+//     OVERLOAD_LIMIT, 429 OPERATION_TIME_LIMIT) →
+//     consumer.Unavailable("bitrix24"): none is the event's fault, so the
+//     consumer pauses and the message waits without spending a delivery;
+//   - everything else (not_found, a transient answer with a 2xx/4xx
+//     status) stays retryable with the Spec's backoff. Callers that treat
+//     not_found specially check errors.Is(err, bitrix.KindNotFound) before
+//     calling Classify.
 //
-// Every bitrix error is wrapped in Kinded so its kind reaches the outcome.
+// Every bitrix error is wrapped in Kinded so its kind reaches the outcome
+// (an unavailable portal's outcome keeps "overload", "query_limit", ...).
 // Other errors are returned unchanged; nil stays nil.
 func Classify(err error) error {
 	var e *bitrix.Error
@@ -266,9 +271,11 @@ func Classify(err error) error {
 		return consumer.Permanent(k)
 	case bitrix.KindPermanent, bitrix.KindReauthorize:
 		return consumer.Permanent(k)
-	case bitrix.KindOperationLimit:
-		if d := bitrix.RetryAfter(err, time.Now()); d > 0 {
-			return consumer.RetryAfter(d, k)
+	case bitrix.KindQueryLimit, bitrix.KindOverload, bitrix.KindOperationLimit:
+		return consumer.Unavailable(consumer.DependencyBitrix24, k)
+	case bitrix.KindTransient:
+		if e.Status == 0 || e.Status >= 500 {
+			return consumer.Unavailable(consumer.DependencyBitrix24, k)
 		}
 	}
 	return k

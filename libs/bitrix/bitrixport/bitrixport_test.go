@@ -20,15 +20,19 @@ func TestClassify(t *testing.T) {
 		verb consumer.Verb
 		kind string
 	}{
-		{&bitrix.Error{Status: 503, Code: bitrix.CodeOverloadLimit}, consumer.VerbNak, eventbus.ErrorKindOverload},
-		{&bitrix.Error{Status: 503, Code: bitrix.CodeQueryLimitExceeded}, consumer.VerbNak, eventbus.ErrorKindQueryLimit},
+		// The portal's limits and outages are not the event's fault: wait.
+		{&bitrix.Error{Status: 503, Code: bitrix.CodeOverloadLimit}, consumer.VerbWait, eventbus.ErrorKindOverload},
+		{&bitrix.Error{Status: 503, Code: bitrix.CodeQueryLimitExceeded}, consumer.VerbWait, eventbus.ErrorKindQueryLimit},
+		{&bitrix.Error{Status: 429, Code: bitrix.CodeOperationTimeLimit}, consumer.VerbWait, eventbus.ErrorKindOperationLimit},
+		{&bitrix.Error{Status: 503, Description: "<html>Service Unavailable</html>"}, consumer.VerbWait, eventbus.ErrorKindTransient},
+		{&bitrix.Error{Err: errors.New("dial tcp: connection refused")}, consumer.VerbWait, eventbus.ErrorKindTransient},
 		{&bitrix.Error{Status: 400, Code: bitrix.CodeInvalidGrant}, consumer.VerbDead, eventbus.ErrorKindReauthorize},
 		{&bitrix.Error{Status: 401, Code: "INVALID_CREDENTIALS"}, consumer.VerbDead, eventbus.ErrorKindAuth},
 		// Still expired after the client's refreshes: a rotation race, retried.
 		{&bitrix.Error{Status: 401, Code: bitrix.CodeExpiredToken}, consumer.VerbNak, eventbus.ErrorKindAuth},
 		{&bitrix.Error{Status: 401, Code: bitrix.CodeInvalidToken}, consumer.VerbNak, eventbus.ErrorKindAuth},
 		{&bitrix.Error{Status: 400, Code: "ERROR_CORE", Description: "bad"}, consumer.VerbDead, eventbus.ErrorKindPermanent},
-		{&bitrix.Error{Status: 502}, consumer.VerbNak, eventbus.ErrorKindTransient},
+		{&bitrix.Error{Status: 502}, consumer.VerbWait, eventbus.ErrorKindTransient},
 		{errors.New("plain"), consumer.VerbNak, consumer.KindTransient},
 	} {
 		act := consumer.Decide(spec, consumer.Attempt{Delivery: 1}, bitrixport.Classify(tt.err))
