@@ -56,7 +56,9 @@ type CommitOptions struct {
 // Spec.BatchSize messages (waiting Spec.BatchWindow after the first; any
 // portal mix), hands them to h and acknowledges them all once h returned
 // nil. A failed batch is retried, kept in progress, until it commits or
-// the drain ends (then it is left for redelivery); nothing is naked,
+// the drain ends (then it is left for redelivery; an error wrapped with
+// [Unavailable], as [ClassifyPostgres] does, sets the
+// consumer.dependency.down gauge while it lasts); nothing is naked,
 // terminated or dead-lettered, no outcome is published, and the JetStream
 // consumer never gives up on a message (MaxDeliver -1). Broker errors
 // (stream missing, connection lost) restart the fetch loop after a
@@ -81,18 +83,20 @@ func RegisterCommit(r *Runtime, spec Spec, h CommitHandler, o CommitOptions) err
 	if o.RetryMax <= 0 {
 		o.RetryMax = 5 * time.Second
 	}
-	return r.add(spec, func(*metrics) registration {
-		return &commitPipeline{rt: r, sp: spec, h: h, o: o, log: r.log.With("consumer", spec.Durable)}
+	return r.add(spec, func(m *metrics) registration {
+		return &commitPipeline{rt: r, sp: spec, h: h, o: o, log: r.log.With("consumer", spec.Durable),
+			gate: newOutageGate(spec.Durable, r.log, m.down)}
 	})
 }
 
 // commitPipeline is one consumer registered with RegisterCommit.
 type commitPipeline struct {
-	rt  *Runtime
-	sp  Spec
-	h   CommitHandler
-	o   CommitOptions
-	log *slog.Logger
+	rt   *Runtime
+	sp   Spec
+	h    CommitHandler
+	o    CommitOptions
+	log  *slog.Logger
+	gate *outageGate
 }
 
 func (c *commitPipeline) spec() Spec { return c.sp }
@@ -214,6 +218,14 @@ func (c *commitPipeline) commit(ctx, hardStop context.Context, batch []jetstream
 	defer spans.end()
 	retry := c.backOff()
 	lastProgress := time.Now()
+	// down is the dependency the batch waits for (an error wrapped with
+	// Unavailable, e.g. by ClassifyPostgres), for the dependency gauge.
+	down := ""
+	defer func() {
+		if down != "" {
+			c.gate.leave(context.WithoutCancel(ctx), down, false)
+		}
+	}()
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
 		// A write in progress at shutdown is finished, within the ack wait.
@@ -238,6 +250,14 @@ func (c *commitPipeline) commit(ctx, hardStop context.Context, batch []jetstream
 		}
 		if c.o.OnFailure != nil {
 			c.o.OnFailure(err)
+		}
+		if dep := dependencyOf(err); dep != down {
+			if down != "" {
+				c.gate.leave(context.WithoutCancel(ctx), down, false)
+			}
+			if down = dep; dep != "" {
+				c.gate.enter(context.WithoutCancel(ctx), dep, err)
+			}
 		}
 		spans.failed(attempt, err)
 		if attempt == 1 || attempt%10 == 0 {

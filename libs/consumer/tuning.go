@@ -17,11 +17,15 @@ type Tuning struct {
 	MaxDeliver  int
 	Concurrency int
 	BatchWindow time.Duration
+	// ProbeInterval and ProbeMaxInterval bound the waits between runs of a
+	// message whose dependency is down (Spec.ProbeInterval).
+	ProbeInterval    time.Duration
+	ProbeMaxInterval time.Duration
 }
 
 // TuningFromEnv reads prefix+"ACK_WAIT", "BACKOFF" (comma-separated
 // durations, e.g. "1m,5m,15m"), "MAX_DELIVER", "CONCURRENCY" and
-// "BATCH_WINDOW", e.g. with prefix "B24HUB_DEALSYNC_". Unset variables stay
+// "BATCH_WINDOW", "PROBE_INTERVAL", "PROBE_MAX_INTERVAL", e.g. with prefix "B24HUB_DEALSYNC_". Unset variables stay
 // zero. It fails on values that do not parse.
 func TuningFromEnv(getenv func(string) string, prefix string) (Tuning, error) {
 	var t Tuning
@@ -46,6 +50,8 @@ func TuningFromEnv(getenv func(string) string, prefix string) (Tuning, error) {
 	}
 	dur("ACK_WAIT", &t.AckWait)
 	dur("BATCH_WINDOW", &t.BatchWindow)
+	dur("PROBE_INTERVAL", &t.ProbeInterval)
+	dur("PROBE_MAX_INTERVAL", &t.ProbeMaxInterval)
 	num("MAX_DELIVER", &t.MaxDeliver)
 	num("CONCURRENCY", &t.Concurrency)
 	if v := getenv(prefix + "BACKOFF"); v != "" {
@@ -77,6 +83,12 @@ func (t Tuning) Apply(s Spec) Spec {
 	}
 	if t.BatchWindow > 0 {
 		s.BatchWindow = t.BatchWindow
+	}
+	if t.ProbeInterval > 0 {
+		s.ProbeInterval = t.ProbeInterval
+	}
+	if t.ProbeMaxInterval > 0 {
+		s.ProbeMaxInterval = t.ProbeMaxInterval
 	}
 	return s
 }

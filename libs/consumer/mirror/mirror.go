@@ -163,7 +163,9 @@ func (m *Mirror) write(ctx context.Context, e Entity) error {
 			Header: map[string][]string{eventbus.HeaderContentType: {eventbus.ContentTypeProtobuf}}})
 	})
 	if err != nil {
-		return fmt.Errorf("mirror %s %s: %w", e.Type, e.ID, err)
+		// The database not answering is not the event's fault: the
+		// runtime pauses instead of spending a delivery.
+		return consumer.ClassifyPostgres(fmt.Errorf("mirror %s %s: %w", e.Type, e.ID, err))
 	}
 	return skip
 }

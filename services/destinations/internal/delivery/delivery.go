@@ -305,7 +305,7 @@ func (r *Runner) deliver(ctx context.Context, m jetstream.Msg) bool {
 		if res.RetryAfter > wait {
 			wait = min(res.RetryAfter, time.Hour)
 		}
-		r.outcome(ctx, m, eventsv1.OutcomeStatus_OUTCOME_STATUS_RETRY, attempt, res, "transient")
+		r.outcome(ctx, m, eventsv1.OutcomeStatus_OUTCOME_STATUS_RETRY, attempt, res, retryKind(res))
 		log.WarnContext(ctx, "delivery failed; will retry", "status", res.Status, "attempt", attempt, "error", res.Err.Error(), "retry_in", wait.String())
 		select {
 		case <-ctx.Done():
@@ -313,6 +313,16 @@ func (r *Runner) deliver(ctx context.Context, m jetstream.Msg) bool {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// retryKind is the outcome's error kind for a failed attempt that is
+// retried: "unavailable" when the receiver did not answer or is
+// overloaded, "transient" otherwise.
+func retryKind(res webhook.Result) string {
+	if res.Unavailable() {
+		return eventbus.ErrorKindUnavailable
+	}
+	return eventbus.ErrorKindTransient
 }
 
 // keepInProgress extends the ack deadline while a delivery is retried.

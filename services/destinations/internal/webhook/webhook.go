@@ -81,6 +81,17 @@ type Result struct {
 	Permanent bool
 }
 
+// Unavailable reports whether the receiver did not answer or said it
+// cannot now (no response, 408, 429, 5xx): the destination is down or
+// overloaded, not the event at fault. Outcomes report such a retry with
+// error kind "unavailable".
+func (r Result) Unavailable() bool {
+	if r.Err == nil || r.Permanent {
+		return false
+	}
+	return r.Status == 0 || r.Status == 408 || r.Status == 429 || r.Status >= 500
+}
+
 // ErrAddressNotAllowed is returned, permanent, when the endpoint resolves
 // to an address the sender may not reach.
 var ErrAddressNotAllowed = errors.New("webhook: address not allowed")

@@ -139,7 +139,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 		for i, m := range batch {
 			out[i] = Raw{Subject: m.Subject, Header: m.Header, Data: m.Data, StreamSeq: m.StreamSeq, Timestamp: m.Stored}
 		}
-		return c.write(ctx, out)
+		// PostgreSQL not answering is named on the dependency gauge.
+		return consumer.ClassifyPostgres(c.write(ctx, out))
 	}
 	if err := consumer.RegisterCommit(rt, c.runtimeSpec(), raws, o); err != nil {
 		return err
