@@ -116,8 +116,8 @@ type Config struct {
 	// Env B24HUB_MONITOR_BATCH_WAIT; optional; default 20ms.
 	BatchWait time.Duration `env:"B24HUB_MONITOR_BATCH_WAIT" envDefault:"20ms" zero:"write each batch at once"`
 	// ReplayMax bounds one bulk replay request. Env
-	// B24HUB_MONITOR_REPLAY_MAX; optional; default 1000.
-	ReplayMax int `env:"B24HUB_MONITOR_REPLAY_MAX" envDefault:"1000"`
+	// B24HUB_MONITOR_REPLAY_MAX; optional; default 100000 (replay.DefaultMax).
+	ReplayMax int `env:"B24HUB_MONITOR_REPLAY_MAX" envDefault:"100000"`
 	// MaintainEvery is the period of partition creation and retention.
 	// Env B24HUB_MONITOR_MAINTAIN_EVERY; optional; default 1h.
 	MaintainEvery time.Duration `env:"B24HUB_MONITOR_MAINTAIN_EVERY" envDefault:"1h"`
@@ -143,7 +143,7 @@ func (c Config) withDefaults() Config {
 		c.BatchWait = 20 * time.Millisecond
 	}
 	if c.ReplayMax == 0 {
-		c.ReplayMax = 1000
+		c.ReplayMax = 100_000 // replay.DefaultMax
 	}
 	if c.MaintainEvery == 0 {
 		c.MaintainEvery = time.Hour

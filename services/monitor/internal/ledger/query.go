@@ -253,6 +253,28 @@ type DeliveryFilter struct {
 	DeadOnly bool
 	// Limit is the maximum number of rows; default 50, at most 1000.
 	Limit int
+	// After continues a previous page: only rows ordered after it (older,
+	// or the same time with a smaller event id and consumer). Zero: from
+	// the newest.
+	After DeliveryKey
+}
+
+// DeliveryKey is a delivery's place in FindDeliveries' order (time, event
+// id, consumer, newest first): the keyset cursor of the next page.
+type DeliveryKey struct {
+	At       time.Time
+	EventID  string
+	Consumer string
+}
+
+// Key returns d's place in the order of f (dead_at when f.DeadOnly, else
+// updated_at), for DeliveryFilter.After.
+func (d Delivery) Key(f DeliveryFilter) DeliveryKey {
+	at := d.UpdatedAt
+	if f.DeadOnly && d.DeadAt != nil {
+		at = *d.DeadAt
+	}
+	return DeliveryKey{At: at, EventID: d.EventID, Consumer: d.Consumer}
 }
 
 // DeadLetterRow is one dead delivery with the state of its latest replay.
@@ -304,11 +326,14 @@ func deliveryQuery(f DeliveryFilter) (string, args) {
 	if !f.To.IsZero() {
 		where = append(where, timeCol+" < "+a.add(f.To))
 	}
+	if !f.After.At.IsZero() {
+		where = append(where, "("+timeCol+", d.event_id, d.consumer) < ("+a.add(f.After.At)+", "+a.add(f.After.EventID)+", "+a.add(f.After.Consumer)+")")
+	}
 	q := deliverySelect
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += " ORDER BY " + timeCol + " DESC, d.event_id DESC LIMIT " + a.add(f.Limit)
+	q += " ORDER BY " + timeCol + " DESC, d.event_id DESC, d.consumer DESC LIMIT " + a.add(f.Limit)
 	return q, a
 }
 

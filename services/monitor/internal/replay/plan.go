@@ -29,8 +29,7 @@ type Plan struct {
 	// republishes them (ErrLifecycle).
 	Refused []string `json:"refused,omitempty"`
 	// Truncated is true when more matched than Limit: the replay would
-	// stop at Limit. For dead letters it is also true when a full ledger
-	// page (ledger.MaxPage) matched: there may be more.
+	// stop at Limit.
 	Truncated bool `json:"truncated"`
 	// Limit is the effective limit (the request's, capped by
 	// B24HUB_MONITOR_REPLAY_MAX).
@@ -106,33 +105,39 @@ func (r *Replayer) PlanEvents(ctx context.Context, f ledger.EventFilter, limit i
 
 // PlanDeadLetters selects the dead letters matching f that DeadLetters
 // would replay (at most limit, capped by the replayer's maximum), without
-// publishing. Dead letters whose newest replay is pending or done are
-// skipped unless force.
+// publishing. It walks the ledger a page (ledger.MaxPage) at a time, so a
+// limit above a page is honoured and Truncated is exact. Dead letters whose
+// newest replay is pending or done are skipped unless force.
 func (r *Replayer) PlanDeadLetters(ctx context.Context, f ledger.DeliveryFilter, limit int, force bool) (Plan, error) {
 	limit = r.limit(limit)
-	f.Limit = limit + 1
-	rows, err := r.store.DeadLetters(ctx, f)
-	if err != nil {
-		return Plan{}, err
-	}
+	f.DeadOnly = true
+	f.After = ledger.DeliveryKey{}
 	p := Plan{Limit: limit, EventIDs: []string{}, Targets: []Target{}}
-	switch {
-	case len(rows) > limit:
-		rows, p.Truncated = rows[:limit], true
-	case len(rows) == ledger.MaxPage:
-		// A full ledger page: there may be more than it returns.
-		p.Truncated = true
-	}
-	for _, d := range rows {
-		if Lifecycle(d.EventType) {
-			p.Refused = append(p.Refused, d.EventID)
-			continue
+	for seen := 0; ; {
+		// One row beyond the limit tells whether there are more.
+		f.Limit = min(limit+1-seen, ledger.MaxPage)
+		rows, err := r.store.DeadLetters(ctx, f)
+		if err != nil {
+			return Plan{}, err
 		}
-		if !force && d.Replay != nil && d.Replay.Status != ledger.StatusDead && d.Replay.Status != ledger.StatusError {
-			p.Skipped = append(p.Skipped, d.EventID)
-			continue
+		for _, d := range rows {
+			if seen == limit {
+				p.Truncated = true
+				return p, nil
+			}
+			seen++
+			switch {
+			case Lifecycle(d.EventType):
+				p.Refused = append(p.Refused, d.EventID)
+			case !force && d.Replay != nil && d.Replay.Status != ledger.StatusDead && d.Replay.Status != ledger.StatusError:
+				p.Skipped = append(p.Skipped, d.EventID)
+			default:
+				p.add(d.EventID, d.Consumer)
+			}
 		}
-		p.add(d.EventID, d.Consumer)
+		if len(rows) < f.Limit {
+			return p, nil
+		}
+		f.After = rows[len(rows)-1].Key(f)
 	}
-	return p, nil
 }

@@ -38,8 +38,18 @@ func (s *pagedStore) SearchEvents(_ context.Context, f ledger.EventFilter) (ledg
 	return page, nil
 }
 
+// DeadLetters pages as the ledger does: at most ledger.MaxPage rows, after
+// the keyset f.After.
 func (s *pagedStore) DeadLetters(_ context.Context, f ledger.DeliveryFilter) ([]ledger.DeadLetterRow, error) {
-	return s.dead[:min(f.Limit, ledger.MaxPage, len(s.dead))], nil
+	from := 0
+	if f.After.EventID != "" {
+		for i, d := range s.dead {
+			if d.EventID == f.After.EventID && d.Consumer == f.After.Consumer {
+				from = i + 1
+			}
+		}
+	}
+	return s.dead[from:min(from+min(f.Limit, ledger.MaxPage), len(s.dead))], nil
 }
 
 func (s *pagedStore) RecordReplay(context.Context, ledger.Replay) error { return nil }
@@ -88,7 +98,10 @@ func TestPlanEventsCountsPastOneLedgerPage(t *testing.T) {
 	}
 }
 
-func TestPlanDeadLettersFlagsAFullLedgerPage(t *testing.T) {
+// TestPlanDeadLettersPagesThroughTheLedger: a bulk dead-letter replay is not
+// capped by the ledger's page size: an outage's whole backlog is planned
+// (and replayed) in one request, and Truncated is exact.
+func TestPlanDeadLettersPagesThroughTheLedger(t *testing.T) {
 	rows := func(n int) []ledger.DeadLetterRow {
 		out := make([]ledger.DeadLetterRow, n)
 		for i := range out {
@@ -104,7 +117,11 @@ func TestPlanDeadLettersFlagsAFullLedgerPage(t *testing.T) {
 	}{
 		{"fewer than the limit", 10, 1000, 0, 10, false},
 		{"more than a small limit", 10, 1000, 4, 4, true},
-		{"a full ledger page", 1500, 1000, 0, 1000, true},
+		{"exactly the maximum, one full ledger page", 1000, 1000, 0, 1000, false},
+		{"one more than the maximum", 1001, 1000, 0, 1000, true},
+		{"several ledger pages, all", 2500, 5000, 0, 2500, false},
+		{"a limit above one page", 2500, 5000, 1200, 1200, true},
+		{"the default maximum", 3001, 0, 0, 3001, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -115,6 +132,13 @@ func TestPlanDeadLettersFlagsAFullLedgerPage(t *testing.T) {
 			}
 			if p.WouldReplay != tt.want || p.Truncated != tt.truncated {
 				t.Errorf("would_replay=%d truncated=%v, want %d %v", p.WouldReplay, p.Truncated, tt.want, tt.truncated)
+			}
+			seen := map[string]bool{}
+			for _, id := range p.EventIDs {
+				if seen[id] {
+					t.Fatalf("%s planned twice", id)
+				}
+				seen[id] = true
 			}
 		})
 	}

@@ -64,11 +64,17 @@ type Replayer struct {
 	max   int
 }
 
-// New returns a Replayer; max bounds one bulk replay (default 1000) and now
-// is the clock (default time.Now).
+// DefaultMax is the default bound of one bulk replay. The ledger is read a
+// page (ledger.MaxPage) at a time, so it is not bounded by a page: a
+// backlog dead-lettered by an outage replays in one request (b24ctl runs
+// the plan event by event).
+const DefaultMax = 100_000
+
+// New returns a Replayer; max bounds one bulk replay (default DefaultMax)
+// and now is the clock (default time.Now).
 func New(store Store, pub Publisher, max int, now func() time.Time) *Replayer {
 	if max <= 0 {
-		max = 1000
+		max = DefaultMax
 	}
 	if now == nil {
 		now = time.Now
