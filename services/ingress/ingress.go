@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -42,6 +43,8 @@ type Deps struct {
 	Metrics http.Handler
 	// TracerProvider defaults to the global one.
 	TracerProvider trace.TracerProvider
+	// MeterProvider defaults to the global one.
+	MeterProvider metric.MeterProvider
 	// Publisher stores each accepted event. It defaults to an
 	// eventbus.Publisher on NC (pipelined and coalesced) that gives up after
 	// PublishTimeout; tools/bench sets another to compare publish paths
@@ -71,6 +74,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.TracerProvider == nil {
 		deps.TracerProvider = otel.GetTracerProvider()
 	}
+	if deps.MeterProvider == nil {
+		deps.MeterProvider = otel.GetMeterProvider()
+	}
 	js, err := jetstream.New(deps.NC)
 	if err != nil {
 		return nil, fmt.Errorf("ingress: jetstream: %w", err)
@@ -86,7 +92,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if pub == nil {
 		pub = eventbus.NewPublisher(js, eventbus.WithTracerProvider(deps.TracerProvider), eventbus.WithConfirmTimeout(cfg.PublishTimeout))
 	}
-	meter := otel.GetMeterProvider().Meter("github.com/b24hub/b24hub/services/ingress")
+	meter := deps.MeterProvider.Meter("github.com/b24hub/b24hub/services/ingress")
 	if err := s.observeEventsStream(meter); err != nil {
 		return nil, err
 	}
@@ -117,6 +123,13 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(mux))
 	}
+	// After every route is registered: the histogram's attribute sets are
+	// made for the routes there are.
+	mw, err := requestDuration(e, meter)
+	if err != nil {
+		return nil, err
+	}
+	e.Use(mw)
 	s.echo = e
 
 	ln, err := net.Listen("tcp", cfg.Addr)

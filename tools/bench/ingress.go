@@ -26,6 +26,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -111,6 +113,7 @@ var ingressPaths = []string{
 	"ingress",  // the ingress, every feature on, on eventbus.Publisher
 	"sync",     // the same ingress publishing synchronously (the baseline's publish path)
 	"async",    // the same ingress on the library's PublishMsgAsync (asyncPublisher)
+	"nohist",   // the ingress without its request-duration histogram
 }
 
 // benchIngress compares the ingress with the baseline. Every measured step
@@ -157,14 +160,16 @@ func benchIngress(ctx context.Context, out io.Writer, cfg ingressConfig) error {
 		case "baseline":
 			url, stop, err = startBaseline(js)
 		case "sync":
-			url, stop, err = startIngress(ctx, nc, reg, tel, newSyncPublisher(js))
+			url, stop, err = startIngress(ctx, nc, reg, tel, newSyncPublisher(js), nil)
+		case "nohist":
+			url, stop, err = startIngress(ctx, nc, reg, tel, nil, withoutDurationHistogram{otel.GetMeterProvider()})
 		case "async":
 			var pub *asyncPublisher
 			if pub, err = newAsyncPublisher(nc, 2*time.Second); err == nil {
-				url, stop, err = startIngress(ctx, nc, reg, tel, pub)
+				url, stop, err = startIngress(ctx, nc, reg, tel, pub, nil)
 			}
 		default:
-			url, stop, err = startIngress(ctx, nc, reg, tel, nil)
+			url, stop, err = startIngress(ctx, nc, reg, tel, nil, nil)
 		}
 		if err != nil {
 			return result{}, err
@@ -268,8 +273,8 @@ func meanSE(xs []float64) string {
 }
 
 // startIngress runs the ingress service on nc with every feature on; pub
-// nil is its own publisher.
-func startIngress(ctx context.Context, nc *nats.Conn, reg *portals.Registry, tel *telemetry.Telemetry, pub ingress.Publisher) (string, func(), error) {
+// nil is its own publisher, mp nil the global meter provider.
+func startIngress(ctx context.Context, nc *nats.Conn, reg *portals.Registry, tel *telemetry.Telemetry, pub ingress.Publisher, mp metric.MeterProvider) (string, func(), error) {
 	// A per-portal budget the benchmark's single portal never exhausts:
 	// it measures throughput, and the default budget would answer 429
 	// after 20,000 events.
@@ -280,7 +285,7 @@ func startIngress(ctx context.Context, nc *nats.Conn, reg *portals.Registry, tel
 		return "", nil, err
 	}
 	icfg.Addr = "127.0.0.1:0"
-	svc, err := ingress.New(icfg, ingress.Deps{NC: nc, Portals: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: tel.MetricsHandler(), Publisher: pub})
+	svc, err := ingress.New(icfg, ingress.Deps{NC: nc, Portals: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: tel.MetricsHandler(), Publisher: pub, MeterProvider: mp})
 	if err != nil {
 		return "", nil, err
 	}
@@ -325,4 +330,22 @@ func (p syncPublisher) Publish(ctx context.Context, m eventbus.Message) (*jetstr
 		attribute.Bool("messaging.nats.duplicate", ack.Duplicate),
 	)
 	return ack, nil
+}
+
+// withoutDurationHistogram is the global meter provider with the ingress's
+// http.server.request.duration replaced by a no-op: the ingress on it is
+// the "nohist" path, measuring what the histogram costs.
+type withoutDurationHistogram struct{ metric.MeterProvider }
+
+func (p withoutDurationHistogram) Meter(name string, opts ...metric.MeterOption) metric.Meter {
+	return meterWithoutDuration{p.MeterProvider.Meter(name, opts...)}
+}
+
+type meterWithoutDuration struct{ metric.Meter }
+
+func (m meterWithoutDuration) Float64Histogram(name string, opts ...metric.Float64HistogramOption) (metric.Float64Histogram, error) {
+	if name == "http.server.request.duration" {
+		return noop.Float64Histogram{}, nil
+	}
+	return m.Meter.Float64Histogram(name, opts...)
 }
