@@ -168,6 +168,7 @@ var requiredAlerts = map[string][]string{
 	"consumer lag":        {"B24HubConsumerLag", "B24HubProcessingLate"},
 	"rate-limit pressure": {"B24HubPortalRateLimited", "B24HubRateLimitPressure", "B24HubPortalOverloaded"},
 	"ingress 5xx":         {"B24HubIngress5xx"},
+	"ingress latency":     {"B24HubIngressSlow"},
 }
 
 const runbookURLPrefix = "https://github.com/b24hub/b24hub/blob/main/"

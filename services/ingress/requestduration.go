@@ -18,16 +18,14 @@ import (
 // timeout, after which the answer is a 503.
 var RequestDurationBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
 
-// Attributes of http.server.request.duration: both bounded. The route is
-// the matched template (never the raw URL: a route token or a scanner's
-// path would make a series each), UnmatchedRoute when none matched; the
-// status is its class ("2xx" … "5xx").
-const (
-	attrRoute       = "http.route"
-	attrStatusClass = "http.response.status_class"
-	// UnmatchedRoute is the route label of requests no route matched.
-	UnmatchedRoute = "unmatched"
-)
+// UnmatchedRoute is the http.route of requests no route matched.
+//
+// The attributes of http.server.request.duration are both bounded:
+// http.route is the matched template (never the raw URL: a route token or a
+// scanner's path would make a series each), UnmatchedRoute when none
+// matched; http.response.status_class is the status's class ("2xx" …
+// "5xx").
+const UnmatchedRoute = "unmatched"
 
 // requestDuration returns the middleware that records how long the server
 // took to answer each request, by route and status class: the SLI an
@@ -54,7 +52,7 @@ func requestDuration(e *echo.Echo, meter metric.Meter) (echo.MiddlewareFunc, err
 	for _, r := range routes {
 		for class := 1; class <= 5; class++ {
 			opts[key{r, class}] = metric.WithAttributeSet(attribute.NewSet(
-				attribute.String(attrRoute, r), attribute.String(attrStatusClass, strconv.Itoa(class)+"xx")))
+				attribute.String("http.route", r), attribute.String("http.response.status_class", strconv.Itoa(class)+"xx")))
 		}
 	}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {

@@ -72,8 +72,8 @@ func TestRequestDuration(t *testing.T) {
 				if dp.Attributes.Len() != 2 {
 					t.Errorf("attributes %v, want route and status class only", dp.Attributes.ToSlice())
 				}
-				route, _ := dp.Attributes.Value(attribute.Key(attrRoute))
-				class, _ := dp.Attributes.Value(attribute.Key(attrStatusClass))
+				route, _ := dp.Attributes.Value(attribute.Key("http.route"))
+				class, _ := dp.Attributes.Value(attribute.Key("http.response.status_class"))
 				got[[2]string{route.AsString(), class.AsString()}] += dp.Count
 			}
 		}

@@ -347,5 +347,8 @@ func (m meterWithoutDuration) Float64Histogram(name string, opts ...metric.Float
 	if name == "http.server.request.duration" {
 		return noop.Float64Histogram{}, nil
 	}
-	return m.Meter.Float64Histogram(name, opts...)
+	// Passed on as they are: the instrument's options (buckets included)
+	// are the ingress's.
+	create := m.Meter.Float64Histogram
+	return create(name, opts...)
 }
