@@ -58,6 +58,24 @@ type Message struct {
 // client does when each caller publishes on its own: its flusher goroutine
 // runs as soon as the publishing goroutine blocks). PubAcks come back on one
 // reply subscription per Publisher.
+//
+// Why not the library's jetstream.PublishMsgAsync, with
+// WithPublishAsyncMaxPending and WithPublishAsyncTimeout, each caller
+// waiting for its own future: measured side by side, that thin wrapper
+// costs more CPU per message. BenchmarkPublishPaths (64 publishers, 1 KiB
+// messages, embedded broker; six interleaved runs of `go test -run '^$'
+// -bench PublishPaths -benchtime 20000x` on the 2-core shared machine of
+// docs/benchmarks.md, which names the commit) gave 30.2 µs of CPU per
+// message here, 37.8 through the library (1.26× ± 0.07) and 41.8
+// publishing synchronously; the ingress on each (`go run ./tools/bench
+// ingress -paths ingress,async`, alternating rounds at 64 connections)
+// used 1.11× ± 0.05 the CPU per request on the library in two runs of 6
+// and 10 rounds, outside the 5% it would have to be within to replace
+// this. The library sends each message on its own (no coalescing), starts
+// a timer per message for its timeout and decodes every PubAck with
+// encoding/json. Lost PubAcks are handled the same way by both: the
+// publish ends with ErrNotConfirmed and a retry with the same Nats-Msg-Id
+// is confirmed as a duplicate (TestLostPubAckRetriedIsStoredOnce).
 type Publisher struct {
 	js     jetstream.JetStream
 	nc     *nats.Conn

@@ -44,15 +44,17 @@ func requestDuration(e *echo.Echo, meter metric.Meter) (echo.MiddlewareFunc, err
 		route string
 		class int // status / 100
 	}
-	opts := map[key]metric.RecordOption{}
+	// Each value is the one option of a Record call, as a slice made once:
+	// passing a lone option to the variadic Record would allocate one.
+	opts := map[key][]metric.RecordOption{}
 	routes := []string{UnmatchedRoute}
 	for _, r := range e.Routes() {
 		routes = append(routes, r.Path)
 	}
 	for _, r := range routes {
 		for class := 1; class <= 5; class++ {
-			opts[key{r, class}] = metric.WithAttributeSet(attribute.NewSet(
-				attribute.String("http.route", r), attribute.String("http.response.status_class", strconv.Itoa(class)+"xx")))
+			opts[key{r, class}] = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(
+				attribute.String("http.route", r), attribute.String("http.response.status_class", strconv.Itoa(class)+"xx")))}
 		}
 	}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
@@ -74,7 +76,7 @@ func requestDuration(e *echo.Echo, meter metric.Meter) (echo.MiddlewareFunc, err
 				o, ok = opts[key{UnmatchedRoute, status / 100}]
 			}
 			if ok {
-				hist.Record(c.Request().Context(), time.Since(start).Seconds(), o)
+				hist.Record(c.Request().Context(), time.Since(start).Seconds(), o...)
 			}
 			return err
 		}

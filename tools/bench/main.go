@@ -2,7 +2,7 @@
 // docs/benchmarks.md. Everything runs on loopback inside this process, so
 // the numbers compare designs on one machine; they are not SLOs.
 //
-//	go run ./tools/bench ingress [-duration 10s] [-conns 1,16,64] [-paths baseline,ingress,sync,async] [-rounds 1] [-steady=true] [-cpuprofile f]
+//	go run ./tools/bench ingress [-duration 10s] [-conns 1,16,64] [-paths baseline,ingress,sync,async,nohist] [-rounds 1] [-steady=true] [-cpuprofile f]
 //	go run ./tools/bench e2e [-rate 1000] [-duration 30s] [-portals 20] [-env K=V,...]
 package main
 
@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		d := fs.Duration("duration", 10e9, "how long each load step runs")
 		prof := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 		memprof := fs.String("memprofile", "", "write a profile of the run's allocations to this file")
-		paths := fs.String("paths", "baseline,ingress,sync,async", "servers measured at each closed-loop step, comma-separated, compared with the first: "+strings.Join(ingressPaths, ", ")+"; one alone, e.g. to profile it")
+		paths := fs.String("paths", "baseline,ingress,sync,async,nohist", "servers measured at each closed-loop step, comma-separated, compared with the first: "+strings.Join(ingressPaths, ", ")+"; one alone, e.g. to profile it")
 		target := fs.String("target", "", "one path alone (the same as -paths with one name)")
 		rounds := fs.Int("rounds", 1, "repeat the closed-loop steps, alternating the order of the paths")
 		steady := fs.Bool("steady", true, "also run the steady 2,000 req/s step (baseline and ingress)")
