@@ -2,6 +2,7 @@ package natstest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strconv"
@@ -24,6 +25,8 @@ type Cluster struct {
 	nodes []*Node
 	// routes[i][j] carries the route node i solicits to node j.
 	routes [][]*RouteProxy
+	// isolated are the nodes Isolate cut off, by name.
+	isolated map[string]bool
 }
 
 // Node is one server of a Cluster. Its client and route ports and its
@@ -45,7 +48,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	if n < 1 {
 		t.Fatalf("natstest: cluster of %d nodes", n)
 	}
-	c := &Cluster{t: t}
+	c := &Cluster{t: t, isolated: map[string]bool{}}
 	// Route ports are fixed before any node starts, so every node can be
 	// told where the others are; each pair gets a proxy of its own.
 	routePorts := make([]int, n)
@@ -243,21 +246,47 @@ func (c *Cluster) WaitJetStream(t testing.TB, timeout time.Duration) {
 }
 
 // StreamLeader returns the running node that leads stream (in the global
-// account), or nil while there is none.
+// account), or nil while there is none. An isolated node is never the
+// leader, even while it still believes it is: the majority elects another.
 func (c *Cluster) StreamLeader(stream string) *Node {
 	for _, nd := range c.nodes {
-		if nd.Running() && nd.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream) {
+		if nd.Running() && !c.isolated[nd.Name] && nd.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream) {
 			return nd
 		}
 	}
 	return nil
 }
 
+// MoveStreamLeader asks the stream's leader to step down in favour of the
+// named node and waits until that node leads; it fails t after timeout.
+// Tests use it to choose where the leader is before a fault.
+func (c *Cluster) MoveStreamLeader(t testing.TB, stream, to string, timeout time.Duration) {
+	t.Helper()
+	nc := c.Connect(t)
+	defer nc.Close()
+	req, _ := json.Marshal(server.JSApiLeaderStepdownRequest{Placement: &server.Placement{Preferred: to}})
+	deadline := time.Now().Add(timeout)
+	for {
+		l := c.StreamLeader(stream)
+		if l != nil && l.Name == to {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("natstest: %s does not lead %s within %s", to, stream, timeout)
+		}
+		if l != nil {
+			// A request during an election may fail; the loop asks again.
+			_, _ = nc.Request(fmt.Sprintf(server.JSApiStreamLeaderStepDownT, stream), req, time.Second)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // ConsumerLeader returns the running node that leads the durable consumer,
-// or nil while there is none.
+// or nil while there is none; like StreamLeader it skips isolated nodes.
 func (c *Cluster) ConsumerLeader(stream, durable string) *Node {
 	for _, nd := range c.nodes {
-		if nd.Running() && nd.JetStreamIsConsumerLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream, durable) {
+		if nd.Running() && !c.isolated[nd.Name] && nd.JetStreamIsConsumerLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream, durable) {
 			return nd
 		}
 	}
@@ -304,6 +333,7 @@ func (c *Cluster) Isolate(name string) {
 	for _, p := range c.routesOf(name) {
 		p.Cut()
 	}
+	c.isolated[name] = true
 }
 
 // Heal restores the routes Isolate cut; the nodes reconnect by themselves.
@@ -312,6 +342,7 @@ func (c *Cluster) Heal(name string) {
 	for _, p := range c.routesOf(name) {
 		p.Restore()
 	}
+	delete(c.isolated, name)
 }
 
 func (c *Cluster) routesOf(name string) []*RouteProxy {

@@ -66,6 +66,13 @@ func TestClusterFaults(t *testing.T) {
 	old.Restart()
 	c.WaitHealthy(t, 30*time.Second)
 
+	others := []string{}
+	for _, nd := range c.Nodes() {
+		if nd != leader() {
+			others = append(others, nd.Name)
+		}
+	}
+	c.MoveStreamLeader(t, "S", others[0], 30*time.Second)
 	lone := leader()
 	c.Isolate(lone.Name)
 	for ctx.Err() == nil && (c.StreamLeader("S") == nil || c.StreamLeader("S") == lone) {

@@ -24,6 +24,14 @@ type config struct {
 	DataDir     string // B24HUB_DEV_DATA_DIR, default ".data"
 	NATSURL     string // B24HUB_NATS_URL; empty = embed a nats-server
 	NATSPort    int    // B24HUB_DEV_NATS_PORT, default 4222 (random when taken)
+	// NATSCluster is B24HUB_DEV_NATS_CLUSTER: embed a cluster of this many
+	// nodes (client ports NATSPort, NATSPort+1, …) instead of one server;
+	// default 1 (one server).
+	NATSCluster int
+	// NATSReplicas is B24HUB_NATS_REPLICAS: the replicas of every stream
+	// and bucket the stack provisions (1..5); default the embedded
+	// cluster's size, 1 with one server or B24HUB_NATS_URL.
+	NATSReplicas int
 	DatabaseURL string // B24HUB_DATABASE_URL; empty = a database owned by DataDir on the local server (see database.go)
 	PortalsFile string // B24HUB_PORTALS_FILE; empty = the demo portal on an embedded fake Bitrix24
 	IngressAddr string // B24HUB_INGRESS_ADDR, default 127.0.0.1:8080
@@ -33,7 +41,7 @@ type config struct {
 }
 
 func configFromEnv(getenv func(string) string) (config, error) {
-	c := config{DataDir: ".data", NATSURL: getenv("B24HUB_NATS_URL"), NATSPort: 4222,
+	c := config{DataDir: ".data", NATSURL: getenv("B24HUB_NATS_URL"), NATSPort: 4222, NATSCluster: 1,
 		PortalsFile: getenv("B24HUB_PORTALS_FILE"),
 		IngressAddr: "127.0.0.1:8080", MonitorAddr: "127.0.0.1:8081", AdminAddr: "127.0.0.1:9090", FakeAddr: "127.0.0.1:8090"}
 	for env, dst := range map[string]*string{
@@ -50,6 +58,27 @@ func configFromEnv(getenv func(string) string) (config, error) {
 			return c, fmt.Errorf("B24HUB_DEV_NATS_PORT=%q: want a port number (or -1 for random)", v)
 		}
 		c.NATSPort = p
+	}
+	if v := getenv("B24HUB_DEV_NATS_CLUSTER"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 5 {
+			return c, fmt.Errorf("B24HUB_DEV_NATS_CLUSTER=%q: want the number of nodes, 1..5 (3 as in production)", v)
+		}
+		c.NATSCluster = n
+	}
+	c.NATSReplicas = 1
+	if c.NATSURL == "" {
+		c.NATSReplicas = c.NATSCluster
+	}
+	if v := getenv("B24HUB_NATS_REPLICAS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 5 {
+			return c, fmt.Errorf("B24HUB_NATS_REPLICAS=%q: want 1..5", v)
+		}
+		c.NATSReplicas = n
+	}
+	if c.NATSURL == "" && c.NATSReplicas > c.NATSCluster {
+		return c, fmt.Errorf("B24HUB_NATS_REPLICAS=%d needs at least as many nodes (B24HUB_DEV_NATS_CLUSTER=%d)", c.NATSReplicas, c.NATSCluster)
 	}
 	return c, nil
 }

@@ -37,7 +37,11 @@ const DemoAppClientID = "local.b24hub.demo"
 // stack is every component of the local system, built in dependency order.
 type stack struct {
 	natsURL string
-	ns      *server.Server // nil when B24HUB_NATS_URL is used
+	// replicas of every stream and bucket (B24HUB_NATS_REPLICAS).
+	replicas int
+	ns      *server.Server // nil when B24HUB_NATS_URL is used or with a cluster
+	// cluster are the embedded nodes with B24HUB_DEV_NATS_CLUSTER > 1.
+	cluster []*server.Server
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	pool    *pgxpool.Pool
@@ -58,13 +62,20 @@ type stack struct {
 }
 
 func build(ctx context.Context, cfg config, getenv func(string) string, log *slog.Logger, tel *telemetry.Telemetry) (_ *stack, err error) {
-	st := &stack{natsURL: cfg.NATSURL, dataDir: cfg.DataDir}
+	st := &stack{natsURL: cfg.NATSURL, dataDir: cfg.DataDir, replicas: cfg.NATSReplicas}
 	defer func() {
 		if err != nil {
 			st.close()
 		}
 	}()
-	if st.natsURL == "" {
+	switch {
+	case st.natsURL != "":
+	case cfg.NATSCluster > 1:
+		if st.cluster, err = startNATSCluster(cfg.DataDir, cfg.NATSCluster, cfg.NATSPort); err != nil {
+			return nil, err
+		}
+		st.natsURL = clientURLs(st.cluster)
+	default:
 		if st.ns, err = startNATS(cfg.DataDir, cfg.NATSPort); err != nil {
 			return nil, err
 		}
@@ -77,8 +88,9 @@ func build(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	if st.js, err = jetstream.New(st.nc); err != nil {
 		return nil, err
 	}
-	// The local stack is the one owner of the topology here.
-	if err := eventbus.Provision(ctx, st.js, eventbus.StreamOptions{}); err != nil {
+	// The local stack is the one owner of the topology here. Against a
+	// cluster the streams and buckets get the production overlay's replicas.
+	if err := eventbus.Provision(ctx, st.js, eventbus.StreamOptions{Replicas: cfg.NATSReplicas}); err != nil {
 		return nil, err
 	}
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -224,9 +236,11 @@ func (st *stack) close() {
 	if st.nc != nil {
 		_ = st.nc.Drain()
 	}
-	if st.ns != nil {
-		st.ns.Shutdown()
-		st.ns.WaitForShutdown()
+	for _, ns := range append([]*server.Server{st.ns}, st.cluster...) {
+		if ns != nil {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}
 	}
 }
 
@@ -235,6 +249,9 @@ func (st *stack) printBanner(w io.Writer, adminURL string) {
 	monitorURL := "http://" + st.monitor.Addr()
 	fmt.Fprintf(w, "\nb24hub local stack is up\n")
 	fmt.Fprintf(w, "  NATS JetStream: %s\n", st.natsURL)
+	if len(st.cluster) > 1 {
+		fmt.Fprintf(w, "                  (%d-node cluster, streams and buckets with %d replicas)\n", len(st.cluster), st.replicas)
+	}
 	fmt.Fprintf(w, "  ingress:        %s/bitrix24/events\n", ingressURL)
 	fmt.Fprintf(w, "  monitor:        %s/  (API %s/api/v1/, token in %s)\n", monitorURL, monitorURL, "B24HUB_MONITOR_TOKEN")
 	fmt.Fprintf(w, "  monitor token:  %s\n", st.monitor.Token())
