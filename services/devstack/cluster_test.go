@@ -51,6 +51,7 @@ type clusterFault struct {
 	seq       uint64
 	newLeader time.Duration // until the stream had a leader again (0: not measured)
 	resumed   time.Duration // until the consumers acknowledged past seq
+	each      []string      // each consumer's resume time
 	recovered time.Time     // the node back and the cluster healthy
 }
 
@@ -75,7 +76,7 @@ func startClusterStack(t *testing.T) *clusterStack {
 		}
 	}
 	cs.changesBefore = s.streamSubjects(eventbus.StreamChanges, eventbus.ChangesPrefix+".deal.>")
-	cs.w = watchAcks(t, c)
+	cs.w = watchAcks(t, s)
 	return cs
 }
 
@@ -134,11 +135,15 @@ func (cs *clusterStack) waitNewLeader(f *clusterFault, old *natstest.Node) {
 // cluster carries real load for a while.
 func (cs *clusterStack) waitResumed(f *clusterFault, l *load, more int) {
 	cs.t.Helper()
+	var each []time.Time
 	cs.eventually("consumers resumed", pick(90*time.Second, 3*time.Minute), func() bool {
-		at, ok := cs.w.passed(f.at, f.seq)
-		f.resumed = at.Sub(f.at)
+		at, e, ok := cs.w.passed(f.at, f.seq)
+		f.resumed, each = at.Sub(f.at), e
 		return ok
 	})
+	for i, at := range each {
+		f.each = append(f.each, fmt.Sprintf("%s %s", ackWatched[i], at.Sub(f.at).Round(10*time.Millisecond)))
+	}
 	cs.eventually(fmt.Sprintf("%d events accepted after the fault", more), 3*time.Minute, func() bool {
 		return l.acceptedSince(f.at) >= more
 	})
@@ -308,8 +313,8 @@ func (cs *clusterStack) report(rs []postResult) {
 		if f.newLeader > 0 {
 			leader = f.newLeader.Round(10 * time.Millisecond).String()
 		}
-		t.Logf("fault %d (%s): ingress %s; new stream leader after %s; consumers resumed after %s; cluster healthy %s after the fault",
-			k+1, f.what, window, leader, f.resumed.Round(10*time.Millisecond), f.recovered.Sub(f.at).Round(100*time.Millisecond))
+		t.Logf("fault %d (%s): ingress %s; new stream leader after %s; consumers resumed after %s (%s); cluster healthy %s after the fault",
+			k+1, f.what, window, leader, f.resumed.Round(10*time.Millisecond), strings.Join(f.each, ", "), f.recovered.Sub(f.at).Round(100*time.Millisecond))
 	}
 }
 
@@ -322,12 +327,18 @@ type ackWatch struct {
 }
 
 type ackSample struct {
-	at    time.Time
-	floor uint64 // the lowest ack floor (stream sequence) of the watched consumers
+	at     time.Time
+	floors []uint64 // the ack floor (stream sequence) of each watched consumer
 }
 
-func watchAcks(t *testing.T, c *natstest.Cluster) *ackWatch {
-	_, js := c.JetStream(t)
+// watchAcks samples through the stack's own connection: the consumers'
+// progress as the services reach the cluster (a client of the isolated
+// node would see none).
+func watchAcks(t *testing.T, s *testStack) *ackWatch {
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	w := &ackWatch{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -342,9 +353,9 @@ func watchAcks(t *testing.T, c *natstest.Cluster) *ackWatch {
 				return
 			case <-tick.C:
 			}
-			if floor, ok := ackFloor(ctx, js); ok {
+			if floors, ok := ackFloors(ctx, js); ok {
 				w.mu.Lock()
-				w.samples = append(w.samples, ackSample{at: time.Now(), floor: floor})
+				w.samples = append(w.samples, ackSample{at: time.Now(), floors: floors})
 				w.mu.Unlock()
 			}
 		}
@@ -352,34 +363,42 @@ func watchAcks(t *testing.T, c *natstest.Cluster) *ackWatch {
 	return w
 }
 
-func ackFloor(ctx context.Context, js jetstream.JetStream) (uint64, bool) {
+func ackFloors(ctx context.Context, js jetstream.JetStream) ([]uint64, bool) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	var floor uint64
+	floors := make([]uint64, len(ackWatched))
 	for i, durable := range ackWatched {
 		c, err := js.Consumer(ctx, eventbus.StreamEvents, durable)
 		if err != nil {
-			return 0, false
+			return nil, false
 		}
-		ci := c.CachedInfo()
-		if i == 0 || ci.AckFloor.Stream < floor {
-			floor = ci.AckFloor.Stream
-		}
+		floors[i] = c.CachedInfo().AckFloor.Stream
 	}
-	return floor, true
+	return floors, true
 }
 
-// passed returns when, after since, the watched consumers first
-// acknowledged beyond seq.
-func (w *ackWatch) passed(since time.Time, seq uint64) (time.Time, bool) {
+// passed returns when, after since, every watched consumer had
+// acknowledged beyond seq, and when each one first had.
+func (w *ackWatch) passed(since time.Time, seq uint64) (time.Time, []time.Time, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	each := make([]time.Time, len(ackWatched))
 	for _, s := range w.samples {
-		if s.at.After(since) && s.floor > seq {
-			return s.at, true
+		if !s.at.After(since) {
+			continue
+		}
+		all := true
+		for i, f := range s.floors {
+			if f > seq && each[i].IsZero() {
+				each[i] = s.at
+			}
+			all = all && !each[i].IsZero()
+		}
+		if all {
+			return s.at, each, true
 		}
 	}
-	return time.Time{}, false
+	return time.Time{}, each, false
 }
 
 // acceptedSince counts the requests made after t and accepted.
@@ -492,4 +511,32 @@ func TestClusterNodeIsolated(t *testing.T) {
 		cs.recovered(f)
 	}
 	cs.finish(l, cancel, rate)
+}
+
+// TestDevStackCluster starts the local stack as `B24HUB_DEV_NATS_CLUSTER=3
+// go tool task dev` does: three embedded nodes, every stream and bucket at
+// three replicas, the services connected to all three. One pushed event is
+// done in the ledger.
+func TestDevStackCluster(t *testing.T) {
+	parallelShort(t)
+	s := startStack(t, stackOptions{env: stackEnv("B24HUB_DEV_NATS_CLUSTER", "3"), noQuiesce: true})
+	if len(s.cluster) != 3 || s.ns != nil || strings.Count(s.natsURL, ",") != 2 {
+		t.Fatalf("want three embedded nodes and their three URLs, got %d nodes, URL %q", len(s.cluster), s.natsURL)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for name := range s.js.StreamNames(ctx).Name() {
+		str, err := s.js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := str.CachedInfo().Config.Replicas; r != 3 {
+			t.Errorf("%s: %d replicas, want 3", name, r)
+		}
+	}
+	r := s.post(s.dealUpdate(1))
+	if r.status != http.StatusOK {
+		t.Fatalf("push: %d %v", r.status, r.err)
+	}
+	s.waitLedger([]string{r.id}, time.Minute)
 }

@@ -22,8 +22,15 @@ import (
 // defaults below filled in where the user set nothing.
 type config struct {
 	DataDir     string // B24HUB_DEV_DATA_DIR, default ".data"
-	NATSURL     string // B24HUB_NATS_URL; empty = embed a nats-server
+	NATSURL     string // B24HUB_NATS_URL (a comma-separated list for a cluster); empty = embed a nats-server
 	NATSPort    int    // B24HUB_DEV_NATS_PORT, default 4222 (random when taken)
+	DatabaseURL string // B24HUB_DATABASE_URL; empty = a database owned by DataDir on the local server (see database.go)
+	PortalsFile string // B24HUB_PORTALS_FILE; empty = the demo portal on an embedded fake Bitrix24
+	IngressAddr string // B24HUB_INGRESS_ADDR, default 127.0.0.1:8080
+	MonitorAddr string // B24HUB_MONITOR_ADDR, default 127.0.0.1:8081
+	AdminAddr   string // B24HUB_ADMIN_ADDR, default 127.0.0.1:9090
+	FakeAddr    string // B24HUB_DEV_FAKE_ADDR, default 127.0.0.1:8090 (random when taken)
+
 	// NATSCluster is B24HUB_DEV_NATS_CLUSTER: embed a cluster of this many
 	// nodes (client ports NATSPort, NATSPort+1, …) instead of one server;
 	// default 1 (one server).
@@ -32,12 +39,6 @@ type config struct {
 	// and bucket the stack provisions (1..5); default the embedded
 	// cluster's size, 1 with one server or B24HUB_NATS_URL.
 	NATSReplicas int
-	DatabaseURL string // B24HUB_DATABASE_URL; empty = a database owned by DataDir on the local server (see database.go)
-	PortalsFile string // B24HUB_PORTALS_FILE; empty = the demo portal on an embedded fake Bitrix24
-	IngressAddr string // B24HUB_INGRESS_ADDR, default 127.0.0.1:8080
-	MonitorAddr string // B24HUB_MONITOR_ADDR, default 127.0.0.1:8081
-	AdminAddr   string // B24HUB_ADMIN_ADDR, default 127.0.0.1:9090
-	FakeAddr    string // B24HUB_DEV_FAKE_ADDR, default 127.0.0.1:8090 (random when taken)
 }
 
 func configFromEnv(getenv func(string) string) (config, error) {

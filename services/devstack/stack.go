@@ -39,7 +39,7 @@ type stack struct {
 	natsURL string
 	// replicas of every stream and bucket (B24HUB_NATS_REPLICAS).
 	replicas int
-	ns      *server.Server // nil when B24HUB_NATS_URL is used or with a cluster
+	ns       *server.Server // nil when B24HUB_NATS_URL is used or with a cluster
 	// cluster are the embedded nodes with B24HUB_DEV_NATS_CLUSTER > 1.
 	cluster []*server.Server
 	nc      *nats.Conn
