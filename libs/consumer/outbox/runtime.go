@@ -55,12 +55,19 @@ func NewRuntime(nc *nats.Conn, pool *pgxpool.Pool, table Table, o RuntimeOptions
 	if err != nil {
 		return nil, nil, fmt.Errorf("outbox: jetstream: %w", err)
 	}
-	var pubOpts []eventbus.PublisherOption
+	// A publish whose answer never comes (sent to a stream leader just
+	// cut off from its cluster) must not hold the claimed rows, and the
+	// relay loop with them, for ever: unconfirmed rows stay and the next
+	// flush publishes them again, de-duplicated by their message ids.
+	pubOpts := []eventbus.PublisherOption{eventbus.WithConfirmTimeout(relayConfirmTimeout)}
 	if o.TracerProvider != nil {
 		pubOpts = append(pubOpts, eventbus.WithTracerProvider(o.TracerProvider))
 	}
 	return rt, NewRelay(table, pool, eventbus.NewPublisher(js, pubOpts...), o.Logger), nil
 }
+
+// relayConfirmTimeout bounds each relay publish.
+const relayConfirmTimeout = 5 * time.Second
 
 // RunWithRuntime runs a consumer and its outbox relay the way a service
 // does: it migrates the outbox table (Table.Migrate), provisions rt's
