@@ -77,7 +77,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		SyncLockField: cfg.SyncLockField, SyncLockClearValue: cfg.SyncLockClearValue,
 		VolatileFields: cfg.VolatileFields, EchoTTL: cfg.EchoTTL,
 	}, deps.Logger)
-	if err := consumer.RegisterBatch(rt, cfg.Events.Apply(dealevents.Spec()), consumer.DecodeEnvelope, events); err != nil {
+	if err := consumer.RegisterBatch(rt, cfg.Consumer.Apply(dealevents.Spec()), consumer.DecodeEnvelope, events); err != nil {
 		return nil, err
 	}
 	commands := dealcommands.New(deps.Portals, st, deps.Logger)
@@ -90,13 +90,11 @@ func New(cfg Config, deps Deps) (*Service, error) {
 // Specs returns the service's consumer definitions (defaults applied).
 func (s *Service) Specs() []consumer.Spec { return s.rt.Specs() }
 
-// Run migrates the schema, provisions the durable consumers (waiting for
-// the streams, which eventbus.Provision owns, to exist), then consumes until
-// ctx ends and drains. It returns nil after a clean shutdown.
+// Run provisions the durable consumers (waiting for the streams, which
+// eventbus.Provision owns, to exist), then consumes until ctx ends and
+// drains. It returns nil after a clean shutdown. The schema must be
+// migrated (store.Migrate): svcmain does it before Start.
 func (s *Service) Run(ctx context.Context) error {
-	if err := store.Migrate(ctx, s.deps.Pool); err != nil {
-		return fmt.Errorf("dealsync: %w", err)
-	}
 	return outbox.RunWithRuntime(ctx, s.rt, s.relay, s.cfg.OutboxInterval)
 }
 

@@ -209,7 +209,7 @@ func TestConfigFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.SyncLockField != "" || len(cfg.Events.Backoff) != 2 || cfg.EchoTTL != time.Minute ||
+	if cfg.SyncLockField != "" || len(cfg.Consumer.Backoff) != 2 || cfg.EchoTTL != time.Minute ||
 		len(cfg.VolatileFields) != 1 || cfg.Commands.Concurrency != 2 {
 		t.Errorf("config %+v", cfg)
 	}

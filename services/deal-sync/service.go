@@ -53,22 +53,13 @@ var Declaration = svcdecl.Service{
 // how it starts; libs/svcmain does the rest.
 var Command = svcmain.Service{Declaration: Declaration, Start: start, Create: svcmain.CreateAlways}
 
-// Config is deal-sync's own configuration, read from the environment by
-// ConfigFromEnv (libs/svcmain.ParseEnv). The database, NATS, admin and
-// telemetry settings are libs/svcmain's.
+// Config is deal-sync's configuration: what every consumer service reads
+// (bitrixport.ConsumerConfig; its Consumer tunes the deal-event consumer
+// under B24HUB_DEALSYNC_, e.g. B24HUB_DEALSYNC_BATCH_WINDOW, default
+// 200ms) and its own settings, read by svcmain.ParseEnv. The database,
+// NATS, admin and telemetry settings are libs/svcmain's.
 type Config struct {
-	// PortalsFile is the portal registry file with each portal's incoming
-	// webhook URL (the stored credentials writes use); optional (portals
-	// installed as apps arrive through NATS KV).
-	PortalsFile string `env:"B24HUB_PORTALS_FILE"`
-	// App holds what calling portals installed as the application needs:
-	// B24HUB_CREDENTIALS_KEY (or _FILE) opens the tokens the subscriptions
-	// service stores in B24_TOKENS, B24HUB_CREDENTIALS_OLD_KEYS during a key
-	// rotation, B24HUB_APP_CLIENT_ID and B24HUB_APP_CLIENT_SECRET (or
-	// _FILE) refresh them. All optional: without them only webhook portals
-	// are called, and events of installed portals are dead-lettered (replay
-	// them once configured). Secrets are never logged.
-	App bitrixport.App
+	bitrixport.ConsumerConfig `env:"-"`
 	// SyncLockField is the deal field an external writer sets to flag a
 	// sync write; "-" disables the flag.
 	SyncLockField string `env:"B24HUB_DEALSYNC_SYNC_LOCK_FIELD" envDefault:"UF_CRM_SYNC_LOCK"`
@@ -81,16 +72,9 @@ type Config struct {
 	EchoTTL time.Duration `env:"B24HUB_DEALSYNC_ECHO_TTL" envDefault:"10m"`
 	// OutboxInterval is how often unpublished domain changes are retried.
 	OutboxInterval time.Duration `env:"B24HUB_DEALSYNC_OUTBOX_INTERVAL" envDefault:"1s"`
-	// DrainTimeout bounds how long running handlers may finish on shutdown.
-	DrainTimeout time.Duration `env:"B24HUB_SHUTDOWN_TIMEOUT" envDefault:"20s"`
-	// Events tunes the deal-event consumer: B24HUB_DEALSYNC_ACK_WAIT
-	// (default 30s), B24HUB_DEALSYNC_BACKOFF (default 1m,5m,15m),
-	// B24HUB_DEALSYNC_MAX_DELIVER (default 4), B24HUB_DEALSYNC_CONCURRENCY
-	// (default 4), B24HUB_DEALSYNC_BATCH_WINDOW (default 200ms). All optional.
-	Events consumer.Tuning
 	// Commands tunes the command consumer the same way with the prefix
 	// B24HUB_DEALSYNC_COMMANDS_ (BATCH_WINDOW does not apply). All optional.
-	Commands consumer.Tuning
+	Commands consumer.Tuning `env:"-"`
 }
 
 // DefaultConfig returns the defaults.
@@ -102,7 +86,8 @@ func DefaultConfig() Config {
 // ConfigFromEnv reads the configuration from B24HUB_* variables; it fails on
 // values that do not parse, naming each variable.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	var c Config
+	shared, serr := bitrixport.ConsumerConfigFromEnv(getenv, "B24HUB_DEALSYNC_")
+	c := Config{ConsumerConfig: shared}
 	err := svcmain.ParseEnv(getenv, &c)
 	if c.SyncLockField == "-" {
 		c.SyncLockField = ""
@@ -114,12 +99,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		}
 	}
 	c.VolatileFields = fields
-	app, aerr := bitrixport.AppFromEnv(getenv)
-	c.App = app
-	events, eerr := consumer.TuningFromEnv(getenv, "B24HUB_DEALSYNC_")
 	commands, cerr := consumer.TuningFromEnv(getenv, "B24HUB_DEALSYNC_COMMANDS_")
-	c.Events, c.Commands = events, commands
-	return c, errors.Join(err, aerr, eerr, cerr)
+	c.Commands = commands
+	return c, errors.Join(serr, err, cerr)
 }
 
 // start reads the configuration, builds the portal clients every replica
@@ -130,7 +112,7 @@ func start(ctx context.Context, p *svcmain.Process) (svcmain.Running, error) {
 	if err != nil {
 		return svcmain.Running{}, err
 	}
-	clients, err := bitrixport.ForProcess(ctx, p, cfg.PortalsFile, cfg.App)
+	clients, err := cfg.Clients(ctx, p)
 	if err != nil {
 		return svcmain.Running{}, err
 	}

@@ -89,7 +89,7 @@ func TestKilledMidBatchLosesNothingAndDoesNothingTwice(t *testing.T) {
 
 	// The next process picks the batch up after AckWait.
 	cfg := fastConfig()
-	cfg.Events.AckWait = time.Second
+	cfg.Consumer.AckWait = time.Second
 	e.start(cfg, e.client)
 	e.eventually("every deal mirrored", func() bool {
 		for _, id := range ids {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/b24hub/b24hub/libs/bitrix/bitrixport"
-	"github.com/b24hub/b24hub/libs/consumer"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/svcdecl"
 	"github.com/b24hub/b24hub/libs/svcmain"
@@ -45,20 +44,13 @@ var Declaration = svcdecl.Service{
 // how it starts; libs/svcmain does the rest.
 var Command = svcmain.Service{Declaration: Declaration, Start: start, Create: svcmain.CreateAlways}
 
-// Config is telephony's own configuration, read from the environment by
-// ConfigFromEnv (libs/svcmain.ParseEnv). The database, NATS, admin and
-// telemetry settings are libs/svcmain's.
+// Config is telephony's configuration: what every consumer service reads
+// (bitrixport.ConsumerConfig; the consumer tuning under B24HUB_TELEPHONY_,
+// whose MAX_DELIVER defaults to 12 because recording waits spend
+// deliveries) and its own settings, read by svcmain.ParseEnv. The
+// database, NATS, admin and telemetry settings are libs/svcmain's.
 type Config struct {
-	// PortalsFile is the portal registry file (incoming webhook URLs).
-	PortalsFile string `env:"B24HUB_PORTALS_FILE"`
-	// App holds what calling portals installed as the application needs:
-	// B24HUB_CREDENTIALS_KEY (or _FILE) opens the tokens the subscriptions
-	// service stores in B24_TOKENS, B24HUB_CREDENTIALS_OLD_KEYS during a key
-	// rotation, B24HUB_APP_CLIENT_ID and B24HUB_APP_CLIENT_SECRET (or
-	// _FILE) refresh them. All optional: without them only webhook portals
-	// are called, and events of installed portals are dead-lettered (replay
-	// them once configured). Secrets are never logged.
-	App bitrixport.App
+	bitrixport.ConsumerConfig `env:"-"`
 	// RecordingWait is how long after a call ends a missing recording is
 	// waited for before "none" is recorded.
 	RecordingWait time.Duration `env:"B24HUB_TELEPHONY_RECORDING_WAIT" envDefault:"60s"`
@@ -66,13 +58,6 @@ type Config struct {
 	RecordingPoll time.Duration `env:"B24HUB_TELEPHONY_RECORDING_POLL" envDefault:"10s"`
 	// OutboxInterval is how often unpublished changes are retried.
 	OutboxInterval time.Duration `env:"B24HUB_TELEPHONY_OUTBOX_INTERVAL" envDefault:"1s"`
-	// DrainTimeout bounds how long running handlers may finish on shutdown.
-	DrainTimeout time.Duration `env:"B24HUB_SHUTDOWN_TIMEOUT" envDefault:"20s"`
-	// Consumer tunes the consumer: B24HUB_TELEPHONY_ACK_WAIT (default 30s),
-	// B24HUB_TELEPHONY_BACKOFF (default 1m,5m,15m),
-	// B24HUB_TELEPHONY_MAX_DELIVER (default 12: recording waits spend
-	// deliveries), B24HUB_TELEPHONY_CONCURRENCY (default 4). All optional.
-	Consumer consumer.Tuning
 }
 
 // DefaultConfig returns the defaults.
@@ -84,13 +69,9 @@ func DefaultConfig() Config {
 // ConfigFromEnv reads the configuration from B24HUB_* variables; it fails on
 // values that do not parse, naming each variable.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	var c Config
-	err := svcmain.ParseEnv(getenv, &c)
-	app, aerr := bitrixport.AppFromEnv(getenv)
-	c.App = app
-	tuning, terr := consumer.TuningFromEnv(getenv, "B24HUB_TELEPHONY_")
-	c.Consumer = tuning
-	return c, errors.Join(err, aerr, terr)
+	shared, err := bitrixport.ConsumerConfigFromEnv(getenv, "B24HUB_TELEPHONY_")
+	c := Config{ConsumerConfig: shared}
+	return c, errors.Join(err, svcmain.ParseEnv(getenv, &c))
 }
 
 // start reads the configuration, builds the portal clients every replica
@@ -101,7 +82,7 @@ func start(ctx context.Context, p *svcmain.Process) (svcmain.Running, error) {
 	if err != nil {
 		return svcmain.Running{}, err
 	}
-	clients, err := bitrixport.ForProcess(ctx, p, cfg.PortalsFile, cfg.App)
+	clients, err := cfg.Clients(ctx, p)
 	if err != nil {
 		return svcmain.Running{}, err
 	}
