@@ -18,6 +18,7 @@ import (
 	"github.com/b24hub/b24hub/libs/pgtest"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	dealsync "github.com/b24hub/b24hub/services/deal-sync"
+	"github.com/b24hub/b24hub/services/deal-sync/internal/store"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -106,9 +107,9 @@ func fastConfig() dealsync.Config {
 	cfg := dealsync.DefaultConfig()
 	cfg.OutboxInterval = 50 * time.Millisecond
 	cfg.DrainTimeout = 5 * time.Second
-	cfg.Events.Backoff = []time.Duration{50 * time.Millisecond, 100 * time.Millisecond}
-	cfg.Events.AckWait = 2 * time.Second
-	cfg.Events.BatchWindow = 100 * time.Millisecond
+	cfg.Consumer.Backoff = []time.Duration{50 * time.Millisecond, 100 * time.Millisecond}
+	cfg.Consumer.AckWait = 2 * time.Second
+	cfg.Consumer.BatchWindow = 100 * time.Millisecond
 	cfg.Commands.Backoff = []time.Duration{50 * time.Millisecond, 100 * time.Millisecond}
 	cfg.Commands.AckWait = 2 * time.Second
 	return cfg
@@ -125,6 +126,10 @@ func (e *env) start(cfg dealsync.Config, client *bitrix.Client) (stop func()) {
 // one its command builds (bitrixport.SharedClients).
 func (e *env) startWith(cfg dealsync.Config, clients bitrixport.Clients) (stop func()) {
 	e.t.Helper()
+	// As svcmain does before Start.
+	if err := store.Migrate(context.Background(), e.pool); err != nil {
+		e.t.Fatal(err)
+	}
 	nc := e.srv.Connect(e.t)
 	svc, err := dealsync.New(cfg, dealsync.Deps{NC: nc, Pool: e.pool, Logger: quiet(), Portals: clients})
 	if err != nil {

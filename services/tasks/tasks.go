@@ -74,12 +74,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	return &Service{cfg: cfg, deps: deps, rt: rt, relay: relay}, nil
 }
 
-// Run migrates the schema, provisions the durable consumer (waiting for the
-// streams to exist), then consumes until ctx ends and drains.
+// Run provisions the durable consumer (waiting for the streams to exist),
+// then consumes until ctx ends and drains. The schema must be migrated
+// (store.Migrate): svcmain does it before Start.
 func (s *Service) Run(ctx context.Context) error {
-	if err := store.Migrate(ctx, s.deps.Pool); err != nil {
-		return fmt.Errorf("tasks: %w", err)
-	}
 	return outbox.RunWithRuntime(ctx, s.rt, s.relay, s.cfg.OutboxInterval)
 }
 

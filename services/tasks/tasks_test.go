@@ -74,6 +74,10 @@ func newEnv(t *testing.T, pcfg fakeportal.Config) *env {
 }
 
 func (e *env) start(cfg tasks.Config) {
+	// As svcmain does before Start.
+	if err := store.Migrate(context.Background(), e.pool); err != nil {
+		e.t.Fatal(err)
+	}
 	svc, err := tasks.New(cfg, tasks.Deps{NC: e.srv.Connect(e.t), Pool: e.pool,
 		Logger: slog.New(slog.DiscardHandler), Portals: bitrixport.Static{Client: e.client}})
 	if err != nil {

@@ -79,13 +79,11 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	return &Service{cfg: cfg, deps: deps, rt: rt, relay: relay, recs: recs}, nil
 }
 
-// Run migrates the schema, answers recording requests
+// Run answers recording requests
 // (eventbus.ControlRecording), provisions the durable consumer (waiting for
-// the streams to exist), then consumes until ctx ends and drains.
+// the streams to exist), then consumes until ctx ends and drains. The
+// schema must be migrated (store.Migrate): svcmain does it before Start.
 func (s *Service) Run(ctx context.Context) error {
-	if err := store.Migrate(ctx, s.deps.Pool); err != nil {
-		return fmt.Errorf("telephony: %w", err)
-	}
 	sub, err := s.recs.Subscribe(ctx, s.deps.NC)
 	if err != nil {
 		return fmt.Errorf("telephony: subscribe %s: %w", eventbus.ControlRecording, err)

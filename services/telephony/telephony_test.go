@@ -75,6 +75,10 @@ func newEnv(t *testing.T, pcfg fakeportal.Config) *env {
 }
 
 func (e *env) start(cfg telephony.Config) {
+	// As svcmain does before Start.
+	if err := store.Migrate(context.Background(), e.pool); err != nil {
+		e.t.Fatal(err)
+	}
 	svc, err := telephony.New(cfg, telephony.Deps{NC: e.srv.Connect(e.t), Pool: e.pool,
 		Logger: slog.New(slog.DiscardHandler), Portals: bitrixport.Static{Client: e.client}})
 	if err != nil {

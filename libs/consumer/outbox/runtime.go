@@ -70,20 +70,17 @@ func NewRuntime(nc *nats.Conn, pool *pgxpool.Pool, table Table, o RuntimeOptions
 const relayConfirmTimeout = 5 * time.Second
 
 // RunWithRuntime runs a consumer and its outbox relay the way a service
-// does: it migrates the outbox table (Table.Migrate), provisions rt's
-// durable consumers, waiting while the streams are
+// does: it provisions rt's durable consumers, waiting while the streams are
 // missing ([consumer.Runtime.ProvisionWhenStreamsExist]), then runs rt and
 // relay (flushing every interval) until ctx ends or either fails. The relay
 // starts only once the consumers exist, and flushes one last time after ctx
 // ends. It returns when both have stopped: nil after a clean drain, ctx.Err()
 // if ctx ended while waiting for the streams, otherwise the first error.
+//
+// It migrates nothing: the table is created by whoever migrates the
+// service's schema, once per start — svcmain at start and `<svc> migrate`,
+// from the declared migrations postgres.WithComponents(own, Component).
 func RunWithRuntime(ctx context.Context, rt *consumer.Runtime, relay *Relay, every time.Duration) error {
-	// The table is the package's: make sure it is there and current even
-	// when whoever migrated the service's schema did not run Table.Migrate
-	// (a no-op when it did).
-	if err := relay.table.Migrate(ctx, relay.pool); err != nil {
-		return err
-	}
 	if err := rt.ProvisionWhenStreamsExist(ctx); err != nil {
 		return err
 	}
