@@ -13,31 +13,33 @@ import (
 	"testing"
 	"time"
 
-	"github.com/b24hub/b24hub/libs/pgtest"
 	"github.com/b24hub/b24hub/libs/svcmain"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Run checks cmd and main (the command's main function) as subtests:
 //
-//   - Migrate: `<name> migrate` twice against a fresh database with NATS
+//   - Migrate: `<name> migrate` twice against a fresh database (the URL
+//     newDatabase returns; pass libs/pgtest's NewDatabase) with NATS
 //     unreachable creates cmd.Schema with its version table, exits 0 and is
-//     idempotent (skipped without PostgreSQL, see pgtest); without a
-//     schema it exits 0 and touches no database;
+//     idempotent; without a schema it exits 0 and touches no database, and
+//     newDatabase may be nil;
 //   - CommandLine: help goes to stdout with status 0; anything but no
 //     argument, `migrate` or help is a usage error with status 2;
 //   - MainExitStatus: main, run in a child process, exits 2 on an unknown
 //     argument.
 //
-// Call it from a top-level test of package main, in one line.
-func Run(t *testing.T, cmd svcmain.Command, main func()) {
+// Call it from a top-level test of package main, in one line. The
+// database comes from the caller so that this package, which ships in
+// libs/svcmain's module, links no test double.
+func Run(t *testing.T, cmd svcmain.Command, main func(), newDatabase func(testing.TB) string) {
 	if os.Getenv("B24HUB_TEST_RUN_MAIN") == "1" {
 		os.Args = []string{cmd.Name, "bogus"}
 		main()
 		return
 	}
 	top := t.Name()
-	t.Run("Migrate", func(t *testing.T) { testMigrate(t, cmd) })
+	t.Run("Migrate", func(t *testing.T) { testMigrate(t, cmd, newDatabase) })
 	t.Run("CommandLine", func(t *testing.T) { testCommandLine(t, cmd) })
 	t.Run("MainExitStatus", func(t *testing.T) {
 		c := exec.Command(os.Args[0], "-test.run=^"+top+"$")
@@ -52,7 +54,7 @@ func Run(t *testing.T, cmd svcmain.Command, main func()) {
 	})
 }
 
-func testMigrate(t *testing.T, cmd svcmain.Command) {
+func testMigrate(t *testing.T, cmd svcmain.Command, newDatabase func(testing.TB) string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if cmd.Schema == "" {
@@ -67,7 +69,10 @@ func testMigrate(t *testing.T, cmd svcmain.Command) {
 		}
 		return
 	}
-	dsn := pgtest.NewDatabase(t)
+	if newDatabase == nil {
+		t.Fatalf("%s owns schema %s: pass a newDatabase (pgtest.NewDatabase)", cmd.Name, cmd.Schema)
+	}
+	dsn := newDatabase(t)
 	env := map[string]string{"B24HUB_DATABASE_URL": dsn, "B24HUB_NATS_URL": "nats://127.0.0.1:1"}
 	for i := range 2 {
 		var out bytes.Buffer

@@ -12,4 +12,4 @@ var command = ingress.Command.Command()
 
 // TestCommand: `ingress migrate` against PostgreSQL, the command line and the
 // exit status of main, as for every service.
-func TestCommand(t *testing.T) { svcmaintest.Run(t, command, main) }
+func TestCommand(t *testing.T) { svcmaintest.Run(t, command, main, nil) }

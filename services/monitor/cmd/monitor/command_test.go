@@ -3,6 +3,7 @@ package main
 import (
 	"testing"
 
+	"github.com/b24hub/b24hub/libs/pgtest"
 	"github.com/b24hub/b24hub/libs/svcmain/svcmaintest"
 	"github.com/b24hub/b24hub/services/monitor"
 )
@@ -12,4 +13,4 @@ var command = monitor.Command.Command()
 
 // TestCommand: `monitor migrate` against PostgreSQL, the command line and the
 // exit status of main, as for every service.
-func TestCommand(t *testing.T) { svcmaintest.Run(t, command, main) }
+func TestCommand(t *testing.T) { svcmaintest.Run(t, command, main, pgtest.NewDatabase) }
