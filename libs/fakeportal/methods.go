@@ -12,6 +12,7 @@ var restMethods = map[string]methodFunc{
 	"crm.deal.update":            crmDealUpdate,
 	"crm.deal.delete":            crmDealDelete,
 	"crm.deal.fields":            crmDealFields,
+	"crm.contact.get":            crmContactGet,
 	"tasks.task.get":             tasksTaskGet,
 	"tasks.task.list":            tasksTaskList,
 	"task.checklistitem.getlist": taskChecklistGetList,

@@ -40,15 +40,17 @@ type Portal struct {
 	access   map[string]*grant
 	refresh  map[string]*grant
 
-	deals    map[int64]*deal
-	nextDeal int64
-	dealUF   map[string]string // UF_CRM_* name → type
-	tasks    map[int64]*task
-	nextTask int64
-	nextItem int64
-	calls    []*callRecord
-	files    map[int64]*file
-	nextFile int64
+	deals       map[int64]*deal
+	nextDeal    int64
+	dealUF      map[string]string // UF_CRM_* name → type
+	contacts    map[int64]map[string]string
+	nextContact int64
+	tasks       map[int64]*task
+	nextTask    int64
+	nextItem    int64
+	calls       []*callRecord
+	files       map[int64]*file
+	nextFile    int64
 
 	handlers    []*handler
 	nextHandler int64
@@ -82,7 +84,7 @@ func New(cfg Config) (*Portal, error) {
 		faults: cfg.Faults, methods: map[string]int64{},
 		webhooks: map[string]int64{}, apps: map[string]*app{}, access: map[string]*grant{}, refresh: map[string]*grant{},
 		deals: map[int64]*deal{}, dealUF: map[string]string{"UF_CRM_SYNC_LOCK": "boolean", "UF_CRM_EXTERNAL_ID": "string"},
-		tasks: map[int64]*task{}, files: map[int64]*file{},
+		contacts: map[int64]map[string]string{}, tasks: map[int64]*task{}, files: map[int64]*file{},
 		lastNotify: map[int64]time.Time{}, handlerStat: map[string]*HandlerStat{},
 	}
 	p.wake = sync.NewCond(&p.mu)
