@@ -3,6 +3,7 @@ package fakeportal
 import (
 	"maps"
 	"strconv"
+	"strings"
 )
 
 // CreateContact adds a CRM contact (crm.contact.get serves it: ID,
@@ -50,4 +51,23 @@ func crmContactGet(p *Portal, c *call) (any, *page, *apiError) {
 		out["HAS_EMAIL"] = "N"
 	}
 	return out, nil, nil
+}
+
+// CreateFor creates, without an event, an entity of the kind event is
+// about — a deal for ONCRMDEAL*, a contact for ONCRMCONTACT*, a task for
+// ONTASK* — with demo fields numbered n, and returns its ID; for any other
+// event it creates nothing and returns n. A consumer's generated
+// conformance test names such an entity in each fixture, so a handler that
+// fetches what its event is about finds it.
+func (p *Portal) CreateFor(event string, n int) int64 {
+	num := strconv.Itoa(n)
+	switch {
+	case strings.HasPrefix(event, "ONCRMDEAL"):
+		return p.CreateDeal(map[string]string{"TITLE": "Deal " + num, "OPPORTUNITY": num + "00"}, false)
+	case strings.HasPrefix(event, "ONCRMCONTACT"):
+		return p.CreateContact(map[string]string{"NAME": "Contact", "LAST_NAME": num, "EMAIL": "contact" + num + "@example.com"}, false)
+	case strings.HasPrefix(event, "ONTASK"):
+		return p.CreateTask(Task{Title: "Task " + num}, false)
+	}
+	return int64(n)
 }
