@@ -166,7 +166,7 @@ func TestSyncLockHonouredAndClearedOnce(t *testing.T) {
 func TestRESTOutageWaitsWithoutDeadLetters(t *testing.T) {
 	e := newEnv(t, fakeportal.Config{})
 	cfg := fastConfig()
-	cfg.Events.ProbeInterval, cfg.Events.ProbeMaxInterval = 10*time.Millisecond, 50*time.Millisecond
+	cfg.Consumer.ProbeInterval, cfg.Consumer.ProbeMaxInterval = 10*time.Millisecond, 50*time.Millisecond
 	e.start(cfg, e.newClient(bitrixConfigNoRetry()))
 	id := e.portal.CreateDeal(map[string]string{"TITLE": "Unlucky"}, false)
 	e.portal.ResetStats()
