@@ -12,7 +12,7 @@ import (
 // on the portal would.
 type Scenario struct {
 	// Name is one of: deal-add, deal-update, deal-delete, bulk-edit,
-	// task-add, task-update, task-delete, call-end, app-test.
+	// contact-add, task-add, task-update, task-delete, call-end, app-test.
 	Name string
 	// Count is how many entities to touch. Default 1.
 	Count int
@@ -39,7 +39,7 @@ func ParseScenario(s string) (Scenario, error) {
 
 // ScenarioNames lists the known scenario names.
 func ScenarioNames() string {
-	return "deal-add, deal-update, deal-delete, bulk-edit, task-add, task-update, task-delete, call-end, app-test"
+	return "deal-add, deal-update, deal-delete, bulk-edit, contact-add, task-add, task-update, task-delete, call-end, app-test"
 }
 
 var scenarios = map[string]func(p *Portal, s Scenario) []int64{
@@ -51,6 +51,14 @@ var scenarios = map[string]func(p *Portal, s Scenario) []int64{
 				f[k] = v
 			}
 			ids = append(ids, p.CreateDeal(f, true))
+		}
+		return ids
+	},
+	"contact-add": func(p *Portal, s Scenario) []int64 {
+		ids := make([]int64, 0, s.Count)
+		for i := range s.Count {
+			n := strconv.Itoa(i + 1)
+			ids = append(ids, p.CreateContact(map[string]string{"NAME": "Contact", "LAST_NAME": n, "EMAIL": "contact" + n + "@example.com"}, true))
 		}
 		return ids
 	},

@@ -61,12 +61,12 @@ func (d *demoPortal) writePortalsFile(fake *fakeportal.Portal) error {
 	return os.WriteFile(d.File, []byte(yaml), 0o600)
 }
 
-// connect makes the fake push deal, task and call events to the ingress
+// connect makes the fake push deal, contact, task and call events to the ingress
 // like an outgoing webhook.
 func (d *demoPortal) connect(fake *fakeportal.Portal, ingressURL string) {
 	fake.AddOutgoingWebhook(fakeportal.OutgoingWebhook{
 		Handler: ingressURL, ApplicationToken: d.Token,
-		Events: []string{"ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALDELETE", "ONTASKADD", "ONTASKUPDATE", "ONTASKDELETE", "ONVOXIMPLANTCALLEND"},
+		Events: []string{"ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALDELETE", "ONCRMCONTACTADD", "ONTASKADD", "ONTASKUPDATE", "ONTASKDELETE", "ONVOXIMPLANTCALLEND"},
 	})
 }
 
