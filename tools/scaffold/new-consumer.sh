@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
 # new-consumer.sh NAME [EVENTS] — generate services/NAME, a working, tested
-# consumer module built on libs/consumer, from tools/scaffold/template.
+# consumer built on libs/consumer, from tools/scaffold/template.
 #
 #   NAME    lower-case service name, e.g. invoice-sync (letters, digits, '-')
 #   EVENTS  comma-separated raw events, default ONCRMDEALUPDATE
 #
 # Run from anywhere (the Taskfile runs it from the repository root). It
-# refuses to overwrite an existing directory, runs `go mod tidy`, gofmt, vet
-# and the generated tests with GOWORK=off (the module must build on its own,
-# as its Docker image does), and adds the module to go.work.
+# refuses to overwrite an existing directory. Inside the repository the
+# consumer is a package tree of the services module, shaped like the
+# shipped consumers (no go.mod of its own); the script vets it and runs its
+# tests as the image build sees it (GOWORK=off).
 #
-#   SCAFFOLD_DEST=DIR   generate DIR/NAME instead of services/NAME. Replace
-#                       lines point at the repository's libs: relative when
-#                       DIR is inside the repository, absolute otherwise (a
-#                       temporary directory for a check).
-#   SCAFFOLD_NO_WORK=1  do not add the module to go.work (implied when DIR is
-#                       outside the repository).
+#   SCAFFOLD_DEST=DIR   generate DIR/NAME instead of services/NAME, for a
+#                       consumer outside the repository (a temporary
+#                       directory for a check, or a team's own repository):
+#                       it is then a module of its own whose replace lines
+#                       point at this repository's libs (absolute paths);
+#                       the script tidies it too. DIR inside the repository
+#                       must be its services directory.
 #
-# The Kubernetes manifests, Dockerfile and deploy/k8stest entries are not
-# generated: docs/adding-a-consumer.md ("Deploying it") lists them.
+# Deploying it is one line in services/catalog, then `go tool task render`:
+# docs/adding-a-consumer.md walks through it.
 set -euo pipefail
 
 name="${1:-}"
@@ -32,21 +34,6 @@ if [[ ! "$events" =~ ^[A-Z0-9_]+(,[A-Z0-9_]+)*$ ]]; then
   exit 2
 fi
 
-# relpath FROM TO prints directory TO relative to directory FROM; both are
-# absolute physical paths.
-relpath() {
-  local from=$1 to=$2 up=
-  while [[ $from != / && $to != "$from" && $to != "$from"/* ]]; do
-    from=$(dirname "$from")
-    up=../$up
-  done
-  local rest=${to#"$from"}
-  rest=${rest#/}
-  local r=$up$rest
-  r=${r%/}
-  echo "${r:-.}"
-}
-
 root="$(cd "$(dirname "$0")/../.." && pwd -P)"
 parent="${SCAFFOLD_DEST:-$root/services}"
 mkdir -p "$parent"
@@ -58,11 +45,13 @@ if [[ -e "$dest" ]]; then
 fi
 inside=0
 if [[ "$dest" == "$root"/* ]]; then
+  if [[ "$parent" != "$root/services" ]]; then
+    echo "inside the repository a consumer lives in services/ (SCAFFOLD_DEST=$parent)" >&2
+    exit 2
+  fi
   inside=1
-  libs="$(relpath "$dest" "$root")"
-else
-  libs="$root"
 fi
+libs="$root"
 pkg="${name//-/}"
 envname="$(tr 'a-z-' 'A-Z_' <<<"$pkg")"
 schema="${name//-/_}"
@@ -72,6 +61,8 @@ template="$root/tools/scaffold/template"
 
 while IFS= read -r -d '' src; do
   rel="${src#"$template"/}"
+  # Inside the repository the consumer belongs to the services module.
+  [[ $inside == 1 && $rel == go.mod.tmpl ]] && continue
   rel="${rel//__NAME__/$name}"
   rel="${rel//__PKG__/$pkg}"
   rel="${rel%.tmpl}"
@@ -82,17 +73,18 @@ while IFS= read -r -d '' src; do
       "$src" >"$dest/$rel"
 done < <(find "$template" -type f -print0)
 
-cd "$dest"
-# Start from the libraries' checksums: tidy then resolves the versions the
-# libraries already use without asking the checksum database for each.
-cat "$root"/libs/go.sum "$root"/libs/*/go.sum "$root"/proto/go.sum 2>/dev/null | sort -u >go.sum
-GOWORK=off GOFLAGS=-mod=mod go mod tidy >/dev/null
-gofmt -l . | (! grep .) || { echo "generated code is not gofmt-clean" >&2; exit 1; }
-GOWORK=off go vet ./...
-GOWORK=off go test -count=1 ./...
-if [[ "${SCAFFOLD_NO_WORK:-}" != 1 && $inside == 1 ]]; then
-  (cd "$root" && go work use "./$(relpath "$root" "$dest")")
-elif [[ "${SCAFFOLD_NO_WORK:-}" != 1 ]]; then
-  echo "$dest is outside the repository: not added to go.work" >&2
+if [[ $inside == 1 ]]; then
+  cd "$root/services"
+  pkgs="./$name/..."
+else
+  cd "$dest"
+  pkgs=./...
+  # Start from the libraries' checksums: tidy then resolves the versions the
+  # libraries already use without asking the checksum database for each.
+  cat "$root"/libs/go.sum "$root"/libs/*/go.sum "$root"/proto/go.sum 2>/dev/null | sort -u >go.sum
+  GOWORK=off GOFLAGS=-mod=mod go mod tidy >/dev/null
 fi
-echo "generated $dest: start in internal/consumer/handler/handler.go; deploy it as docs/adding-a-consumer.md (\"Deploying it\") says"
+gofmt -l "$dest" | (! grep .) || { echo "generated code is not gofmt-clean" >&2; exit 1; }
+GOWORK=off go vet "$pkgs"
+GOWORK=off go test -count=1 "$pkgs"
+echo "generated $dest: start in internal/consumer/handler/handler.go; docs/adding-a-consumer.md says what to change and how to deploy it"
