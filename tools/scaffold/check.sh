@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
-# check.sh — prove the consumer scaffold still produces a working service:
-# generate one into a temporary directory (outside the repository, so its
-# replace lines must resolve from there), with new-consumer.sh's own checks
-# (go mod tidy, gofmt, vet, every generated test with GOWORK=off), then lint
-# it with the repository's golangci-lint configuration when .bin/golangci-lint
-# exists (`go tool task tools:lint`). Run by `go tool task scaffold:check`,
-# which `go tool task test` runs.
+# check.sh — prove the consumer scaffold still produces a working service,
+# twice:
 #
-# Any failure exits non-zero; nothing is skipped. The generated tests need
-# PostgreSQL like every other test: they skip without it locally and fail
-# under CI=true.
+#  1. generate one into a temporary directory (outside the repository: a
+#     module of its own whose replace lines must resolve from there), with
+#     new-consumer.sh's own checks (go mod tidy, gofmt, vet, every generated
+#     test with GOWORK=off), check its shape, then lint it with the
+#     repository's golangci-lint configuration when .bin/golangci-lint
+#     exists (`go tool task tools:lint`);
+#  2. run docs/adding-a-consumer.md step by step in a copy of the working
+#     tree (walkthrough.sh): generate contact-mirror inside the repository,
+#     write its three files, list it in services/catalog, render and check
+#     its Kubernetes manifests, build it as its image does, start it in the
+#     local stack and see its outcome "done" in the delivery ledger; and
+#     measure the hand edits.
+#
+# Run by `go tool task scaffold:check`, which `go tool task test` runs. Any
+# failure exits non-zero; nothing is skipped. Both need PostgreSQL like
+# every integration test (the generated tests skip without it locally and
+# fail under CI=true; the local stack fails without it).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/../.." && pwd -P)"
@@ -18,7 +27,7 @@ trap 'rm -rf "$dir"' EXIT
 
 start=$SECONDS
 # Two events, so the generated filter list is exercised.
-SCAFFOLD_DEST="$dir" SCAFFOLD_NO_WORK=1 \
+SCAFFOLD_DEST="$dir" \
   bash "$root/tools/scaffold/new-consumer.sh" scaffold-check ONCRMDEALADD,ONCRMDEALUPDATE
 gen="$dir/scaffold-check"
 
@@ -51,4 +60,6 @@ if [[ -x "$lint" ]]; then
 else
   echo "scaffold check: $lint not built (go tool task tools:lint); generated code not linted"
 fi
-echo "scaffold check: ok in $((SECONDS - start))s"
+echo "scaffold check: generated module ok in $((SECONDS - start))s"
+
+bash "$root/tools/scaffold/walkthrough.sh" "$root/docs/adding-a-consumer.md"
