@@ -116,11 +116,27 @@ type cnpgCluster struct {
 			StorageClass string `json:"storageClass,omitempty"`
 		} `json:"walStorage"`
 		Bootstrap struct {
-			InitDB struct {
+			InitDB *struct {
 				Database string `json:"database"`
 				Owner    string `json:"owner"`
 			} `json:"initdb"`
+			Recovery *struct {
+				Source         string `json:"source"`
+				Database       string `json:"database"`
+				Owner          string `json:"owner"`
+				RecoveryTarget *struct {
+					TargetTime string `json:"targetTime"`
+				} `json:"recoveryTarget"`
+			} `json:"recovery"`
 		} `json:"bootstrap"`
+		ExternalClusters []struct {
+			Name              string           `json:"name"`
+			BarmanObjectStore cnpgObjectStore `json:"barmanObjectStore"`
+		} `json:"externalClusters"`
+		Backup *struct {
+			RetentionPolicy   string           `json:"retentionPolicy"`
+			BarmanObjectStore cnpgObjectStore `json:"barmanObjectStore"`
+		} `json:"backup"`
 		PostgreSQL struct {
 			Parameters map[string]string `json:"parameters"`
 		} `json:"postgresql"`
@@ -136,10 +152,61 @@ type cnpgCluster struct {
 	} `json:"spec"`
 }
 
+// cnpgObjectStore is a barmanObjectStore section: where base backups and
+// archived WAL go, or (in externalClusters) where a recovery reads them.
+type cnpgObjectStore struct {
+	DestinationPath string `json:"destinationPath"`
+	EndpointURL     string `json:"endpointURL,omitempty"`
+	ServerName      string `json:"serverName,omitempty"`
+	S3Credentials   struct {
+		AccessKeyID     cnpgSecretKey `json:"accessKeyId"`
+		SecretAccessKey cnpgSecretKey `json:"secretAccessKey"`
+	} `json:"s3Credentials"`
+	WAL *struct {
+		Compression string `json:"compression,omitempty"`
+		MaxParallel int    `json:"maxParallel,omitempty"`
+	} `json:"wal"`
+	Data *struct {
+		Compression string `json:"compression,omitempty"`
+	} `json:"data"`
+}
+
+type cnpgSecretKey struct {
+	Name string `json:"name"`
+	Key  string `json:"key"`
+}
+
+// cnpgScheduledBackup is the subset of postgresql.cnpg.io/v1 ScheduledBackup
+// used by deploy/postgres/cluster.yaml.
+type cnpgScheduledBackup struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name   string            `json:"name"`
+		Labels map[string]string `json:"labels"`
+	} `json:"metadata"`
+	Spec struct {
+		Schedule             string `json:"schedule"`
+		BackupOwnerReference string `json:"backupOwnerReference"`
+		Immediate            bool   `json:"immediate"`
+		Target               string `json:"target"`
+		Method               string `json:"method"`
+		Cluster              struct {
+			Name string `json:"name"`
+		} `json:"cluster"`
+	} `json:"spec"`
+}
+
 func loadPostgres(t *testing.T) (cnpgCluster, *monitoringv1.PodMonitor) {
+	c, pm, _ := loadPostgresAll(t)
+	return c, pm
+}
+
+func loadPostgresAll(t *testing.T) (cnpgCluster, *monitoringv1.PodMonitor, []cnpgScheduledBackup) {
 	t.Helper()
 	var c cnpgCluster
 	var pm *monitoringv1.PodMonitor
+	var sbs []cnpgScheduledBackup
 	for i, doc := range bytes.Split(readFile(t, "deploy/postgres/cluster.yaml"), []byte("\n---\n")) {
 		var head struct{ Kind string }
 		if err := yaml.Unmarshal(doc, &head); err != nil {
@@ -150,6 +217,12 @@ func loadPostgres(t *testing.T) (cnpgCluster, *monitoringv1.PodMonitor) {
 			if err := yaml.UnmarshalStrict(doc, &c); err != nil {
 				t.Fatalf("deploy/postgres/cluster.yaml Cluster: %v", err)
 			}
+		case "ScheduledBackup":
+			var sb cnpgScheduledBackup
+			if err := yaml.UnmarshalStrict(doc, &sb); err != nil {
+				t.Fatalf("deploy/postgres/cluster.yaml ScheduledBackup: %v", err)
+			}
+			sbs = append(sbs, sb)
 		case "PodMonitor":
 			obj, _, err := decoder.Decode(doc, nil, nil)
 			if err != nil {
@@ -160,7 +233,7 @@ func loadPostgres(t *testing.T) (cnpgCluster, *monitoringv1.PodMonitor) {
 			t.Fatalf("deploy/postgres/cluster.yaml document %d: unexpected kind %q", i, head.Kind)
 		}
 	}
-	return c, pm
+	return c, pm, sbs
 }
 
 func TestNATSValues(t *testing.T) {
@@ -198,7 +271,7 @@ func TestPostgresCluster(t *testing.T) {
 	if c.Spec.Instances < 3 {
 		t.Errorf("Cluster %s: %d instances, want >= 3", c.Metadata.Name, c.Spec.Instances)
 	}
-	if c.Spec.Bootstrap.InitDB.Database == "" || c.Spec.Bootstrap.InitDB.Owner == "" {
+	if c.Spec.Bootstrap.InitDB == nil || c.Spec.Bootstrap.InitDB.Database == "" || c.Spec.Bootstrap.InitDB.Owner == "" {
 		t.Errorf("Cluster %s: bootstrap.initdb needs database and owner (they make the -app secret)", c.Metadata.Name)
 	}
 	if !c.Spec.Affinity.EnablePodAntiAffinity {
@@ -276,5 +349,85 @@ func TestNATSWiring(t *testing.T) {
 		if o == "dev" && replicas != "1" {
 			t.Errorf("dev: topology Job --replicas %q, want 1 (a one-node dev NATS)", replicas)
 		}
+	}
+}
+
+// TestPostgresBackupAndRecovery checks that the Cluster archives WAL and
+// base backups to object storage with credentials from a Secret, that a
+// ScheduledBackup takes base backups of it, and that
+// deploy/postgres/recovery.yaml restores from exactly that archive into a
+// Cluster the services find under the same name, archiving elsewhere.
+func TestPostgresBackupAndRecovery(t *testing.T) {
+	c, _, sbs := loadPostgresAll(t)
+	b := c.Spec.Backup
+	if b == nil || b.BarmanObjectStore.DestinationPath == "" || b.RetentionPolicy == "" {
+		t.Fatalf("deploy/postgres/cluster.yaml: Cluster %s has no spec.backup.barmanObjectStore with a destinationPath and a retentionPolicy", c.Metadata.Name)
+	}
+	creds := b.BarmanObjectStore.S3Credentials
+	if creds.AccessKeyID.Name == "" || creds.AccessKeyID.Key == "" || creds.SecretAccessKey.Name == "" || creds.SecretAccessKey.Key == "" {
+		t.Errorf("Cluster %s: backup credentials must come from a Secret (s3Credentials.accessKeyId and secretAccessKey)", c.Metadata.Name)
+	}
+	if b.BarmanObjectStore.WAL == nil || b.BarmanObjectStore.WAL.Compression == "" {
+		t.Errorf("Cluster %s: WAL archive uncompressed", c.Metadata.Name)
+	}
+	scheduled := false
+	for _, sb := range sbs {
+		if sb.APIVersion != "postgresql.cnpg.io/v1" || sb.Spec.Cluster.Name != c.Metadata.Name {
+			continue
+		}
+		if f := strings.Fields(sb.Spec.Schedule); len(f) != 6 {
+			t.Errorf("ScheduledBackup %s: schedule %q, want CloudNativePG's six fields (seconds first)", sb.Metadata.Name, sb.Spec.Schedule)
+		}
+		if sb.Spec.Method != "" && sb.Spec.Method != "barmanObjectStore" {
+			t.Errorf("ScheduledBackup %s: method %q, want barmanObjectStore (the Cluster's backup section)", sb.Metadata.Name, sb.Spec.Method)
+		}
+		scheduled = true
+	}
+	if !scheduled {
+		t.Errorf("deploy/postgres/cluster.yaml: no ScheduledBackup of Cluster %s", c.Metadata.Name)
+	}
+
+	var r cnpgCluster
+	if err := yaml.UnmarshalStrict(readFile(t, "deploy/postgres/recovery.yaml"), &r); err != nil {
+		t.Fatalf("deploy/postgres/recovery.yaml: %v", err)
+	}
+	if r.Kind != "Cluster" || r.Metadata.Name != c.Metadata.Name {
+		t.Errorf("deploy/postgres/recovery.yaml: %s %s, want Cluster %s (the Service and the -app Secret the services read)", r.Kind, r.Metadata.Name, c.Metadata.Name)
+	}
+	rec := r.Spec.Bootstrap.Recovery
+	if rec == nil || r.Spec.Bootstrap.InitDB != nil {
+		t.Fatal("deploy/postgres/recovery.yaml: bootstrap must be recovery alone")
+	}
+	if rec.Database != c.Spec.Bootstrap.InitDB.Database || rec.Owner != c.Spec.Bootstrap.InitDB.Owner {
+		t.Errorf("recovery: database/owner %s/%s, want %s/%s as the Cluster's initdb", rec.Database, rec.Owner, c.Spec.Bootstrap.InitDB.Database, c.Spec.Bootstrap.InitDB.Owner)
+	}
+	found := false
+	for _, ec := range r.Spec.ExternalClusters {
+		if ec.Name != rec.Source {
+			continue
+		}
+		found = true
+		src := ec.BarmanObjectStore
+		if src.DestinationPath != b.BarmanObjectStore.DestinationPath || src.EndpointURL != b.BarmanObjectStore.EndpointURL {
+			t.Errorf("recovery source %s reads %s %s, but the Cluster archives to %s %s", ec.Name, src.DestinationPath, src.EndpointURL,
+				b.BarmanObjectStore.DestinationPath, b.BarmanObjectStore.EndpointURL)
+		}
+		archived := b.BarmanObjectStore.ServerName
+		if archived == "" {
+			archived = c.Metadata.Name
+		}
+		if src.ServerName != archived {
+			t.Errorf("recovery source %s: serverName %q, want %q (the folder the Cluster archives into)", ec.Name, src.ServerName, archived)
+		}
+		if r.Spec.Backup != nil && r.Spec.Backup.BarmanObjectStore.DestinationPath == src.DestinationPath &&
+			(r.Spec.Backup.BarmanObjectStore.ServerName == "" || r.Spec.Backup.BarmanObjectStore.ServerName == archived) {
+			t.Errorf("the restored Cluster would archive into %s/%s, the archive it restores from; give it another serverName", src.DestinationPath, archived)
+		}
+	}
+	if !found {
+		t.Errorf("deploy/postgres/recovery.yaml: recovery source %q is not in externalClusters", rec.Source)
+	}
+	if r.Spec.Backup == nil {
+		t.Error("deploy/postgres/recovery.yaml: the restored Cluster takes no backups")
 	}
 }
