@@ -18,7 +18,7 @@ import (
 // ledger row is then deleted and the audit names it.
 func TestAuditAPINamesALostLedgerRow(t *testing.T) {
 	e := start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cons, err := e.js.CreateOrUpdateConsumer(ctx, eventbus.StreamEvents, jetstream.ConsumerConfig{
 		Durable: "deal-sync", FilterSubjects: eventbus.RawEventFilter("ONCRMDEALUPDATE"), AckPolicy: jetstream.AckExplicitPolicy})

@@ -44,7 +44,7 @@ func chromium(t *testing.T) string {
 func TestDashboardInBrowser(t *testing.T) {
 	exe := chromium(t)
 	e := start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
 	e.fakeConsumer("deal-sync")
@@ -166,7 +166,7 @@ func signIn(t *testing.T, ctx context.Context, exe string, e *env) context.Conte
 func TestDashboardSearchAndReplayInBrowser(t *testing.T) {
 	exe := chromium(t)
 	e := start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
 	now := e.clock.Now()

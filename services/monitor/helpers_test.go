@@ -268,9 +268,13 @@ func start(t *testing.T, opts ...startOption) *env {
 	return e
 }
 
+// eventually polls cond until it holds. within is how long it normally
+// takes at most; the wait goes on to at least two minutes, because a loaded
+// machine (a full CI run next to other builds) can be many times slower and
+// a passing test returns as soon as cond holds anyway.
 func (e *env) eventually(what string, within time.Duration, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(within)
+	deadline := time.Now().Add(max(within, patience))
 	for !cond() {
 		if time.Now().After(deadline) {
 			e.t.Fatalf("timed out waiting for %s", what)
@@ -278,6 +282,9 @@ func (e *env) eventually(what string, within time.Duration, cond func() bool) {
 		time.Sleep(25 * time.Millisecond)
 	}
 }
+
+// patience is the least an eventually waits before it fails.
+const patience = 2 * time.Minute
 
 func envelope(id, member, event, entity string, at time.Time, src eventsv1.Source) *eventsv1.Envelope {
 	return &eventsv1.Envelope{MessageId: id, MemberId: member, Domain: member + ".bitrix24.ru", Event: event, EntityId: entity,

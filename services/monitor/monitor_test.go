@@ -46,7 +46,7 @@ func TestConfigFromEnv(t *testing.T) {
 // replay until the replay is done.
 func TestEventToDeliveriesAndReplay(t *testing.T) {
 	e := start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
 	tp := sdktrace.NewTracerProvider()
@@ -131,7 +131,7 @@ func TestEventToDeliveriesAndReplay(t *testing.T) {
 // then resumes events and expects it resolved, each announced once.
 func TestSilenceAlertFiresAndResolves(t *testing.T) {
 	e := start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	e.publishEvent(ctx, envelope("s-1", "m1", "ONCRMDEALUPDATE", "1", e.clock.Now(), eventsv1.Source_SOURCE_PUSH))
 	const key = "deal-update-silence/m1"
@@ -177,7 +177,7 @@ func TestSilenceAlertFiresAndResolves(t *testing.T) {
 // the database is back.
 func TestPostgresDownCatchesUp(t *testing.T) {
 	e := start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	e.proxy.Stop()
 	for i := range 30 {

@@ -53,7 +53,7 @@ func (o overloaded) RoundTrip(r *http.Request) (*http.Response, error) {
 // evaluated faster), to a firing overload-limit alert: the kind consumers
 // report is the kind the default rule waits for.
 func TestOverloadLimitFiresTheDefaultRule(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	srv := natstest.Start(t)
 	nc, js := srv.JetStream(t)

@@ -34,7 +34,7 @@ func TestGonePortalsStopBeingWatched(t *testing.T) {
 	}
 	writePortals("f1")
 	e := start(t, func(c *monitor.Config) { c.PortalsFile = file })
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	e.install(ctx, "m3", true)
 

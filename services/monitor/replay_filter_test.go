@@ -18,7 +18,7 @@ import (
 // request then replays exactly that many.
 func TestReplayByFilterDryRun(t *testing.T) {
 	e := start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
 	now := e.clock.Now()
@@ -94,7 +94,7 @@ func TestReplayByFilterDryRun(t *testing.T) {
 // reason) and left out of bulk replays, dry run or not, which name them.
 func TestLifecycleEventsAreNeverReplayed(t *testing.T) {
 	e := start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	now := e.clock.Now()
 	for _, ev := range []*eventsv1.Envelope{

@@ -263,8 +263,13 @@ func install(t *testing.T, s *stack, f *fakeportal.Portal) fakeportal.Install {
 	return in
 }
 
+// eventually polls cond until it holds. within is how long it normally
+// takes at most; the wait goes on to at least two minutes, because a loaded
+// machine can be many times slower and a passing test returns as soon as
+// cond holds anyway.
 func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
+	within = max(within, 2*time.Minute)
 	deadline := time.Now().Add(within)
 	for {
 		ok, detail := cond()

@@ -71,6 +71,11 @@ func newEnv(t *testing.T, pcfg fakeportal.Config) *env {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// The subscription is in place at the server before the service can
+	// publish: a change published first would be missed for good.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	return e
 }
 
