@@ -23,6 +23,7 @@ import (
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/fakeportal"
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -36,6 +37,7 @@ var services = []string{"ingress", "monitor", "subscriptions", "deal-sync", "tel
 // portals (in this process) — loopback only.
 type cluster struct {
 	dir      string
+	broker   *server.Server
 	natsURL  string
 	nc       *nats.Conn
 	js       jetstream.JetStream
@@ -62,6 +64,7 @@ type proc struct {
 	name  string
 	cmd   *exec.Cmd
 	ready string // readiness URL
+	admin string // host:port of the admin server (/metrics)
 	log   string
 }
 
@@ -106,11 +109,17 @@ func startCluster(ctx context.Context, out io.Writer, cc clusterConfig) (_ *clus
 		}
 	}
 
-	ns, stop, err := startBroker()
+	// The broker's store is in the cluster's directory, so restartBroker
+	// starts it again with everything it held.
+	ns, err := startBrokerIn(c.brokerDir(), -1)
 	if err != nil {
 		return nil, err
 	}
-	c.stops = append(c.stops, stop)
+	c.broker = ns
+	c.stops = append(c.stops, func() {
+		c.broker.Shutdown()
+		c.broker.WaitForShutdown()
+	})
 	c.natsURL = ns.ClientURL()
 	if c.nc, err = nats.Connect(c.natsURL); err != nil {
 		return nil, err
@@ -157,7 +166,7 @@ func startCluster(ctx context.Context, out io.Writer, cc clusterConfig) (_ *clus
 	}
 	for _, s := range names {
 		admin := freeAddr()
-		p := &proc{name: s, ready: "http://" + admin + "/readyz", log: filepath.Join(c.dir, s+".log")}
+		p := &proc{name: s, ready: "http://" + admin + "/readyz", admin: admin, log: filepath.Join(c.dir, s+".log")}
 		switch s {
 		case "ingress":
 			p.ready = c.ingress + "/readyz"
@@ -192,6 +201,9 @@ func startCluster(ctx context.Context, out io.Writer, cc clusterConfig) (_ *clus
 	}
 	return c, nil
 }
+
+// brokerDir is the embedded broker's store.
+func (c *cluster) brokerDir() string { return filepath.Join(c.dir, "jetstream") }
 
 func (c *cluster) close() {
 	for i := len(c.stops) - 1; i >= 0; i-- {

@@ -56,15 +56,25 @@ func startBroker() (*server.Server, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
+	ns, err := startBrokerIn(dir, -1)
 	if err != nil {
 		return nil, nil, err
 	}
+	return ns, func() { ns.Shutdown(); ns.WaitForShutdown(); os.RemoveAll(dir) }, nil
+}
+
+// startBrokerIn starts an embedded JetStream server with its store in dir
+// on port (-1: a random one); the same dir and port restart a broker.
+func startBrokerIn(dir string, port int) (*server.Server, error) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
+	if err != nil {
+		return nil, err
+	}
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
-		return nil, nil, fmt.Errorf("nats-server not ready")
+		return nil, fmt.Errorf("nats-server not ready")
 	}
-	return ns, func() { ns.Shutdown(); ns.WaitForShutdown(); os.RemoveAll(dir) }, nil
+	return ns, nil
 }
 
 // startBaseline is the minimal handler the ingress is compared with: read

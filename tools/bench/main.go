@@ -4,6 +4,7 @@
 //
 //	go run ./tools/bench ingress [-duration 10s] [-conns 1,16,64] [-paths baseline,ingress,sync,async,nohist] [-rounds 1] [-steady=true] [-cpuprofile f]
 //	go run ./tools/bench e2e [-rate 1000] [-duration 30s] [-portals 20] [-env K=V,...]
+//	go run ./tools/bench soak [-rate 200] [-duration 30m] [-fault-every 3m] [-sample-every 1m]
 package main
 
 import (
@@ -33,7 +34,7 @@ func main() {
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: bench ingress|e2e [flags]")
+		return fmt.Errorf("usage: bench ingress|e2e|soak [flags]")
 	}
 	fmt.Fprintf(out, "machine: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
 	switch args[0] {
@@ -117,7 +118,23 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("e2e: rate, portals, deals and duration must be positive")
 		}
 		return benchE2E(ctx, out, cfg)
+	case "soak":
+		fs := flag.NewFlagSet("soak", flag.ContinueOnError)
+		var cfg soakConfig
+		fs.IntVar(&cfg.rate, "rate", 200, "events offered per second")
+		fs.DurationVar(&cfg.duration, "duration", 30*time.Minute, "how long the load runs")
+		fs.DurationVar(&cfg.faultEvery, "fault-every", 3*time.Minute, "one fault per interval: "+strings.Join(soakFaults, ", ")+", in turn")
+		fs.DurationVar(&cfg.sampleEvery, "sample-every", time.Minute, "how often each process's resident memory and goroutines are sampled")
+		fs.IntVar(&cfg.portals, "portals", 20, "fake portals the events are spread over")
+		fs.IntVar(&cfg.dealsPerPortal, "deals", 1000, "deals per portal")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if cfg.rate <= 0 || cfg.duration <= 0 || cfg.faultEvery <= 0 || cfg.sampleEvery <= 0 || cfg.portals <= 0 || cfg.dealsPerPortal <= 0 {
+			return fmt.Errorf("soak: rate, duration, fault-every, sample-every, portals and deals must be positive")
+		}
+		return benchSoak(ctx, out, cfg)
 	default:
-		return fmt.Errorf("unknown benchmark %q (want: ingress, e2e)", args[0])
+		return fmt.Errorf("unknown benchmark %q (want: ingress, e2e, soak)", args[0])
 	}
 }
