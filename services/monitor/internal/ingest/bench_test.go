@@ -53,7 +53,10 @@ func benchLedgerConsumer(b *testing.B, batch int) {
 			Event: "ONCRMDEALUPDATE", EntityId: fmt.Sprint(i % 10000), ReceivedAt: timestamppb.Now(),
 			Source: eventsv1.Source_SOURCE_PUSH, ContentType: "application/x-www-form-urlencoded",
 			Body: []byte("event=ONCRMDEALUPDATE&data%5BFIELDS%5D%5BID%5D=" + fmt.Sprint(i) + "&ts=1700000000&auth%5Bmember_id%5D=" + member)})
-		f, err := js.PublishAsync(eventbus.RawEvent(member, "ONCRMDEALUPDATE"), env, jetstream.WithMsgID(id))
+		// A long stall wait: on a busy machine the broker acknowledges
+		// slower than this loop publishes, and the library's default
+		// (200 ms at 4,000 pending) failed the seeding, not the benchmark.
+		f, err := js.PublishAsync(eventbus.RawEvent(member, "ONCRMDEALUPDATE"), env, jetstream.WithMsgID(id), jetstream.WithStallWait(time.Minute))
 		if err != nil {
 			b.Fatal(err)
 		}
