@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/b24hub/b24hub/libs/buildinfo"
@@ -58,11 +59,22 @@ type Command struct {
 // Main runs the command with the process's arguments and environment,
 // cancelled by SIGINT or SIGTERM, and exits with ExitCode's status. Errors
 // of the service and of its shutdown are joined, never dropped.
+//
+// B24HUB_CPU_PROFILE=<file> writes a CPU profile of the whole run to file
+// (benchmarks: `go run ./tools/bench e2e -cpuprofile DIR`); unset, nothing
+// is profiled.
 func (c Command) Main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if f := os.Getenv("B24HUB_CPU_PROFILE"); f != "" {
+		if out, err := os.Create(f); err == nil {
+			_ = pprof.StartCPUProfile(out) // closed by the exit, after StopCPUProfile flushed it
+		}
+	}
 	err := c.Run(ctx, os.Args[1:], os.Getenv, os.Stdout)
 	stop()
-	os.Exit(c.ExitCode(err, os.Stderr))
+	code := c.ExitCode(err, os.Stderr)
+	pprof.StopCPUProfile()
+	os.Exit(code)
 }
 
 // Run dispatches on args (the command line without the program name). An

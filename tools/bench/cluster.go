@@ -77,6 +77,36 @@ type clusterConfig struct {
 	withoutSubscriptions bool
 	// env is added to every service's environment (KEY=VALUE).
 	env []string
+	// bins, when set, holds the service binaries already built (see
+	// buildServices); otherwise they are built into the cluster's
+	// directory.
+	bins string
+	// dealSync, when set, is the deal-sync binary to run instead of the
+	// one in bins (e.g. one built from an older commit, for a paired run).
+	dealSync string
+	// profiles, when set, is a directory every service writes a CPU
+	// profile of its run to (<service>.prof).
+	profiles string
+}
+
+// buildServices builds the service binaries names of the workspace
+// containing dir (the current one when dir is "") into out.
+func buildServices(ctx context.Context, dir, out string, names []string) error {
+	root := dir
+	if root == "" {
+		var err error
+		if root, err = repoRoot(); err != nil {
+			return err
+		}
+	}
+	for _, s := range names {
+		build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(out, s), "./services/"+s+"/cmd/"+s)
+		build.Dir = root
+		if b, err := build.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s in %s: %w\n%s", s, root, err, b)
+		}
+	}
+	return nil
 }
 
 // startCluster builds the service binaries and starts everything. close
@@ -92,20 +122,16 @@ func startCluster(ctx context.Context, out io.Writer, cc clusterConfig) (_ *clus
 		return nil, err
 	}
 	c.stops = append(c.stops, func() { os.RemoveAll(c.dir) })
-	root, err := repoRoot()
-	if err != nil {
-		return nil, err
-	}
 	names := services
 	if cc.withoutSubscriptions {
 		names = []string{"ingress", "monitor", "deal-sync", "telephony", "tasks"}
 	}
-	fmt.Fprintf(out, "building %s into %s\n", strings.Join(names, ", "), c.dir)
-	for _, s := range names {
-		build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(c.dir, s), "./services/"+s+"/cmd/"+s)
-		build.Dir = root
-		if b, err := build.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("go build %s: %w\n%s", s, err, b)
+	bins := cc.bins
+	if bins == "" {
+		bins = c.dir
+		fmt.Fprintf(out, "building %s into %s\n", strings.Join(names, ", "), c.dir)
+		if err := buildServices(ctx, "", c.dir, names); err != nil {
+			return nil, err
 		}
 	}
 
@@ -177,8 +203,15 @@ func startCluster(ctx context.Context, out io.Writer, cc clusterConfig) (_ *clus
 		if err != nil {
 			return nil, err
 		}
-		p.cmd = exec.Command(filepath.Join(c.dir, s))
+		bin := filepath.Join(bins, s)
+		if s == "deal-sync" && cc.dealSync != "" {
+			bin = cc.dealSync
+		}
+		p.cmd = exec.Command(bin)
 		p.cmd.Env = append(append([]string(nil), env...), "B24HUB_ADMIN_ADDR="+admin)
+		if cc.profiles != "" {
+			p.cmd.Env = append(p.cmd.Env, "B24HUB_CPU_PROFILE="+filepath.Join(cc.profiles, s+".prof"))
+		}
 		p.cmd.Stdout, p.cmd.Stderr = logf, logf
 		if err := p.cmd.Start(); err != nil {
 			return nil, fmt.Errorf("start %s: %w", s, err)

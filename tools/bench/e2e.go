@@ -24,6 +24,19 @@ type e2eConfig struct {
 	portals        int
 	dealsPerPortal int
 	env            []string // extra KEY=VALUE for every service
+	bins           string   // prebuilt service binaries (see clusterConfig.bins)
+	dealSync       string   // deal-sync binary replacing the one in bins
+	brief          bool     // skip the slice and memory tables
+	profiles       string   // directory for every service's CPU profile
+}
+
+// e2eResult is what a paired run compares.
+type e2eResult struct {
+	events     int // offered, warm-up included
+	p50, p99   float64
+	first, last float64 // p99 of the first and the last 10 s of the measured load
+	drained    time.Duration
+	cpu        map[string]time.Duration // per event offered
 }
 
 // benchE2E runs every service binary as its own process and offers a steady
@@ -34,18 +47,20 @@ type e2eConfig struct {
 // acceptance (the envelope's received_at) to the ledger saying deal-sync is
 // done with the event (deliveries.updated_at, the monitor's commit), and
 // each service's resident memory before, during and after the load.
-func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) error {
-	c, err := startCluster(ctx, out, clusterConfig{portals: cfg.portals, dealsPerPortal: cfg.dealsPerPortal, env: cfg.env})
+func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) (res e2eResult, err error) {
+	c, err := startCluster(ctx, out, clusterConfig{portals: cfg.portals, dealsPerPortal: cfg.dealsPerPortal, env: cfg.env,
+		bins: cfg.bins, dealSync: cfg.dealSync, profiles: cfg.profiles})
 	if err != nil {
-		return err
+		return res, err
 	}
 	defer c.close()
 	fmt.Fprintf(out, "cluster up: %d services as processes, embedded JetStream (file store), PostgreSQL database %s, %d fake portals × %d deals\n",
 		len(c.procs), c.dbName, cfg.portals, cfg.dealsPerPortal)
 	if err := c.waitIdle(ctx, 5*time.Minute); err != nil {
-		return err
+		return res, err
 	}
 	idle := c.sampleMemory()
+	cpu0 := c.sampleCPU()
 	mem := newMemWatch(c)
 	mem.start()
 
@@ -112,7 +127,7 @@ func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) error {
 	// Wait for the ledger to say every measured event is done.
 	db, err := pgx.Connect(ctx, c.dbURL)
 	if err != nil {
-		return err
+		return res, err
 	}
 	defer db.Close(context.Background())
 	deadline := time.Now().Add(10 * time.Minute)
@@ -123,11 +138,12 @@ func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) error {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("after 10 min only %d of %d events are done in the ledger", final, len(ids))
+			return res, fmt.Errorf("after 10 min only %d of %d events are done in the ledger", final, len(ids))
 		}
 		time.Sleep(time.Second)
 	}
 	drained := time.Since(loadEnd)
+	cpu1 := c.sampleCPU()
 	mem.stop()
 	after := c.sampleMemory()
 
@@ -144,16 +160,32 @@ func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) error {
 			max(extract(epoch FROM d.updated_at - e.received_at))
 		FROM monitor.webhook_events e JOIN monitor.deliveries d ON d.event_id = e.id AND d.consumer = 'deal-sync'
 		WHERE e.id = ANY($1)`, ids).Scan(&n, &done, &p50, &p99, &pmax); err != nil {
-		return err
+		return res, err
 	}
 	fmt.Fprintf(out, "accepted → ledger says deal-sync done (%d events, %d done, %d skipped as already covered): p50 %s, p99 %s, max %s\n",
 		n, done, n-done, secs(p50), secs(p99), secs(pmax))
+	res = e2eResult{events: total, p50: p50, p99: p99, drained: drained, cpu: cpuPerEvent(cpu0, cpu1, total)}
+	// Flat: the p99 of the last 10 s of the measured load against the first 10 s.
+	if err := db.QueryRow(ctx, `WITH x AS (SELECT extract(epoch FROM e.received_at - $2::timestamptz) AS at,
+				extract(epoch FROM d.updated_at - e.received_at) AS lat
+			FROM monitor.webhook_events e JOIN monitor.deliveries d ON d.event_id = e.id AND d.consumer = 'deal-sync'
+			WHERE e.id = ANY($1))
+		SELECT coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY lat) FILTER (WHERE at < 10), 0),
+			coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY lat) FILTER (WHERE at >= $3 - 10), 0) FROM x`,
+		ids, start.Add(cfg.warmup), cfg.duration.Seconds()).Scan(&res.first, &res.last); err != nil {
+		return res, err
+	}
+	flat := "flat"
+	if res.last > 1.2*res.first {
+		flat = "NOT flat"
+	}
+	fmt.Fprintf(out, "p99 of the first 10 s %s, of the last 10 s %s: %s (last ≤ 1.2 × first)\n", secs(res.first), secs(res.last), flat)
 	// The first hop alone: accepted → the raw event's ledger row committed.
 	if err := db.QueryRow(ctx, `SELECT
 			percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM recorded_at - received_at)),
 			percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM recorded_at - received_at))
 		FROM monitor.webhook_events WHERE id = ANY($1)`, ids).Scan(&p50, &p99); err != nil {
-		return err
+		return res, err
 	}
 	fmt.Fprintf(out, "accepted → event row in the ledger (monitor-ledger's commit): p50 %s, p99 %s\n", secs(p50), secs(p99))
 	// Where the time goes, per event: waiting before deal-sync's handler
@@ -170,7 +202,7 @@ func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) error {
 			percentile_cont(0.5) WITHIN GROUP (ORDER BY handler), percentile_cont(0.99) WITHIN GROUP (ORDER BY handler),
 			percentile_cont(0.5) WITHIN GROUP (ORDER BY fold), percentile_cont(0.99) WITHIN GROUP (ORDER BY fold) FROM x`, ids).
 		Scan(&w50, &w99, &h50, &h99, &o50, &o99); err != nil {
-		return err
+		return res, err
 	}
 	fmt.Fprintf(out, "  of which: before deal-sync's handler p50 %s / p99 %s; handler (its batch) p50 %s / p99 %s; outcome → ledger p50 %s / p99 %s\n",
 		secs(w50), secs(w99), secs(h50), secs(h99), secs(o50), secs(o99))
@@ -182,14 +214,18 @@ func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) error {
 		FROM monitor.webhook_events e JOIN monitor.deliveries d ON d.event_id = e.id AND d.consumer = 'deal-sync'
 		WHERE e.id = ANY($1) GROUP BY 1 ORDER BY 1`, ids, start.Add(cfg.warmup))
 	if err != nil {
-		return err
+		return res, err
+	}
+	printCPU(out, res.cpu, total)
+	if cfg.brief {
+		return res, nil
 	}
 	fmt.Fprintf(out, "\n| load second | events | p50 | p99 |\n|---|---|---|---|\n")
 	for rows.Next() {
 		var slice, cnt int
 		var a, b float64
 		if err := rows.Scan(&slice, &cnt, &a, &b); err != nil {
-			return err
+			return res, err
 		}
 		fmt.Fprintf(out, "| %d–%d | %d | %s | %s |\n", slice*5, slice*5+5, cnt, secs(a), secs(b))
 	}
@@ -205,7 +241,7 @@ func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) error {
 	for _, s := range names {
 		fmt.Fprintf(out, "| %s | %s | %s | %s | %s |\n", s, mib(idle[s].rss), mib(mem.peak(s)), mib(after[s].hwm), mib(after[s].rss))
 	}
-	return nil
+	return res, nil
 }
 
 func (c *cluster) sampleMemory() map[string]memory {

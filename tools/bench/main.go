@@ -3,7 +3,8 @@
 // the numbers compare designs on one machine; they are not SLOs.
 //
 //	go run ./tools/bench ingress [-duration 10s] [-conns 1,16,64] [-paths baseline,ingress,sync,async,nohist] [-rounds 1] [-steady=true] [-cpuprofile f]
-//	go run ./tools/bench e2e [-rate 1000] [-duration 30s] [-portals 20] [-env K=V,...]
+//	go run ./tools/bench e2e [-rate 1000] [-duration 30s] [-portals 20] [-env K=V,...] [-dealsync-bin f] [-cpuprofile DIR]
+//	go run ./tools/bench paired -base DIR [-rounds 4] [-rate 300] [-duration 20s]
 //	go run ./tools/bench soak [-rate 200] [-duration 30m] [-fault-every 3m] [-sample-every 1m]
 package main
 
@@ -103,6 +104,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fs.IntVar(&cfg.portals, "portals", 20, "fake portals the events are spread over")
 		fs.IntVar(&cfg.dealsPerPortal, "deals", 1000, "deals per portal")
 		env := fs.String("env", "", "extra service environment, KEY=VALUE[,KEY=VALUE...] (e.g. B24HUB_DEALSYNC_CONCURRENCY=16)")
+		fs.StringVar(&cfg.dealSync, "dealsync-bin", "", "run this deal-sync binary instead of building the workspace's")
+		prof := fs.String("cpuprofile", "", "directory: every service writes a CPU profile of its run there (<service>.prof, B24HUB_CPU_PROFILE)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
@@ -117,7 +120,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if cfg.rate <= 0 || cfg.portals <= 0 || cfg.dealsPerPortal <= 0 || cfg.duration <= 0 {
 			return fmt.Errorf("e2e: rate, portals, deals and duration must be positive")
 		}
-		return benchE2E(ctx, out, cfg)
+		cfg.profiles = *prof
+		_, err := benchE2E(ctx, out, cfg)
+		return err
+	case "paired":
+		return pairedMain(ctx, out, args[1:])
 	case "soak":
 		fs := flag.NewFlagSet("soak", flag.ContinueOnError)
 		var cfg soakConfig
@@ -135,6 +142,6 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		return benchSoak(ctx, out, cfg)
 	default:
-		return fmt.Errorf("unknown benchmark %q (want: ingress, e2e, soak)", args[0])
+		return fmt.Errorf("unknown benchmark %q (want: ingress, e2e, paired, soak)", args[0])
 	}
 }
