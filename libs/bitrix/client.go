@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -262,7 +263,28 @@ func (c *Client) do(ctx context.Context, method string, body []byte, idempotent 
 	}
 }
 
+// grantKey marks a context whose first request was already granted by the
+// limiter (Client.Reserve).
+type grantKey struct{}
+
+// Reserve waits until the portal's limiter grants one request and returns
+// a context whose first request made with this client is sent without
+// waiting again. A caller that must hold something scarce during the call
+// (a database transaction, locks) waits for the portal's slot first and
+// takes it after. Same errors as a request's limiter wait.
+func (c *Client) Reserve(ctx context.Context) (context.Context, error) {
+	if err := c.waitLimiter(ctx); err != nil {
+		return ctx, err
+	}
+	g := &atomic.Bool{}
+	g.Store(true)
+	return context.WithValue(ctx, grantKey{}, g), nil
+}
+
 func (c *Client) waitLimiter(ctx context.Context) error {
+	if g, ok := ctx.Value(grantKey{}).(*atomic.Bool); ok && g.CompareAndSwap(true, false) {
+		return nil
+	}
 	start := c.clock.Now()
 	if err := c.limiter.Wait(ctx, c.portal, c.cfg.Rate); err != nil {
 		return &Error{Portal: c.portal, Description: "waiting for the rate limiter", Err: err, kind: KindTransient}

@@ -26,7 +26,7 @@ type Fields map[string]json.RawMessage
 // insignificant space, so equal values compare equal byte for byte. Numbers
 // keep their exact text. Invalid JSON is returned as is.
 func Canonical(v json.RawMessage) json.RawMessage {
-	if len(v) == 0 {
+	if len(v) == 0 || canonicalAsIs(v) {
 		return v
 	}
 	dec := json.NewDecoder(bytes.NewReader(v))
@@ -208,4 +208,26 @@ func SubjectToken(s string) string {
 		return "_"
 	}
 	return string(b)
+}
+
+// canonicalAsIs reports whether v is already in the form Canonical gives,
+// so re-encoding can be skipped: null, true, false, or a string of
+// printable ASCII that json.Marshal would write unchanged (no escapes, no
+// HTML characters). Most Bitrix24 field values are such strings, and
+// hashing and diffing a deal canonicalises every field several times.
+// BenchmarkCanonical (change_test.go) measures it.
+func canonicalAsIs(v json.RawMessage) bool {
+	switch string(v) {
+	case "null", "true", "false":
+		return true
+	}
+	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
+		return false
+	}
+	for _, c := range v[1 : len(v)-1] {
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }

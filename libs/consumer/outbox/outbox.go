@@ -84,24 +84,50 @@ func (t Table) Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 // published messages continue the trace of the event that caused them.
 func (t Table) Add(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
 	for _, m := range msgs {
-		if m.MsgID == "" || m.Subject == "" {
-			return errors.New("outbox: MsgID and Subject are required")
-		}
-		h := nats.Header{}
-		for k, v := range m.Header {
-			h[k] = v
-		}
-		eventbus.Propagator().Inject(ctx, eventbus.HeaderCarrier(h))
-		hj, err := json.Marshal(h)
+		args, err := t.row(ctx, m)
 		if err != nil {
-			return fmt.Errorf("outbox: header: %w", err)
+			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO `+t.name+` (msg_id, subject, data, header) VALUES ($1, $2, $3, $4)`,
-			m.MsgID, m.Subject, m.Data, hj); err != nil {
+		if _, err := tx.Exec(ctx, t.insert(), args...); err != nil {
 			return fmt.Errorf("outbox: add: %w", err)
 		}
 	}
 	return nil
+}
+
+// Queue is Add for a pgx.Batch the caller sends inside its transaction
+// (one round trip for a batch of writes); errors of the inserts come from
+// the batch's results.
+func (t Table) Queue(ctx context.Context, b *pgx.Batch, msgs ...Message) error {
+	for _, m := range msgs {
+		args, err := t.row(ctx, m)
+		if err != nil {
+			return err
+		}
+		b.Queue(t.insert(), args...)
+	}
+	return nil
+}
+
+func (t Table) insert() string {
+	return `INSERT INTO ` + t.name + ` (msg_id, subject, data, header) VALUES ($1, $2, $3, $4)`
+}
+
+// row is m's column values, its headers with ctx's trace context.
+func (t Table) row(ctx context.Context, m Message) ([]any, error) {
+	if m.MsgID == "" || m.Subject == "" {
+		return nil, errors.New("outbox: MsgID and Subject are required")
+	}
+	h := nats.Header{}
+	for k, v := range m.Header {
+		h[k] = v
+	}
+	eventbus.Propagator().Inject(ctx, eventbus.HeaderCarrier(h))
+	hj, err := json.Marshal(h)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: header: %w", err)
+	}
+	return []any{m.MsgID, m.Subject, m.Data, hj}, nil
 }
 
 // Relay publishes outbox rows. Several replicas may run one each: rows are

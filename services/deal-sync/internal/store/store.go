@@ -145,7 +145,17 @@ func SaveDeal(ctx context.Context, tx pgx.Tx, d Deal) error {
 	if !d.DateModify.IsZero() {
 		modify = &d.DateModify
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO deal_sync.deals
+	_, err = tx.Exec(ctx, upsertDeal,
+		d.MemberID, d.ID, raw, d.Hash, d.Title, d.StageID, d.CategoryID, d.Opportunity,
+		d.CurrencyID, d.AssignedByID, modify, d.SourceEventID)
+	if err != nil {
+		return fmt.Errorf("store: save deal %d: %w", d.ID, err)
+	}
+	return nil
+}
+
+// upsertDeal saves a deal's state ($1 member … $12 source event).
+const upsertDeal = `INSERT INTO deal_sync.deals
 		(member_id, deal_id, fields, snapshot_hash, deleted, title, stage_id, category_id, opportunity,
 		 currency_id, assigned_by_id, date_modify, source_event_id, updated_at)
 		VALUES ($1, $2, $3, $4, false, $5, $6, $7, $8, $9, $10, $11, $12, now())
@@ -154,14 +164,7 @@ func SaveDeal(ctx context.Context, tx pgx.Tx, d Deal) error {
 		 title = EXCLUDED.title, stage_id = EXCLUDED.stage_id, category_id = EXCLUDED.category_id,
 		 opportunity = EXCLUDED.opportunity, currency_id = EXCLUDED.currency_id,
 		 assigned_by_id = EXCLUDED.assigned_by_id, date_modify = EXCLUDED.date_modify,
-		 source_event_id = EXCLUDED.source_event_id, updated_at = now()`,
-		d.MemberID, d.ID, raw, d.Hash, d.Title, d.StageID, d.CategoryID, d.Opportunity,
-		d.CurrencyID, d.AssignedByID, modify, d.SourceEventID)
-	if err != nil {
-		return fmt.Errorf("store: save deal %d: %w", d.ID, err)
-	}
-	return nil
-}
+		 source_event_id = EXCLUDED.source_event_id, updated_at = now()`
 
 // Write is one entry of the own-write registry.
 type Write struct {

@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -41,7 +42,7 @@ import (
 	"github.com/b24hub/b24hub/libs/eventbus"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/b24hub/b24hub/services/deal-sync/internal/store"
-	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/proto"
 )
 
 // Durable is the consumer's durable name. PUBLIC API: renaming it makes a
@@ -60,7 +61,11 @@ var Events = []string{"ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALDELETE", "ONC
 var deleteEvents = map[string]bool{"ONCRMDEALDELETE": true, "ONAFTERCRMDEALDELETE": true}
 
 // Spec is the consumer definition: batches of up to 50 distinct deals of
-// one portal gathered for 200ms.
+// one portal gathered for 200ms; 4 batches at once, growing to 32 while
+// batches wait. A batch spends most of its time waiting for its portal's
+// REST slot and answer, so with many portals a fixed handful of workers
+// leaves the portals' budgets unused while events queue; 32 bounds the
+// transactions and REST calls one replica holds open.
 func Spec() consumer.Spec {
 	return consumer.Spec{
 		Durable:        Durable,
@@ -68,6 +73,8 @@ func Spec() consumer.Spec {
 		FilterSubjects: eventbus.RawEventFilter(Events...),
 		BatchSize:      bitrix.MaxBatch,
 		BatchWindow:    200 * time.Millisecond,
+		Concurrency:    consumer.DefaultConcurrency,
+		MaxConcurrency: 32,
 	}
 }
 
@@ -101,7 +108,7 @@ type Options struct {
 type Handler struct {
 	clients bitrixport.Clients
 	store   *store.Store
-	mirrors *mirror.Mirror
+	relay   *outbox.Relay
 	opt     Options
 	log     *slog.Logger
 	now     func() time.Time
@@ -127,7 +134,7 @@ func New(clients bitrixport.Clients, st *store.Store, relay *outbox.Relay, opt O
 	if opt.Settle == 0 {
 		opt.Settle = consumer.DefaultSettle
 	}
-	return &Handler{clients: clients, store: st, mirrors: st.Mirror(relay), opt: opt, log: log, now: time.Now, fetched: map[string]time.Time{}}
+	return &Handler{clients: clients, store: st, relay: relay, opt: opt, log: log, now: time.Now, fetched: map[string]time.Time{}}
 }
 
 // work is everything the batch says about one deal.
@@ -137,6 +144,9 @@ type work struct {
 	deleted bool  // a DELETE event is among them
 	latest  string
 	stored  time.Time // the newest Published among msgs
+	// clearLock: the fetched deal carries the sync-lock flag, to be
+	// cleared once its state is committed.
+	clearLock bool
 }
 
 // HandleBatch implements consumer.BatchHandler. Every batch holds one portal.
@@ -196,7 +206,6 @@ func (h *Handler) HandleBatch(ctx context.Context, batch []*consumer.Message[*ev
 	if err != nil {
 		return fill(errs, deals, bitrixport.Classify(err))
 	}
-	got, perID := map[bitrix.ID]*bitrix.Deal{}, map[bitrix.ID]error{}
 	if len(fetch) > 0 {
 		var ts []time.Time
 		for _, m := range batch {
@@ -207,30 +216,90 @@ func (h *Handler) HandleBatch(ctx context.Context, batch []*consumer.Message[*ev
 		if err := consumer.WaitSettled(ctx, h.now(), h.opt.Settle, ts...); err != nil {
 			return fill(errs, deals, err)
 		}
-		got, perID, err = client.GetDeals(ctx, fetch)
+	}
+	// Lock every deal of the batch before fetching it: the fetch and the
+	// write of one deal are then never overtaken by another worker's or
+	// replica's (see store.Batch). The portal's slot is waited for first,
+	// so no transaction is held open while the limiter makes us wait.
+	fctx := ctx
+	if len(fetch) > 0 {
+		if fctx, err = client.Reserve(ctx); err != nil {
+			return fill(errs, deals, bitrixport.Classify(err))
+		}
+	}
+	ids := make([]int64, 0, len(deals))
+	for _, id := range order {
+		if deals[id] != nil {
+			ids = append(ids, id)
+		}
+	}
+	tx, snaps, err := h.store.BeginBatch(ctx, member, ids)
+	if err != nil {
+		return fill(errs, deals, err)
+	}
+	defer tx.Rollback(ctx)
+	got, perID := map[bitrix.ID]*bitrix.Deal{}, map[bitrix.ID]error{}
+	if len(fetch) > 0 {
+		got, perID, err = client.GetDeals(fctx, fetch)
 		if err != nil {
 			return fill(errs, deals, bitrixport.Classify(err))
 		}
 	}
-
-	type pending struct {
-		w         *work
-		clearLock bool
+	written, err := h.write(ctx, tx, batch, member, order, deals, snaps, got, perID, errs)
+	if err != nil {
+		return fill(errs, deals, err)
 	}
-	var ents []mirror.Entity
+	if err := tx.Commit(ctx); err != nil {
+		return fill(errs, deals, err)
+	}
+	if written > 0 && h.relay != nil {
+		h.relay.FlushAfterCommit(ctx)
+	}
+	for _, id := range order {
+		w, ok := deals[id]
+		if !ok || errs[w.msgs[0]] != nil && !isSkip(errs[w.msgs[0]]) {
+			continue
+		}
+		if !w.deleted && !watermark.IsZero() {
+			h.noteFetch(member, w.id, watermark)
+		}
+		if w.clearLock {
+			if err := h.clearLock(ctx, client, member, w.id, w.latest); err != nil {
+				setAll(errs, w, bitrixport.Classify(err))
+			}
+		}
+	}
+	return errs
+}
+
+// write decides every deal's outcome against its snapshot and queues its
+// writes in tx: the new state with its hash (or the deletion marker), and,
+// unless the sync lock is set or the change is the echo of an own write,
+// a DomainChange with the field-level diff into the outbox. A deal with
+// nothing to publish gets its consumer.Skip reason in errs. It returns the
+// number of changes queued.
+func (h *Handler) write(ctx context.Context, tx *store.Batch, batch []*consumer.Message[*eventsv1.Envelope], member string, order []int64,
+	deals map[int64]*work, snaps map[int64]store.RawSnapshot, got map[bitrix.ID]*bitrix.Deal, perID map[bitrix.ID]error, errs []error) (int, error) {
+	type pending struct {
+		w      *work
+		deal   *bitrix.Deal
+		fields change.Fields
+		before change.Fields
+		hash   string
+	}
 	var todo []pending
+	var echoIDs []int64
 	for _, id := range order {
 		w, ok := deals[id]
 		if !ok {
 			continue
 		}
-		var fields change.Fields
-		var deal *bitrix.Deal
+		p := pending{w: w}
 		switch {
 		case w.deleted:
 		case got[bitrix.ID(id)] != nil:
-			deal = got[bitrix.ID(id)]
-			fields = change.Fields(deal.Fields)
+			p.deal = got[bitrix.ID(id)]
+			p.fields = change.Fields(p.deal.Fields)
 		case errors.Is(perID[bitrix.ID(id)], bitrix.KindNotFound):
 			// Deleted after the event was sent.
 		case perID[bitrix.ID(id)] != nil:
@@ -240,73 +309,79 @@ func (h *Handler) HandleBatch(ctx context.Context, batch []*consumer.Message[*ev
 			setAll(errs, w, fmt.Errorf("deal %d missing from the batch answer", id))
 			continue
 		}
-		e, clearLock := h.entity(batch[w.msgs[len(w.msgs)-1]], member, id, deal, fields)
-		ents, todo = append(ents, e), append(todo, pending{w: w, clearLock: clearLock})
+		snap := snaps[id]
+		if p.fields == nil {
+			if !snap.Live() {
+				setAll(errs, w, consumer.Skip(mirror.ReasonAlreadyDeleted))
+				continue
+			}
+		} else {
+			p.hash = change.Hash(p.fields)
+			if snap.Live() && snap.Hash == p.hash {
+				setAll(errs, w, consumer.Skip(mirror.ReasonNoChange))
+				continue
+			}
+			w.clearLock = h.opt.SyncLockField != "" && flagSet(p.fields[h.opt.SyncLockField])
+		}
+		before, err := snap.Fields()
+		if err != nil {
+			return 0, err
+		}
+		p.before = before
+		if p.fields != nil && snap.Live() && !w.clearLock {
+			echoIDs = append(echoIDs, id)
+		}
+		todo = append(todo, p)
 	}
-	for i, res := range h.mirrors.Apply(ctx, ents...) {
-		w := todo[i].w
-		var skip *consumer.SkipError
-		if res != nil && !errors.As(res, &skip) {
-			setAll(errs, w, res)
+	open, err := tx.OpenWrites(ctx, echoIDs, h.opt.EchoTTL)
+	if err != nil {
+		return 0, err
+	}
+	written := 0
+	for _, p := range todo {
+		w, m := p.w, batch[p.w.msgs[len(p.w.msgs)-1]]
+		snap := snaps[w.id]
+		d := store.Deal{MemberID: member, ID: w.id, SourceEventID: m.EventID}
+		if p.fields != nil {
+			d = store.Deal{MemberID: member, ID: w.id, Fields: p.fields, Hash: p.hash, SourceEventID: m.EventID,
+				Title: p.deal.Title, StageID: p.deal.StageID, Opportunity: p.deal.Opportunity, CurrencyID: p.deal.CurrencyID,
+				CategoryID: int64(p.deal.CategoryID), AssignedByID: int64(p.deal.AssignedByID), DateModify: p.deal.DateModify}
+		}
+		if err := tx.Save(d); err != nil {
+			return 0, err
+		}
+		switch {
+		case w.clearLock:
+			setAll(errs, w, consumer.Skip("sync lock set"))
 			continue
-		}
-		if !w.deleted && !watermark.IsZero() {
-			h.noteFetch(member, w.id, watermark)
-		}
-		if todo[i].clearLock {
-			if err := h.clearLock(ctx, client, member, w.id, w.latest); err != nil {
-				res = bitrixport.Classify(err)
-			}
-		}
-		setAll(errs, w, res)
-	}
-	return errs
-}
-
-// entity describes one deal's mirror write (nil fields: deleted) and
-// whether the sync-lock flag must be cleared afterwards. A deal whose
-// sync lock is set is saved without a change; so is one whose change is
-// the echo of an own write.
-func (h *Handler) entity(m *consumer.Message[*eventsv1.Envelope], member string, id int64, deal *bitrix.Deal, fields change.Fields) (mirror.Entity, bool) {
-	locked := h.opt.SyncLockField != "" && fields != nil && flagSet(fields[h.opt.SyncLockField])
-	return mirror.Entity{
-		MemberID: member, Type: EntityType, ID: fmt.Sprint(id), EventID: m.EventID, Fields: fields,
-		Lock: func(ctx context.Context, tx pgx.Tx) (mirror.Snapshot, error) {
-			snap, err := store.LockDeal(ctx, tx, member, id)
-			return mirror.Snapshot{Live: snap.Live(), Hash: snap.Hash, Fields: snap.Fields}, err
-		},
-		Save: func(ctx context.Context, tx pgx.Tx, hash string) error {
-			if fields == nil {
-				return store.SaveDeal(ctx, tx, store.Deal{MemberID: member, ID: id, SourceEventID: m.EventID})
-			}
-			return store.SaveDeal(ctx, tx, store.Deal{MemberID: member, ID: id, Fields: fields, Hash: hash, SourceEventID: m.EventID,
-				Title: deal.Title, StageID: deal.StageID, Opportunity: deal.Opportunity, CurrencyID: deal.CurrencyID,
-				CategoryID: int64(deal.CategoryID), AssignedByID: int64(deal.AssignedByID), DateModify: deal.DateModify})
-		},
-		Check: func(ctx context.Context, tx pgx.Tx, before mirror.Snapshot) (string, error) {
-			switch {
-			case fields == nil:
-				return "", nil
-			case locked:
-				return "sync lock set", nil
-			case !before.Live:
-				return "", nil
-			}
+		case p.fields != nil && snap.Live():
 			var changedFields []string
-			for _, c := range change.Diff(before.Fields, fields, h.opt.VolatileFields...) {
+			for _, c := range change.Diff(p.before, p.fields, h.opt.VolatileFields...) {
 				changedFields = append(changedFields, c.Field)
 			}
-			cmd, err := store.ConsumeEcho(ctx, tx, member, id, changedFields, fields, h.opt.EchoTTL)
-			if err != nil {
-				return "", err
-			}
-			if cmd != "" {
+			if cmd := tx.Echo(open, w.id, changedFields, p.fields); cmd != "" {
 				m.Logger.DebugContext(ctx, "echo of an own write", "command_id", cmd)
-				return "echo of own write", nil
+				setAll(errs, w, consumer.Skip("echo of own write"))
+				continue
 			}
-			return "", nil
-		},
-	}, locked
+		}
+		dc := change.Build(member, EntityType, strconv.FormatInt(w.id, 10), p.before, p.fields, snap.Live(), m.EventID, h.now())
+		data, err := proto.Marshal(dc)
+		if err != nil {
+			return 0, consumer.Permanent(fmt.Errorf("encode change: %w", err))
+		}
+		if err := tx.Publish(ctx, outbox.Message{MsgID: dc.GetId(), Subject: change.Subject(dc), Data: data,
+			Header: map[string][]string{eventbus.HeaderContentType: {eventbus.ContentTypeProtobuf}}}); err != nil {
+			return 0, consumer.Permanent(err)
+		}
+		written++
+	}
+	return written, nil
+}
+
+func isSkip(err error) bool {
+	var skip *consumer.SkipError
+	return errors.As(err, &skip)
 }
 
 // clearLock clears the sync-lock flag with one own write. The write is
