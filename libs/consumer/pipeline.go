@@ -60,17 +60,9 @@ func (p *pipeline[T]) run(ctx, hardStop context.Context, cons jetstream.Consumer
 	go func() { readErr <- p.read(ctx, cons, in) }()
 	go p.collect(in, batches)
 
-	var wg sync.WaitGroup
-	for range p.sp.Concurrency {
-		wg.Go(func() {
-			for b := range batches {
-				p.process(ctx, hardStop, b)
-			}
-		})
-	}
 	progressDone := make(chan struct{})
 	go p.keepAlive(progressDone)
-	wg.Wait()
+	runElastic(batches, p.sp.Concurrency, p.sp.MaxConcurrency, ElasticIdle, func(b []*delivery[T]) { p.process(ctx, hardStop, b) })
 	close(progressDone)
 	p.rt.log.InfoContext(context.WithoutCancel(ctx), "consumer drained", "consumer", p.sp.Durable)
 	return <-readErr
@@ -79,7 +71,7 @@ func (p *pipeline[T]) run(ctx, hardStop context.Context, cons jetstream.Consumer
 // pullMax is how many messages the pipeline holds at most (fetched, not
 // yet settled): enough for every worker's batch and the next one.
 func (p *pipeline[T]) pullMax() int {
-	return max(1, min(p.sp.Concurrency*p.sp.BatchSize*2, p.sp.MaxAckPending, 1000))
+	return max(1, min(max(p.sp.Concurrency, p.sp.MaxConcurrency)*p.sp.BatchSize*2, p.sp.MaxAckPending, 1000))
 }
 
 // fetchWait is how long one pull request waits for messages. It also

@@ -82,6 +82,13 @@ type Spec struct {
 	// batches) running at once in this process. Optional, default 4.
 	Concurrency int
 
+	// MaxConcurrency lets the number of handler calls grow past
+	// Concurrency while work waits: when a batch is ready and every
+	// handler call is busy (waiting for a portal's REST slot or answer,
+	// mostly), one more starts, up to MaxConcurrency; one idle for
+	// ElasticIdle ends again. Optional, default 0: fixed at Concurrency.
+	MaxConcurrency int
+
 	// BatchSize is the largest batch handed to a BatchHandler. Optional,
 	// default 50 for batch handlers (one Bitrix24 batch request) and always
 	// 1 for single-message handlers.
@@ -156,6 +163,9 @@ func (s Spec) Validate() error {
 	}
 	if len(s.FilterSubjects) == 0 {
 		errs = append(errs, errors.New("no filter subjects"))
+	}
+	if s.MaxConcurrency != 0 && s.MaxConcurrency < s.Concurrency {
+		errs = append(errs, fmt.Errorf("max concurrency %d below concurrency %d", s.MaxConcurrency, s.Concurrency))
 	}
 	if s.MaxDeliver < 0 || s.AckWait < 0 || s.MaxAckPending < 0 || s.Concurrency < 0 ||
 		s.BatchSize < 0 || s.BatchWindow < 0 || s.HandlerTimeout < 0 || s.ProbeInterval < 0 || s.ProbeMaxInterval < 0 {

@@ -16,7 +16,9 @@ type Tuning struct {
 	Backoff     []time.Duration
 	MaxDeliver  int
 	Concurrency int
-	BatchWindow time.Duration
+	// MaxConcurrency is Spec.MaxConcurrency.
+	MaxConcurrency int
+	BatchWindow    time.Duration
 	// ProbeInterval and ProbeMaxInterval bound the waits between runs of a
 	// message whose dependency is down (Spec.ProbeInterval).
 	ProbeInterval    time.Duration
@@ -24,8 +26,9 @@ type Tuning struct {
 }
 
 // TuningFromEnv reads prefix+"ACK_WAIT", "BACKOFF" (comma-separated
-// durations, e.g. "1m,5m,15m"), "MAX_DELIVER", "CONCURRENCY" and
-// "BATCH_WINDOW", "PROBE_INTERVAL", "PROBE_MAX_INTERVAL", e.g. with prefix "B24HUB_DEALSYNC_". Unset variables stay
+// durations, e.g. "1m,5m,15m"), "MAX_DELIVER", "CONCURRENCY",
+// "MAX_CONCURRENCY", "BATCH_WINDOW", "PROBE_INTERVAL", "PROBE_MAX_INTERVAL",
+// e.g. with prefix "B24HUB_DEALSYNC_". Unset variables stay
 // zero. It fails on values that do not parse.
 func TuningFromEnv(getenv func(string) string, prefix string) (Tuning, error) {
 	var t Tuning
@@ -54,6 +57,7 @@ func TuningFromEnv(getenv func(string) string, prefix string) (Tuning, error) {
 	dur("PROBE_MAX_INTERVAL", &t.ProbeMaxInterval)
 	num("MAX_DELIVER", &t.MaxDeliver)
 	num("CONCURRENCY", &t.Concurrency)
+	num("MAX_CONCURRENCY", &t.MaxConcurrency)
 	if v := getenv(prefix + "BACKOFF"); v != "" {
 		for _, part := range strings.Split(v, ",") {
 			d, err := time.ParseDuration(strings.TrimSpace(part))
@@ -89,6 +93,13 @@ func (t Tuning) Apply(s Spec) Spec {
 	}
 	if t.ProbeMaxInterval > 0 {
 		s.ProbeMaxInterval = t.ProbeMaxInterval
+	}
+	if t.MaxConcurrency > 0 {
+		s.MaxConcurrency = t.MaxConcurrency
+	}
+	if s.MaxConcurrency > 0 && s.MaxConcurrency < s.Concurrency {
+		// A fixed concurrency set above the definition's ceiling wins.
+		s.MaxConcurrency = s.Concurrency
 	}
 	return s
 }
