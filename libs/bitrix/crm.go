@@ -3,6 +3,7 @@ package bitrix
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"iter"
 	"maps"
 	"time"
@@ -33,19 +34,24 @@ func (d *Deal) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &f); err != nil {
 		return err
 	}
+	// The typed copies come from the decoded fields: decoding the whole
+	// deal a second time into a struct cost as much as the first pass.
 	var v struct {
-		ID           ID     `json:"ID"`
-		Title        string `json:"TITLE"`
-		StageID      string `json:"STAGE_ID"`
-		CategoryID   ID     `json:"CATEGORY_ID"`
-		Opportunity  any    `json:"OPPORTUNITY"`
-		CurrencyID   string `json:"CURRENCY_ID"`
-		AssignedByID ID     `json:"ASSIGNED_BY_ID"`
-		DateCreate   string `json:"DATE_CREATE"`
-		DateModify   string `json:"DATE_MODIFY"`
+		ID, CategoryID, AssignedByID                       ID
+		Title, StageID, CurrencyID, DateCreate, DateModify string
+		Opportunity                                        any
 	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
+	for _, x := range []struct {
+		name string
+		dst  any
+	}{{"ID", &v.ID}, {"TITLE", &v.Title}, {"STAGE_ID", &v.StageID}, {"CATEGORY_ID", &v.CategoryID},
+		{"OPPORTUNITY", &v.Opportunity}, {"CURRENCY_ID", &v.CurrencyID}, {"ASSIGNED_BY_ID", &v.AssignedByID},
+		{"DATE_CREATE", &v.DateCreate}, {"DATE_MODIFY", &v.DateModify}} {
+		if raw, ok := f[x.name]; ok {
+			if err := json.Unmarshal(raw, x.dst); err != nil {
+				return fmt.Errorf("deal field %s: %w", x.name, err)
+			}
+		}
 	}
 	*d = Deal{ID: v.ID, Title: v.Title, StageID: v.StageID, CategoryID: v.CategoryID,
 		CurrencyID: v.CurrencyID, AssignedByID: v.AssignedByID, Fields: f,
