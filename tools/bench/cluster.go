@@ -87,6 +87,8 @@ type clusterConfig struct {
 	// profiles, when set, is a directory every service writes a CPU
 	// profile of its run to (<service>.prof).
 	profiles string
+	// latency is added before every REST answer of the fake portals.
+	latency time.Duration
 }
 
 // buildServices builds the service binaries names of the workspace
@@ -295,7 +297,7 @@ func (c *cluster) startPortals(cc clusterConfig) error {
 	yaml.WriteString("portals:\n")
 	for i := range cc.portals {
 		member := fmt.Sprintf("%032x", 0xb24b00+i)
-		fake, err := fakeportal.New(fakeportal.Config{MemberID: member})
+		fake, err := fakeportal.New(fakeportal.Config{MemberID: member, Faults: fakeportal.Faults{Latency: cc.latency}})
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@
 //	go run ./tools/bench ingress [-duration 10s] [-conns 1,16,64] [-paths baseline,ingress,sync,async,nohist] [-rounds 1] [-steady=true] [-cpuprofile f]
 //	go run ./tools/bench e2e [-rate 1000] [-duration 30s] [-portals 20] [-env K=V,...] [-dealsync-bin f] [-cpuprofile DIR]
 //	go run ./tools/bench paired -base DIR [-rounds 4] [-rate 300] [-duration 20s]
+//	go run ./tools/bench scaleout [-replicas 1,3] [-portals 40] [-deals 100] [-updates 2] [-latency 250ms]
 //	go run ./tools/bench soak [-rate 200] [-duration 30m] [-fault-every 3m] [-sample-every 1m]
 package main
 
@@ -123,6 +124,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		cfg.profiles = *prof
 		_, err := benchE2E(ctx, out, cfg)
 		return err
+	case "scaleout":
+		return scaleoutMain(ctx, out, args[1:])
 	case "paired":
 		return pairedMain(ctx, out, args[1:])
 	case "soak":
@@ -142,6 +145,6 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		return benchSoak(ctx, out, cfg)
 	default:
-		return fmt.Errorf("unknown benchmark %q (want: ingress, e2e, paired, soak)", args[0])
+		return fmt.Errorf("unknown benchmark %q (want: ingress, e2e, paired, scaleout, soak)", args[0])
 	}
 }
