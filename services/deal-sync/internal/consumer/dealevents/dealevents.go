@@ -235,7 +235,9 @@ func (h *Handler) HandleBatch(ctx context.Context, batch []*consumer.Message[*ev
 	}
 	tx, snaps, err := h.store.BeginBatch(ctx, member, ids)
 	if err != nil {
-		return fill(errs, deals, err)
+		// The database not answering is not the events' fault: the runtime
+		// pauses instead of spending deliveries.
+		return fill(errs, deals, consumer.ClassifyPostgres(err))
 	}
 	defer tx.Rollback(ctx)
 	got, perID := map[bitrix.ID]*bitrix.Deal{}, map[bitrix.ID]error{}
@@ -247,10 +249,10 @@ func (h *Handler) HandleBatch(ctx context.Context, batch []*consumer.Message[*ev
 	}
 	written, err := h.write(ctx, tx, batch, member, order, deals, snaps, got, perID, errs)
 	if err != nil {
-		return fill(errs, deals, err)
+		return fill(errs, deals, consumer.ClassifyPostgres(err))
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fill(errs, deals, err)
+		return fill(errs, deals, consumer.ClassifyPostgres(err))
 	}
 	if written > 0 && h.relay != nil {
 		h.relay.FlushAfterCommit(ctx)
