@@ -165,36 +165,51 @@ func (c *commitPipeline) run(ctx, hardStop context.Context, cons jetstream.Consu
 	return nil
 }
 
+// commitFirstWait is how long one pull waits for the first message of a
+// batch; it also bounds how long runOnce runs on after ctx ends.
+const commitFirstWait = 5 * time.Second
+
+// runOnce fetches and commits batches until ctx ends or a pull fails. Each
+// batch is two pulls: one message (waiting up to commitFirstWait), then
+// the rest of the batch within Spec.BatchWindow. Nothing is pulled beyond
+// the batch being committed, so while a batch is retried (a database
+// outage) no other message waits unseen in a client buffer past its ack
+// wait and comes again.
 func (c *commitPipeline) runOnce(ctx, hardStop context.Context, cons jetstream.Consumer) error {
-	it, err := cons.Messages(jetstream.PullMaxMessages(2*c.sp.BatchSize), jetstream.PullExpiry(5*time.Second))
-	if err != nil {
-		return fmt.Errorf("consumer: messages %s: %w", c.sp.Durable, err)
-	}
-	defer it.Stop()
 	batch := make([]jetstream.Msg, 0, c.sp.BatchSize)
 	for {
 		batch = batch[:0]
-		first, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+		fctx, cancel := context.WithTimeout(ctx, commitFirstWait)
+		first, err := cons.Fetch(1, jetstream.FetchContext(fctx))
+		if err == nil {
+			for m := range first.Messages() {
+				batch = append(batch, m)
 			}
-			return err
+			err = first.Error()
 		}
-		batch = append(batch, first)
-		deadline := time.Now().Add(c.sp.BatchWindow)
-		for len(batch) < c.sp.BatchSize {
-			wait := time.Until(deadline)
-			if wait <= 0 {
-				break
+		cancel()
+		switch {
+		case ctx.Err() != nil && len(batch) == 0:
+			return nil
+		case errors.Is(err, context.DeadlineExceeded) && len(batch) == 0:
+			continue // nothing to do for a while
+		case err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled):
+			if len(batch) == 0 {
+				return fmt.Errorf("consumer: fetch %s: %w", c.sp.Durable, err)
 			}
-			m, err := it.Next(jetstream.NextMaxWait(wait))
-			if err != nil {
-				// A timeout ends the window; any other error surfaces on
-				// the next Next, after this batch is written.
-				break
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		if c.sp.BatchSize > 1 && ctx.Err() == nil {
+			// The server ends this pull at the window, so every message it
+			// sends arrives before the batch is committed.
+			rest, err := cons.Fetch(c.sp.BatchSize-1, jetstream.FetchMaxWait(max(c.sp.BatchWindow, time.Millisecond)))
+			if err == nil {
+				for m := range rest.Messages() {
+					batch = append(batch, m)
+				}
 			}
-			batch = append(batch, m)
 		}
 		c.commit(ctx, hardStop, batch)
 	}

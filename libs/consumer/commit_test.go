@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	"github.com/b24hub/b24hub/libs/eventbus"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/nats-io/nats.go/jetstream"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 )
 
 // sink is a CommitHandler that fails its first failures calls, then
@@ -108,5 +112,62 @@ func TestRegisterCommit(t *testing.T) {
 	case m := <-h.dead:
 		t.Errorf("batch-commit mode dead-lettered a message on %s", m.Subject)
 	default:
+	}
+}
+
+// TestCommitOutageDeliversEachMessageOnce: a batch that cannot be committed
+// for many ack waits (PostgreSQL down, classified with ClassifyPostgres)
+// is retried in progress while the other messages wait on the server, not
+// in a client buffer: once the database is back every message is committed
+// exactly once and the consumer delivered each one once. The
+// consumer.dependency.down gauge names postgresql meanwhile.
+func TestCommitOutageDeliversEachMessageOnce(t *testing.T) {
+	h := newHarness(t)
+	const total = 40
+	for i := range total {
+		h.publish(&eventsv1.Envelope{MessageId: fmt.Sprint("o-", i), MemberId: "m1", Event: "ONCRMDEALUPDATE", EntityId: "1"})
+	}
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	var down atomic.Bool
+	down.Store(true)
+	var mu sync.Mutex
+	seen := map[uint64]int{}
+	spec := consumer.Spec{Durable: "ledger-outage", FilterSubjects: []string{eventbus.EventsPrefix + ".>"}, BatchSize: 5,
+		BatchWindow: 10 * time.Millisecond, AckWait: 300 * time.Millisecond}
+	h.start(func(rt *consumer.Runtime) error {
+		return consumer.RegisterCommit(rt, spec, func(_ context.Context, b []consumer.Committed) error {
+			if down.Load() {
+				return consumer.ClassifyPostgres(fmt.Errorf("ledger: write: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}))
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, m := range b {
+				seen[m.StreamSeq]++
+			}
+			return nil
+		}, consumer.CommitOptions{RetryMax: 20 * time.Millisecond})
+	}, consumer.WithMeterProvider(mp))
+	waitFor(t, "the gauge to name postgresql", func() bool { return dependencyDown(t, reader, "ledger-outage", "postgresql") == 1 })
+	time.Sleep(5 * spec.AckWait) // the outage: five ack waits
+	down.Store(false)
+	waitFor(t, "every message committed", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == total
+	})
+	waitFor(t, "the consumer to settle", func() bool { return consumerInfo(t, h.js, "ledger-outage").NumAckPending == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	for seq, n := range seen {
+		if n != 1 {
+			t.Errorf("stream seq %d committed %d times", seq, n)
+		}
+	}
+	if info := consumerInfo(t, h.js, "ledger-outage"); info.Delivered.Consumer != total {
+		t.Errorf("%d deliveries for %d messages: messages waited unseen past their ack wait", info.Delivered.Consumer, total)
+	}
+	if got := dependencyDown(t, reader, "ledger-outage", "postgresql"); got != 0 {
+		t.Errorf("gauge %d after the outage", got)
 	}
 }
