@@ -49,6 +49,11 @@ func InboxPrefix(user string) string { return "_INBOX." + user }
 //   - per stream in RuntimeConsumerStreams: the same for any durable of
 //     the stream (names chosen at run time);
 //   - per stream in Checks: look it up ($JS.API.STREAM.INFO);
+//   - per stream in Inspects: look it up, list its consumers
+//     ($JS.API.CONSUMER.LIST) and get stored messages (message get, or
+//     direct get when the stream allows it);
+//   - per stream in Scans: ordered consumers (generated names: create,
+//     pull from and delete any consumer of the stream);
 //   - per key-value bucket (stream KV_<bucket>): look it up, get entries
 //     (direct get, or message get when the bucket has no direct access),
 //     watch and list keys (ordered consumers with generated names: create,
@@ -61,6 +66,16 @@ func (s Service) Permissions() Permissions {
 	pub := slices.Clone(s.Publishes)
 	for _, st := range s.Checks {
 		pub = append(pub, "$JS.API.STREAM.INFO."+st)
+	}
+	for _, st := range s.Inspects {
+		pub = append(pub, "$JS.API.STREAM.INFO."+st, "$JS.API.CONSUMER.LIST."+st,
+			"$JS.API.STREAM.MSG.GET."+st, "$JS.API.DIRECT.GET."+st, "$JS.API.DIRECT.GET."+st+".>")
+	}
+	for _, st := range s.Scans {
+		pub = append(pub, "$JS.API.STREAM.INFO."+st)
+		for _, verb := range []string{"CREATE", "MSG.NEXT", "DELETE"} {
+			pub = append(pub, "$JS.API.CONSUMER."+verb+"."+st+".>")
+		}
 	}
 	streams := map[string]bool{}
 	for _, c := range s.Consumers {

@@ -2,6 +2,7 @@ package svcdecl
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -58,5 +59,23 @@ func TestIdentities(t *testing.T) {
 	}
 	if !slices.Equal(ids[3].Publish, []string{"b24.control.x"}) {
 		t.Errorf("operator %+v", ids[3])
+	}
+}
+
+// Inspecting a stream reads its consumers and messages; scanning one adds
+// ordered consumers; neither acknowledges or publishes into it.
+func TestInspectsAndScans(t *testing.T) {
+	p := Service{Name: "watcher", Inspects: []string{"EVENTS", "DEAD"}, Scans: []string{"EVENTS"}}.Permissions()
+	for _, want := range []string{"$JS.API.STREAM.INFO.DEAD", "$JS.API.CONSUMER.LIST.DEAD", "$JS.API.STREAM.MSG.GET.DEAD",
+		"$JS.API.DIRECT.GET.DEAD", "$JS.API.CONSUMER.CREATE.EVENTS.>", "$JS.API.CONSUMER.MSG.NEXT.EVENTS.>", "$JS.API.CONSUMER.DELETE.EVENTS.>"} {
+		if !slices.Contains(p.Publish, want) {
+			t.Errorf("missing %s in %v", want, p.Publish)
+		}
+	}
+	for _, s := range p.Publish {
+		if strings.HasPrefix(s, "$JS.ACK.") || strings.HasSuffix(s, ".DEAD.>") && strings.Contains(s, "CONSUMER") ||
+			!strings.HasPrefix(s, "$JS.API.") {
+			t.Errorf("inspecting or scanning grants %s", s)
+		}
 	}
 }

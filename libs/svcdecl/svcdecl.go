@@ -77,6 +77,16 @@ type Service struct {
 	// (its readiness probe checks that they exist). Optional; the streams
 	// of its Consumers need no entry.
 	Checks []string
+	// Inspects are the streams whose state the service reads without
+	// consuming them (the monitor's age gauges): look the stream up, list
+	// its consumers and get stored messages by sequence or subject.
+	// Optional.
+	Inspects []string
+	// Scans are the streams the service reads through ordered consumers
+	// (the monitor's audit): consumers with generated names, so its NATS
+	// user may create, pull from and delete any consumer of these streams,
+	// durables included. Optional; prefer Consumers or Inspects.
+	Scans []string
 	// Database is the PostgreSQL schema the service owns; nil means the
 	// service uses no database.
 	Database *Database
@@ -302,9 +312,14 @@ func (s Service) Validate() error {
 			}
 		}
 	}
-	for i, st := range s.RuntimeConsumerStreams {
-		if !token.MatchString(st) {
-			bad("runtime consumer streams[%d]: %q is not a stream name", i, st)
+	for _, list := range []struct {
+		field   string
+		streams []string
+	}{{"runtime consumer streams", s.RuntimeConsumerStreams}, {"checks", s.Checks}, {"inspects", s.Inspects}, {"scans", s.Scans}} {
+		for i, st := range list.streams {
+			if !token.MatchString(st) {
+				bad("%s[%d]: %q is not a stream name", list.field, i, st)
+			}
 		}
 	}
 	for i, b := range s.Buckets {

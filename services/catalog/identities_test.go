@@ -88,6 +88,18 @@ func concrete(pattern string) string {
 	return strings.NewReplacer("*", "p1", ">", "p1").Replace(pattern)
 }
 
+// listConsumers lists every consumer of stream.
+func listConsumers(ctx context.Context, js jetstream.JetStream, stream string) error {
+	str, err := js.Stream(ctx, stream)
+	if err != nil {
+		return err
+	}
+	l := str.ListConsumers(ctx)
+	for range l.Info() {
+	}
+	return l.Err()
+}
+
 func short(t *testing.T) context.Context { return within(t, 5*time.Second) }
 
 // refusal bounds a call expected to be refused: the server drops a
@@ -162,6 +174,32 @@ func TestEveryServiceHasLeastPrivilege(t *testing.T) {
 					t.Errorf("readiness check of %s: %v", st, err)
 				}
 			}
+			for _, st := range s.Inspects {
+				if err := listConsumers(short(t), js, st); err != nil {
+					t.Errorf("list the consumers of %s: %v", st, err)
+				}
+				str, err := js.Stream(short(t), st)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := str.GetMsg(short(t), 1); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+					t.Errorf("get a message of %s: %v", st, err)
+				}
+			}
+			for _, st := range s.Scans {
+				oc, err := js.OrderedConsumer(short(t), st, jetstream.OrderedConsumerConfig{HeadersOnly: true})
+				if err != nil {
+					t.Fatalf("ordered consumer on %s: %v", st, err)
+				}
+				if _, err := oc.Fetch(1, jetstream.FetchMaxWait(200*time.Millisecond)); err != nil {
+					t.Errorf("read %s: %v", st, err)
+				}
+			}
+			if !slices.Contains(s.Inspects, eventbus.StreamEvents) {
+				if err := listConsumers(refusal(t), js, eventbus.StreamEvents); err == nil {
+					t.Errorf("%s listed the consumers of %s", s.Name, eventbus.StreamEvents)
+				}
+			}
 
 			// What it must not do is refused.
 			if !slices.Contains(rawEventPublishers, s.Name) {
@@ -193,7 +231,9 @@ func TestEveryServiceHasLeastPrivilege(t *testing.T) {
 					t.Errorf("runtime durable on %s: %v", st, err)
 				}
 			}
-			if !slices.Contains(s.RuntimeConsumerStreams, eventbus.StreamEvents) {
+			// Scanning (ordered consumers with generated names) cannot be
+			// told apart from creating a named consumer: docs/security.md.
+			if !slices.Contains(s.RuntimeConsumerStreams, eventbus.StreamEvents) && !slices.Contains(s.Scans, eventbus.StreamEvents) {
 				if _, err := js.CreateOrUpdateConsumer(refusal(t), eventbus.StreamEvents, jetstream.ConsumerConfig{Durable: "intruder"}); err == nil {
 					t.Errorf("%s created someone else's durable", s.Name)
 				}

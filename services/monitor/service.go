@@ -11,6 +11,7 @@ import (
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/svcdecl"
 	"github.com/b24hub/b24hub/libs/svcmain"
+	"github.com/b24hub/b24hub/services/monitor/internal/audit"
 	"github.com/b24hub/b24hub/services/monitor/internal/ingest"
 	"github.com/b24hub/b24hub/services/monitor/internal/schema"
 )
@@ -33,6 +34,10 @@ var Declaration = svcdecl.Service{
 	},
 	// Replays enter as raw events again.
 	Publishes: []string{eventbus.RawEvent("*", "*")},
+	// The unfinished-age gauges read every durable's state and its oldest
+	// unfinished message; the audit reads the raw stream's headers.
+	Inspects: audit.AgedStreams,
+	Scans:    []string{eventbus.StreamEvents},
 	// The alert rules watch the live portal registry: the portals file and
 	// the bucket.
 	Buckets:     []svcdecl.Bucket{{Name: eventbus.BucketPortals, Access: svcdecl.Read}},

@@ -11,8 +11,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// agedStreams are the streams whose durable consumers are measured.
-var agedStreams = []string{eventbus.StreamEvents, eventbus.StreamChanges, eventbus.StreamCommands,
+// AgedStreams are the streams whose durable consumers are measured: the
+// monitor's declaration inspects them (svcdecl.Service.Inspects).
+var AgedStreams = []string{eventbus.StreamEvents, eventbus.StreamChanges, eventbus.StreamCommands,
 	eventbus.StreamOutcomes, eventbus.StreamDead}
 
 var _ alert.AgeSource = (*Auditor)(nil)
@@ -30,7 +31,7 @@ func (a *Auditor) UnfinishedAges(ctx context.Context) ([]alert.UnfinishedAge, er
 		return nil, err
 	}
 	var out []alert.UnfinishedAge
-	for _, name := range agedStreams {
+	for _, name := range AgedStreams {
 		stream, err := a.js.Stream(ctx, name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			continue
