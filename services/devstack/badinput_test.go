@@ -20,7 +20,6 @@ import (
 
 	"github.com/b24hub/b24hub/libs/b24event"
 	"github.com/b24hub/b24hub/libs/b24event/fixtures"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -312,12 +311,7 @@ func (s *testStack) assertNoSecrets(secrets []string) {
 	defer cancel()
 
 	// Streams.
-	nc, err := nats.Connect(s.natsURL)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := s.js
 	var streams, msgs int
 	for name := range js.StreamNames(ctx).Name() {
 		streams++

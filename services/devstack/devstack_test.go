@@ -6,13 +6,16 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/b24hub/b24hub/libs/eventbus/natsauth"
 	"github.com/b24hub/b24hub/libs/pgtest"
+	"github.com/b24hub/b24hub/libs/svcdecl"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -94,7 +97,15 @@ func TestDemoCurlIsAccepted(t *testing.T) {
 		t.Fatalf("demo curl: %d %s", resp.StatusCode, body)
 	}
 
-	nc, err := nats.Connect(natsURL)
+	// The bus is reached as the operator would inspect it: with the
+	// topology admin's seed the stack wrote to its data directory (with
+	// no identity, the server refuses the connection).
+	if nc, err := nats.Connect(natsURL); err == nil {
+		nc.Close()
+		t.Fatal("the embedded server accepted a connection without an identity")
+	}
+	nc, _, err := natsauth.Config{URL: natsURL, NKey: filepath.Join(identitiesDir(dir), svcdecl.AdminUser+".nk"),
+		InboxPrefix: natsauth.InboxPrefix(svcdecl.AdminUser)}.Connect()
 	if err != nil {
 		t.Fatal(err)
 	}

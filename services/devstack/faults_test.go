@@ -58,7 +58,7 @@ func TestBrokerKilledUnderLoad(t *testing.T) {
 		w := window{down: time.Now()}
 		time.Sleep(outage)
 		w.up = time.Now()
-		ns, err := startNATS(s.dir, port)
+		ns, err := startNATS(s.dir, port, s.ids.users(), s.log)
 		if err != nil {
 			t.Fatalf("restart broker: %v", err)
 		}
@@ -388,10 +388,8 @@ func (s *testStack) runAndKillDealSync(t *testing.T, began time.Time, killAt int
 	t.Logf("%s: doomed deal-sync starts", time.Since(began).Round(time.Millisecond))
 	natsProxy := newProxy(t, s.ns.Addr().String())
 	pgProxy := newProxy(t, hostPort(t, s.dbURL))
-	doomedNC, err := nats.Connect("nats://"+natsProxy.Addr(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// As deal-sync's own identity, as its process would connect.
+	doomedNC := s.connectAsVia("nats://"+natsProxy.Addr(), "deal-sync", nats.ReconnectWait(100*time.Millisecond))
 	doomedPool, err := pgxpool.New(ctx, viaProxy(t, s.dbURL, pgProxy.Addr()))
 	if err != nil {
 		t.Fatal(err)

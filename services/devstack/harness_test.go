@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -72,9 +73,15 @@ type stackOptions struct {
 // testStack is a running stack plus what the tests observe.
 type testStack struct {
 	*stack
+	// nc and js are the test code's own, as HarnessUser: they shadow the
+	// stack's (the topology admin's), so what a test reads or publishes
+	// on the bus is never mistaken for what a service may do.
+	nc   *nats.Conn
+	js   jetstream.JetStream
 	t    *testing.T
 	dir  string
 	logs *syncBuffer
+	log  *slog.Logger  // the stack's logger, writing to logs
 	db   *pgxpool.Pool // direct to the database, for assertions
 	tel  *telemetry.Telemetry
 	// getenv is the environment the services were configured from; dbURL
@@ -143,6 +150,7 @@ func startStack(t *testing.T, o stackOptions) *testStack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.harness = true
 	logs := &syncBuffer{}
 	log := telemetry.NewLogger(logs, telemetry.ParseLevel(env["B24HUB_LOG_LEVEL"]), "devstack")
 	ctx := context.Background()
@@ -161,8 +169,12 @@ func startStack(t *testing.T, o stackOptions) *testStack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &testStack{stack: st, t: t, dir: dir, logs: logs, tel: tel, runners: map[string]*runner{},
+	s := &testStack{stack: st, t: t, dir: dir, logs: logs, log: log, tel: tel, runners: map[string]*runner{},
 		getenv: getenv, dbURL: o.databaseURL}
+	s.nc = s.connectAs(HarnessUser)
+	if s.js, err = jetstream.New(s.nc); err != nil {
+		t.Fatal(err)
+	}
 	db, err := pgxpool.New(ctx, o.assertDB)
 	if err != nil {
 		t.Fatal(err)
@@ -170,6 +182,12 @@ func startStack(t *testing.T, o stackOptions) *testStack {
 	s.db = db
 	t.Cleanup(func() {
 		s.stopAll()
+		// Every service ran as its own identity: anything the server
+		// refused is a permission its declaration lacks (or a service
+		// doing what it must not).
+		if n := strings.Count(logs.String(), ViolationLog); n > 0 {
+			t.Errorf("the embedded NATS server refused %d publishes, subscriptions or connections (grep %q in the stack log)", n, ViolationLog)
+		}
 		st.close()
 		db.Close()
 		_ = tel.Shutdown(context.Background())
@@ -354,6 +372,36 @@ func (s *testStack) eventually(what string, timeout time.Duration, cond func() b
 	}
 }
 
+// connectAs connects to the embedded server as one of its identities (a
+// service, a command publisher, b24ctl, the topology admin or
+// HarnessUser), as that identity's process would; the connection is closed
+// when the test ends.
+func (s *testStack) connectAs(user string, opts ...nats.Option) *nats.Conn {
+	s.t.Helper()
+	return s.connectAsVia(s.natsURL, user, opts...)
+}
+
+// connectAsVia is connectAs through url (a proxy to the server).
+func (s *testStack) connectAsVia(url, user string, opts ...nats.Option) *nats.Conn {
+	s.t.Helper()
+	if s.ids == nil {
+		// B24HUB_NATS_URL (a natstest cluster without authorization):
+		// the external server's own identity, as every service has.
+		nc, err := nats.Connect(url, append([]nats.Option{nats.Name("b24hub-devstack-" + user), nats.MaxReconnects(-1)}, opts...)...)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		s.t.Cleanup(nc.Close)
+		return nc
+	}
+	nc, err := s.ids.connect(url, user, opts...)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(nc.Close)
+	return nc
+}
+
 func (s *testStack) ingressURL() string { return "http://" + s.ingress.Addr() + "/bitrix24/events" }
 
 // client is an HTTP client for the ingress: short timeout, no retries.
@@ -410,12 +458,7 @@ func (s *testStack) eachStreamMsg(stream string, each func(id string, md *jetstr
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	nc, err := nats.Connect(s.natsURL)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := s.js
 	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		s.t.Fatal(err)

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -15,7 +16,10 @@ import (
 // startNATS embeds a JetStream server storing under dataDir. It listens on
 // the preferred port when free, otherwise on a random one: a Debian
 // nats-server commonly holds 4222 already, and the stack must still start.
-func startNATS(dataDir string, preferredPort int) (*server.Server, error) {
+// Authorization is on: only users connect, each with its permissions; a
+// publish or subscription the server refuses, or a refused connection, is
+// logged on log as an error with the message ViolationLog.
+func startNATS(dataDir string, preferredPort int, users []*server.NkeyUser, log *slog.Logger) (*server.Server, error) {
 	port := preferredPort
 	if ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err != nil {
 		port = -1
@@ -34,11 +38,13 @@ func startNATS(dataDir string, preferredPort int) (*server.Server, error) {
 		JetStreamMaxStore: 16 << 30,
 		NoSigs:            true,
 		NoLog:             true,
+		Nkeys:             users,
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats-server: %w", err)
 	}
+	ns.SetLoggerV2(violationLogger{log}, false, false, false)
 	go ns.Start()
 	if !ns.ReadyForConnections(15 * time.Second) {
 		ns.Shutdown()
@@ -51,9 +57,10 @@ func startNATS(dataDir string, preferredPort int) (*server.Server, error) {
 // production runs NATS (three nodes, streams with three replicas): node i
 // stores under dataDir/nats-cluster/n<i> and takes the client port
 // preferredPort+i-1 when free (a random one otherwise); route ports are
-// random. It returns the running nodes once JetStream has a meta leader, or
-// shuts down what it started.
-func startNATSCluster(dataDir string, n, preferredPort int) (_ []*server.Server, err error) {
+// random. Authorization is on as in startNATS, on every node. It returns
+// the running nodes once JetStream has a meta leader, or shuts down what it
+// started.
+func startNATSCluster(dataDir string, n, preferredPort int, users []*server.NkeyUser, log *slog.Logger) (_ []*server.Server, err error) {
 	routes := make([]string, n)
 	routePorts := make([]int, n)
 	for i := range n {
@@ -101,11 +108,13 @@ func startNATSCluster(dataDir string, n, preferredPort int) (_ []*server.Server,
 			Routes:            server.RoutesFromStr(strings.Join(others, ",")),
 			NoSigs:            true,
 			NoLog:             true,
+			Nkeys:             users,
 		}
 		ns, err := server.NewServer(opts)
 		if err != nil {
 			return nil, fmt.Errorf("embedded nats-server %s: %w", name, err)
 		}
+		ns.SetLoggerV2(violationLogger{log}, false, false, false)
 		go ns.Start()
 		nodes = append(nodes, ns)
 	}
@@ -135,4 +144,25 @@ func clientURLs(nodes []*server.Server) string {
 		urls[i] = ns.ClientURL()
 	}
 	return strings.Join(urls, ",")
+}
+
+// ViolationLog is the message of the stack's log line for a refusal by
+// the embedded server's authorization: the whole-stack tests fail on it.
+const ViolationLog = "NATS refused a client"
+
+// violationLogger passes the server's authorization refusals to the
+// stack's log and drops the rest of its logging.
+type violationLogger struct{ log *slog.Logger }
+
+func (l violationLogger) Noticef(string, ...any) {}
+func (l violationLogger) Warnf(string, ...any)   {}
+func (l violationLogger) Fatalf(string, ...any)  {}
+func (l violationLogger) Debugf(string, ...any)  {}
+func (l violationLogger) Tracef(string, ...any)  {}
+
+func (l violationLogger) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if strings.Contains(msg, "Violation") || strings.Contains(msg, "Authorization Error") {
+		l.log.Error(ViolationLog, "server", msg)
+	}
 }

@@ -39,6 +39,9 @@ type config struct {
 	// and bucket the stack provisions (1..5); default the embedded
 	// cluster's size, 1 with one server or B24HUB_NATS_URL.
 	NATSReplicas int
+	// harness adds the tests' identity (HarnessUser) to the embedded
+	// server; no environment variable sets it.
+	harness bool
 }
 
 func configFromEnv(getenv func(string) string) (config, error) {

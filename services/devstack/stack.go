@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/b24hub/b24hub/libs/eventbus/natsauth"
 	"github.com/b24hub/b24hub/libs/fakeportal"
 	"github.com/b24hub/b24hub/libs/portals"
 	"github.com/b24hub/b24hub/libs/postgres"
+	"github.com/b24hub/b24hub/libs/svcdecl"
 	"github.com/b24hub/b24hub/libs/svcmain"
 	"github.com/b24hub/b24hub/libs/telemetry"
 	"github.com/b24hub/b24hub/services/catalog"
@@ -42,8 +44,16 @@ type stack struct {
 	ns       *server.Server // nil when B24HUB_NATS_URL is used or with a cluster
 	// cluster are the embedded nodes with B24HUB_DEV_NATS_CLUSTER > 1.
 	cluster []*server.Server
-	nc      *nats.Conn
-	js      jetstream.JetStream
+	// ids are the embedded server's identities; nil when
+	// B24HUB_NATS_URL is used.
+	ids *identities
+	// nc and js are the stack's own: it provisions the topology and
+	// watches the portals it prints, as the topology admin
+	// (svcdecl.AdminUser) on the embedded server.
+	nc *nats.Conn
+	js jetstream.JetStream
+	// conns are the services' connections, one each.
+	conns   []*nats.Conn
 	pool    *pgxpool.Pool
 	db      stackDatabase
 	dataDir string
@@ -68,22 +78,37 @@ func build(ctx context.Context, cfg config, getenv func(string) string, log *slo
 			st.close()
 		}
 	}()
-	switch {
-	case st.natsURL != "":
-	case cfg.NATSCluster > 1:
-		if st.cluster, err = startNATSCluster(cfg.DataDir, cfg.NATSCluster, cfg.NATSPort); err != nil {
+	if st.natsURL == "" {
+		// Authorization on: every service, b24ctl and the stack itself
+		// connect with their own identity, so the local stack and its tests
+		// exercise the permissions the declarations derive.
+		if st.ids, err = loadIdentities(identitiesDir(cfg.DataDir), cfg.harness); err != nil {
 			return nil, err
 		}
-		st.natsURL = clientURLs(st.cluster)
-	default:
-		if st.ns, err = startNATS(cfg.DataDir, cfg.NATSPort); err != nil {
-			return nil, err
+		if cfg.NATSCluster > 1 {
+			if st.cluster, err = startNATSCluster(cfg.DataDir, cfg.NATSCluster, cfg.NATSPort, st.ids.users(), log); err != nil {
+				return nil, err
+			}
+			st.natsURL = clientURLs(st.cluster)
+		} else {
+			if st.ns, err = startNATS(cfg.DataDir, cfg.NATSPort, st.ids.users(), log); err != nil {
+				return nil, err
+			}
+			st.natsURL = st.ns.ClientURL()
 		}
-		st.natsURL = st.ns.ClientURL()
+		// The stack provisions the topology as the topology Job does.
+		st.nc, err = st.ids.connect(st.natsURL, svcdecl.AdminUser)
+	} else {
+		// An external server: the B24HUB_NATS_* settings are the one
+		// identity of the stack and of every service.
+		var auth natsauth.Config
+		if auth, err = natsauth.FromEnv(getenv); err == nil {
+			auth.URL = st.natsURL
+			st.nc, _, err = auth.Connect(nats.Name("b24hub-devstack"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+		}
 	}
-	st.nc, err = nats.Connect(st.natsURL, nats.Name("b24hub-devstack"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", st.natsURL, err)
+		return nil, err
 	}
 	if st.js, err = jetstream.New(st.nc); err != nil {
 		return nil, err
@@ -172,13 +197,25 @@ func build(ctx context.Context, cfg config, getenv func(string) string, log *slo
 
 	// Every service in the catalog starts as its command starts it
 	// (svcmain.Service.StartIn: migrate the declared schema, then Start),
-	// here sharing one NATS connection, one pool and one portal registry.
+	// here sharing one pool. Each has a NATS connection of its own, as its
+	// own identity on the embedded server (svcmain.ConnectNATS with its
+	// nkey seed), and watches the portal registry on it: what its
+	// declaration does not allow fails here as it would in production.
 	// Adding a service to services/catalog is all it takes to run it here.
 	st.running = map[string]svcmain.Running{}
 	for _, svc := range catalog.Services {
 		name := svc.Declaration.Name
-		p := &svcmain.Process{Name: name, Log: log.With("service", name), Telemetry: tel, NATS: st.nc,
-			Getenv: env, Registry: st.reg, Stdout: io.Discard}
+		senv := env
+		if st.ids != nil {
+			senv = st.ids.serviceEnv(env, st.natsURL, name)
+		}
+		nc, _, err := svcmain.ConnectNATS(name, senv, nats.ReconnectWait(250*time.Millisecond))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		st.conns = append(st.conns, nc)
+		p := &svcmain.Process{Name: name, Log: log.With("service", name), Telemetry: tel, NATS: nc,
+			Getenv: senv, Stdout: io.Discard}
 		if svc.Declaration.Database != nil {
 			p.Pool = st.pool
 		}
@@ -233,6 +270,9 @@ func (st *stack) close() {
 	if st.pool != nil {
 		st.pool.Close()
 	}
+	for _, nc := range st.conns {
+		_ = nc.Drain()
+	}
 	if st.nc != nil {
 		_ = st.nc.Drain()
 	}
@@ -251,6 +291,10 @@ func (st *stack) printBanner(w io.Writer, adminURL string) {
 	fmt.Fprintf(w, "  NATS JetStream: %s\n", st.natsURL)
 	if len(st.cluster) > 1 {
 		fmt.Fprintf(w, "                  (%d-node cluster, streams and buckets with %d replicas)\n", len(st.cluster), st.replicas)
+	}
+	if st.ids != nil {
+		fmt.Fprintf(w, "  NATS identities: %s  (b24ctl: B24HUB_NATS_URL=%s B24HUB_NATS_NKEY=%s; `topology apply`: %s)\n",
+			st.ids.dir, st.natsURL, st.ids.SeedFile(svcdecl.OperatorUser), st.ids.SeedFile(svcdecl.AdminUser))
 	}
 	fmt.Fprintf(w, "  ingress:        %s/bitrix24/events\n", ingressURL)
 	fmt.Fprintf(w, "  monitor:        %s/  (API %s/api/v1/, token in %s)\n", monitorURL, monitorURL, "B24HUB_MONITOR_TOKEN")
