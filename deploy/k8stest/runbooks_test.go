@@ -16,6 +16,7 @@ import (
 var requiredRunbooks = []string{
 	"events-stopped.md", "dead-letters-growing.md", "portal-rate-limited.md",
 	"reauthorize-portal.md", "replay-after-outage.md", "rotate-monitor-token.md", "rotate-nats-credentials.md", "backup-restore.md", "README.md",
+	"destination-paused.md",
 }
 
 var (

@@ -47,7 +47,8 @@ func InboxPrefix(user string) string { return "_INBOX." + user }
 //     also with a filter subject appended), read its info, pull
 //     ($JS.API.CONSUMER.MSG.NEXT) and acknowledge ($JS.ACK.<stream>.<durable>.>);
 //   - per stream in RuntimeConsumerStreams: the same for any durable of
-//     the stream (names chosen at run time);
+//     the stream (names chosen at run time), and pausing it and reading
+//     one stored message (a destination's circuit breaker and replay);
 //   - per stream in Checks: look it up ($JS.API.STREAM.INFO);
 //   - per stream in Inspects: look it up, list its consumers
 //     ($JS.API.CONSUMER.LIST) and get stored messages (message get, or
@@ -100,6 +101,10 @@ func (s Service) Permissions() Permissions {
 			"$JS.API.CONSUMER.CREATE."+st+".*", "$JS.API.CONSUMER.CREATE."+st+".*.>",
 			"$JS.API.CONSUMER.INFO."+st+".*", "$JS.API.CONSUMER.MSG.NEXT."+st+".*",
 			"$JS.API.CONSUMER.UNPIN."+st+".*",
+			// Pause a durable (a circuit breaker) and read a stored message
+			// again (a replay to one durable's receiver).
+			"$JS.API.CONSUMER.PAUSE."+st+".*",
+			"$JS.API.STREAM.MSG.GET."+st, "$JS.API.DIRECT.GET."+st, "$JS.API.DIRECT.GET."+st+".>",
 			"$JS.ACK."+st+".*.>")
 	}
 	for _, b := range s.Buckets {

@@ -18,9 +18,10 @@ func Identities() []svcdecl.Permissions { return All.Identities(OperatorPublish(
 // show` looks up every stream and bucket and lists consumers, `events tail`
 // follows raw events through an ordered consumer, `portals list` reads the
 // portal registry, and `subscriptions diff|apply` asks the subscriptions
-// service. It reads no token and changes no stream, bucket or event.
+// service, and `destinations list` asks the destinations service. It reads
+// no token and changes no stream, bucket or event.
 func OperatorPublish() []string {
-	pub := []string{eventbus.ControlSubscriptionsDiff, eventbus.ControlSubscriptionsApply}
+	pub := []string{eventbus.ControlSubscriptionsDiff, eventbus.ControlSubscriptionsApply, eventbus.ControlDestinationsList}
 	for _, st := range eventbus.Streams(eventbus.StreamOptions{}) {
 		pub = append(pub, "$JS.API.STREAM.INFO."+st.Name, "$JS.API.CONSUMER.LIST."+st.Name)
 	}

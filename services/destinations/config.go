@@ -33,10 +33,13 @@ type Config struct {
 	// optional, default none: requests to such addresses are refused at
 	// connect time, whatever the URL's name resolves to.
 	AllowNets []netip.Prefix
-	// Retry is the retry schedule's start and ceiling:
-	// B24HUB_DESTINATIONS_RETRY_INITIAL (default 1s) and
-	// B24HUB_DESTINATIONS_RETRY_MAX (default 5m). Optional.
-	Retry delivery.Options
+	// Delivery is the retry schedule's start and ceiling
+	// (B24HUB_DESTINATIONS_RETRY_INITIAL, default 1s, and
+	// B24HUB_DESTINATIONS_RETRY_MAX, default 5m) and the circuit breaker:
+	// B24HUB_DESTINATIONS_PAUSE_AFTER failed attempts in a row (default 10)
+	// pause a destination for B24HUB_DESTINATIONS_PROBE_INTERVAL (default
+	// 30s). Optional.
+	Delivery delivery.Options
 	// DrainTimeout bounds how long stopping every destination may take on
 	// shutdown (in-flight requests are cancelled and their messages handed
 	// back). B24HUB_SHUTDOWN_TIMEOUT, optional, default 20s.
@@ -45,7 +48,8 @@ type Config struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{ReloadInterval: 5 * time.Second, DrainTimeout: 20 * time.Second, Retry: delivery.Options{InitialInterval: time.Second, MaxInterval: 5 * time.Minute}}
+	return Config{ReloadInterval: 5 * time.Second, DrainTimeout: 20 * time.Second, Delivery: delivery.Options{
+		InitialInterval: time.Second, MaxInterval: 5 * time.Minute, PauseAfter: 10, ProbeInterval: 30 * time.Second}}
 }
 
 // ConfigFromEnv reads the configuration from B24HUB_* variables; it fails
@@ -55,10 +59,11 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	var errs []error
 	c.File = getenv("B24HUB_DESTINATIONS_FILE")
 	for name, dst := range map[string]*time.Duration{
-		"B24HUB_DESTINATIONS_RELOAD":        &c.ReloadInterval,
-		"B24HUB_DESTINATIONS_RETRY_INITIAL": &c.Retry.InitialInterval,
-		"B24HUB_DESTINATIONS_RETRY_MAX":     &c.Retry.MaxInterval,
-		"B24HUB_SHUTDOWN_TIMEOUT":           &c.DrainTimeout,
+		"B24HUB_DESTINATIONS_RELOAD":         &c.ReloadInterval,
+		"B24HUB_DESTINATIONS_RETRY_INITIAL":  &c.Delivery.InitialInterval,
+		"B24HUB_DESTINATIONS_RETRY_MAX":      &c.Delivery.MaxInterval,
+		"B24HUB_DESTINATIONS_PROBE_INTERVAL": &c.Delivery.ProbeInterval,
+		"B24HUB_SHUTDOWN_TIMEOUT":            &c.DrainTimeout,
 	} {
 		if v := getenv(name); v != "" {
 			d, err := time.ParseDuration(v)
@@ -68,6 +73,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			}
 			*dst = d
 		}
+	}
+	if v := getenv("B24HUB_DESTINATIONS_PAUSE_AFTER"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			errs = append(errs, fmt.Errorf("B24HUB_DESTINATIONS_PAUSE_AFTER=%q: want a number of failed attempts >= 1", v))
+		}
+		c.Delivery.PauseAfter = n
 	}
 	for _, h := range strings.Split(getenv("B24HUB_DESTINATIONS_ALLOWED_HOSTS"), ",") {
 		if h = strings.TrimSpace(h); h != "" {

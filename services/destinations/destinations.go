@@ -21,7 +21,11 @@ import (
 	"github.com/b24hub/b24hub/services/destinations/internal/delivery"
 	"github.com/b24hub/b24hub/services/destinations/internal/destfile"
 	"github.com/b24hub/b24hub/services/destinations/internal/webhook"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Deps are what the service needs from its host process.
@@ -32,6 +36,11 @@ type Deps struct {
 	Logger *slog.Logger
 	// Sender overrides the HTTP sender (tests trust their own CA). Optional.
 	Sender *webhook.Sender
+	// NATS answers the control requests (eventbus.ControlDestinationsList
+	// and ControlDestinationsReplay). Optional: without it, none.
+	NATS *nats.Conn
+	// MeterProvider defaults to the global one.
+	MeterProvider metric.MeterProvider
 }
 
 // Service delivers the declared destinations.
@@ -41,6 +50,8 @@ type Service struct {
 	pub    *eventbus.Publisher
 	sender *webhook.Sender
 
+	paused metric.Int64Gauge
+
 	mu      sync.Mutex
 	running map[string]*running
 	wg      sync.WaitGroup
@@ -48,6 +59,7 @@ type Service struct {
 
 type running struct {
 	d      destfile.Destination
+	runner *delivery.Runner
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -61,14 +73,37 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if s == nil {
 		s = webhook.NewSender(webhook.SenderOptions{AllowedNets: cfg.AllowNets})
 	}
-	return &Service{cfg: cfg, deps: deps, pub: eventbus.NewPublisher(deps.JS), sender: s, running: map[string]*running{}}, nil
+	if deps.MeterProvider == nil {
+		deps.MeterProvider = otel.GetMeterProvider()
+	}
+	paused, err := deps.MeterProvider.Meter(instrumentation).Int64Gauge("destinations.paused",
+		metric.WithDescription("1 while a destination's circuit breaker holds it paused or probing (its endpoint keeps failing), 0 while it delivers"))
+	if err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg, deps: deps, pub: eventbus.NewPublisher(deps.JS), sender: s, paused: paused, running: map[string]*running{}}, nil
 }
+
+// instrumentation is the OTel scope of the service's metrics, exported to
+// Prometheus with the b24hub_ prefix (b24hub_destinations_paused).
+const instrumentation = "github.com/b24hub/b24hub/services/destinations"
 
 // Run watches the destinations file and delivers each destination until
 // ctx ends, then stops them all (undelivered messages go back to the
 // stream in order). Without a file it idles: the local stack runs it with
 // no destinations.
 func (s *Service) Run(ctx context.Context) error {
+	if s.deps.NATS != nil {
+		subs, err := s.subscribeControl(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			for _, sub := range subs {
+				_ = sub.Drain()
+			}
+		}()
+	}
 	if s.cfg.File == "" {
 		s.deps.Logger.InfoContext(ctx, "no destinations file (B24HUB_DESTINATIONS_FILE); nothing to deliver")
 		<-ctx.Done()
@@ -104,15 +139,27 @@ func (s *Service) apply(ctx context.Context, ds []destfile.Destination) {
 		r.cancel()
 		<-r.done
 		delete(s.running, name)
+		s.paused.Record(context.WithoutCancel(ctx), 0, metric.WithAttributes(attribute.String("destination", name)))
 	}
 	for name, d := range want {
 		if _, ok := s.running[name]; ok || ctx.Err() != nil {
 			continue
 		}
 		rctx, cancel := context.WithCancel(ctx)
-		r := &running{d: d, cancel: cancel, done: make(chan struct{})}
+		o := s.cfg.Delivery
+		attrs := metric.WithAttributes(attribute.String("destination", d.Name))
+		o.OnState = func(st delivery.State) {
+			v := int64(0)
+			if st != delivery.StateDelivering {
+				v = 1
+				s.deps.Logger.WarnContext(ctx, "destination circuit open", "destination", d.Name, "state", string(st))
+			}
+			s.paused.Record(context.WithoutCancel(ctx), v, attrs)
+		}
+		o.OnState(delivery.StateDelivering)
+		runner := delivery.NewRunner(d, s.deps.JS, s.pub, s.sender, s.deps.Logger, o)
+		r := &running{d: d, runner: runner, cancel: cancel, done: make(chan struct{})}
 		s.running[name] = r
-		runner := delivery.NewRunner(d, s.deps.JS, s.pub, s.sender, s.deps.Logger, s.cfg.Retry)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()

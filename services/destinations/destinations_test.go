@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -71,6 +72,8 @@ type receiver struct {
 
 	mu       sync.Mutex
 	requests int
+	byID     map[string]int    // webhook-id -> requests, failed ones included
+	traces   map[string]string // webhook-id -> traceparent
 	seen     map[string]bool
 	order    map[string][]int // entity -> sequence numbers in first-receipt order
 	got      chan string
@@ -78,7 +81,7 @@ type receiver struct {
 }
 
 func newReceiver(t *testing.T, fail func(n int, id string) (int, bool, string)) *receiver {
-	rc := &receiver{t: t, fail: fail, seen: map[string]bool{}, order: map[string][]int{}, got: make(chan string, 1000), release: make(chan struct{})}
+	rc := &receiver{t: t, fail: fail, seen: map[string]bool{}, byID: map[string]int{}, traces: map[string]string{}, order: map[string][]int{}, got: make(chan string, 1000), release: make(chan struct{})}
 	rc.srv = httptest.NewTLSServer(http.HandlerFunc(rc.serve))
 	t.Cleanup(func() { close(rc.release); rc.srv.Close() })
 	return rc
@@ -94,6 +97,8 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	id := r.Header.Get("webhook-id")
 	rc.mu.Lock()
 	rc.requests++
+	rc.byID[id]++
+	rc.traces[id] = r.Header.Get("traceparent")
 	n := rc.requests
 	rc.mu.Unlock()
 	if rc.fail != nil {
@@ -146,13 +151,19 @@ func (rc *receiver) wait(t *testing.T, n int) {
 }
 
 type env struct {
+	srv  *natstest.Server
 	js   jetstream.JetStream
 	dir  string
 	file string
 }
 
 func newEnv(t *testing.T) *env {
-	srv := natstest.Start(t)
+	// The service connects as its own NATS identity, with exactly the
+	// permissions its declaration derives: pausing a durable or reading a
+	// stored message it was not allowed would fail here.
+	perms := destinations.Declaration.Permissions()
+	srv := natstest.Start(t, natstest.WithIdentities(natstest.Identity{User: perms.User, Publish: perms.Publish,
+		Subscribe: perms.Subscribe, AllowResponses: perms.AllowResponses}))
 	_, js := srv.JetStream(t)
 	if err := eventbus.Provision(context.Background(), js, eventbus.StreamOptions{}); err != nil {
 		t.Fatal(err)
@@ -161,15 +172,15 @@ func newEnv(t *testing.T) *env {
 	if err := os.WriteFile(filepath.Join(dir, "key"), []byte(secret), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &env{js: js, dir: dir, file: filepath.Join(dir, "destinations.yaml")}
+	return &env{srv: srv, js: js, dir: dir, file: filepath.Join(dir, "destinations.yaml")}
 }
 
-func (e *env) declare(t *testing.T, rcs map[string]*receiver, timeout string) {
+func (e *env) declare(t *testing.T, rcs map[string]*receiver, timeout string, extra ...string) {
 	var b strings.Builder
 	b.WriteString("destinations:\n")
 	for name, rc := range rcs {
-		fmt.Fprintf(&b, "  - {name: %s, url: %q, receives: {changes: [deal]}, secret_files: [%s], timeout: %s, rate: 1000, concurrency: 4}\n",
-			name, rc.srv.URL+"/hook", filepath.Join(e.dir, "key"), timeout)
+		fmt.Fprintf(&b, "  - {name: %s, url: %q, receives: {changes: [deal]}, secret_files: [%s], timeout: %s, rate: 1000, concurrency: 4%s}\n",
+			name, rc.srv.URL+"/hook", filepath.Join(e.dir, "key"), timeout, strings.Join(append([]string{""}, extra...), ", "))
 	}
 	if err := os.WriteFile(e.file, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
@@ -179,15 +190,37 @@ func (e *env) declare(t *testing.T, rcs map[string]*receiver, timeout string) {
 // start runs an instance of the service trusting the receivers' test CA
 // and reaching loopback (an explicit exception); stop ends it and waits.
 func (e *env) start(t *testing.T, rcs map[string]*receiver) (stop func()) {
+	return e.run(t, rcs, nil).stop
+}
+
+// instance is one running copy of the service on its own connection.
+type instance struct {
+	svc  *destinations.Service
+	nc   *nats.Conn
+	stop func()
+	// crash ends the instance as a lost process would: its connection
+	// goes first, so nothing it holds is handed back.
+	crash func()
+}
+
+func (e *env) run(t *testing.T, rcs map[string]*receiver, tune func(*destinations.Config)) *instance {
 	pool := x509.NewCertPool()
 	for _, rc := range rcs {
 		pool.AddCert(rc.srv.Certificate())
 	}
 	cfg := destinations.DefaultConfig()
 	cfg.File, cfg.ReloadInterval = e.file, 50*time.Millisecond
-	cfg.Retry.InitialInterval, cfg.Retry.MaxInterval = 20*time.Millisecond, 200*time.Millisecond
+	cfg.Delivery.InitialInterval, cfg.Delivery.MaxInterval = 20*time.Millisecond, 200*time.Millisecond
+	if tune != nil {
+		tune(&cfg)
+	}
+	nc := e.srv.ConnectAs(t, "destinations")
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	sender := webhook.NewSender(webhook.SenderOptions{AllowedNets: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, TLS: tlsConfig(pool)})
-	svc, err := destinations.New(cfg, destinations.Deps{JS: e.js, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Sender: sender})
+	svc, err := destinations.New(cfg, destinations.Deps{JS: js, NATS: nc, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Sender: sender})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,12 +230,20 @@ func (e *env) start(t *testing.T, rcs map[string]*receiver) (stop func()) {
 	for name := range rcs {
 		e.waitConsumer(t, "dest-"+name)
 	}
-	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
+	var once sync.Once
+	end := func(crash bool) {
+		once.Do(func() {
+			if crash {
+				nc.Close()
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		})
 	}
+	t.Cleanup(func() { end(true) })
+	return &instance{svc: svc, nc: nc, stop: func() { end(false) }, crash: func() { end(true) }}
 }
 
 func (e *env) waitConsumer(t *testing.T, durable string) {
@@ -376,4 +417,12 @@ func TestClientErrorIsDeadLetteredWithoutRetry(t *testing.T) {
 	if rc.requests != 1 {
 		t.Errorf("%d requests, want 1 (no retry on 400)", rc.requests)
 	}
+}
+
+// webhookIDOf is the webhook-id a destination's receiver gets for the
+// change id (delivery.DeliveryID, written from its definition).
+func webhookIDOf(t *testing.T, destination, changeID string) string {
+	t.Helper()
+	sum := sha256.Sum256([]byte(destination + "\x00" + changeID))
+	return "msg_" + hex.EncodeToString(sum[:16])
 }

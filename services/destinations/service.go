@@ -24,6 +24,8 @@ var Declaration = svcdecl.Service{
 	// Outcomes and dead letters under each destination's durable name.
 	Publishes: []string{eventbus.Outcome("*", "*"), eventbus.Dead("*", "*", "*")},
 	Checks:    []string{eventbus.StreamEvents, eventbus.StreamChanges},
+	// b24ctl lists destinations and the monitor replays to one of them.
+	Subscribes: []string{eventbus.ControlDestinationsList, eventbus.ControlDestinationsReplay},
 	// One replica delivers a destination at a time (a pinned priority
 	// group, which keeps per-entity order); another takes over when it
 	// stops. More replicas spread different destinations.
@@ -49,7 +51,7 @@ func start(_ context.Context, p *svcmain.Process) (svcmain.Running, error) {
 	if err != nil {
 		return svcmain.Running{}, err
 	}
-	svc, err := New(cfg, Deps{JS: js, Logger: p.Log})
+	svc, err := New(cfg, Deps{JS: js, Logger: p.Log, NATS: p.NATS})
 	if err != nil {
 		return svcmain.Running{}, err
 	}

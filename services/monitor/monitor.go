@@ -200,7 +200,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 
 	pub := eventbus.NewPublisher(js, eventbus.WithTracerProvider(deps.TracerProvider))
 	apiSrv := api.New(api.Config{Ledger: s.store, Alerts: alerts, Rules: rules, Auth: api.NewAuth(s.token, session.New(deps.Pool, deps.Now)),
-		Replayer: replay.New(s.store, pub, cfg.ReplayMax, deps.Now),
+		Replayer: replay.New(s.store, pub, cfg.ReplayMax, deps.Now).WithDestinations(replay.NATSDestinations{NC: deps.NC}),
 		Auditor:  auditor, TraceURLTemplate: cfg.TraceURLTemplate, Watched: live.Watched,
 		Now: deps.Now, Log: s.log})
 

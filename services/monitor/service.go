@@ -33,7 +33,9 @@ var Declaration = svcdecl.Service{
 		{Durable: ingest.DurableDead, Stream: eventbus.StreamDead, FilterSubjects: []string{eventbus.DeadPrefix + ".>"}},
 	},
 	// Replays enter as raw events again.
-	Publishes: []string{eventbus.RawEvent("*", "*")},
+	// Replays republish raw events, or ask the destinations service to
+	// deliver one message again to one destination.
+	Publishes: []string{eventbus.RawEvent("*", "*"), eventbus.ControlDestinationsReplay},
 	// The unfinished-age gauges read every durable's state and its oldest
 	// unfinished message; the audit reads the raw stream's headers.
 	Inspects: audit.AgedStreams,

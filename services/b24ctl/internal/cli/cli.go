@@ -177,6 +177,7 @@ alerts), 5 token refused, 130 interrupted.`,
 	root.AddCommand(
 		a.portalsCmd(),
 		a.subscriptionsCmd(),
+		a.destinationsCmd(),
 		a.eventsCmd(),
 		a.replayCmd(),
 		a.auditCmd(),

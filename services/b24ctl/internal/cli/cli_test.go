@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/b24hub/b24hub/libs/buildinfo"
 	"github.com/b24hub/b24hub/libs/eventbus"
@@ -416,5 +418,52 @@ portals:
 	_ = os.WriteFile(bad, []byte("- just\n- a list\n"), 0o600)
 	if r := run(t, nil, "", "portals", "add", "--portals-file", bad, "--member-id", "m9", "--application-token", "generate"); r.code != ExitError || !strings.Contains(r.stderr, "mapping") {
 		t.Errorf("add to a list file: %+v", r)
+	}
+}
+
+func TestDestinationsList(t *testing.T) {
+	env, nc, _ := natsEnv(t)
+	if r := run(t, env, "", "destinations", "list"); r.code != ExitUnavailable || !strings.Contains(r.stderr, "no destinations service") {
+		t.Fatalf("no service: %+v", r)
+	}
+	// A hand-written stand-in for the service's control endpoint.
+	until := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	all := []eventbus.DestinationInfo{
+		{Name: "crm-php", URL: "https://crm.example.com/b24hub", Consumer: "dest-crm-php", Stream: eventbus.StreamChanges,
+			Subjects: []string{"b24.changes.deal.*.*"}, State: "delivering", Pending: 3, AckPending: 1},
+		{Name: "erp", URL: "https://erp.example.com/hook", Consumer: "dest-erp", Stream: eventbus.StreamEvents,
+			Subjects: []string{"b24.events.*.ONCRMDEALUPDATE"}, State: "paused", Paused: true, PausedUntil: until, Failures: 10},
+	}
+	sub, err := nc.Subscribe(eventbus.ControlDestinationsList, func(m *nats.Msg) {
+		var req eventbus.DestinationsRequest
+		_ = json.Unmarshal(m.Data, &req)
+		rep := eventbus.DestinationsReply{}
+		for _, d := range all {
+			if req.Name == "" || req.Name == d.Name {
+				rep.Destinations = append(rep.Destinations, d)
+			}
+		}
+		if len(rep.Destinations) == 0 {
+			rep.Error = "no destination " + strconv.Quote(req.Name) + " is declared"
+		}
+		b, _ := json.Marshal(rep)
+		_ = m.Respond(b)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	r := run(t, env, "", "destinations", "list")
+	if r.code != ExitFindings || !strings.Contains(r.stdout, "crm-php") || !strings.Contains(r.stdout, "b24.changes.deal.*.*") ||
+		!strings.Contains(r.stdout, "paused until 03:04:05") {
+		t.Errorf("list: %+v", r)
+	}
+	r = run(t, env, "", "destinations", "list", "--name", "crm-php", "-o", "json")
+	var rep eventbus.DestinationsReply
+	if err := json.Unmarshal([]byte(r.stdout), &rep); r.code != ExitOK || err != nil || len(rep.Destinations) != 1 || rep.Destinations[0].Pending != 3 {
+		t.Errorf("one, json: %+v (%v)", r, err)
+	}
+	if r := run(t, env, "", "destinations", "list", "--name", "nope"); r.code != ExitError || !strings.Contains(r.stderr, "no destination") {
+		t.Errorf("unknown: %+v", r)
 	}
 }

@@ -121,6 +121,9 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		code, msg = http.StatusBadRequest, "bad cursor"
 	case errors.Is(err, replay.ErrNotReplayable):
 		code, msg = http.StatusUnprocessableEntity, err.Error()
+	case errors.Is(err, replay.ErrDestinationReplay):
+		// The destinations service or the destination's endpoint failed.
+		code, msg = http.StatusBadGateway, err.Error()
 	case errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) || (!errors.As(err, &pgErr) && isConnErr(err)):
 		code, msg = http.StatusServiceUnavailable, "ledger unavailable"
 	}

@@ -54,6 +54,8 @@ func (s *pagedStore) DeadLetters(_ context.Context, f ledger.DeliveryFilter) ([]
 
 func (s *pagedStore) RecordReplay(context.Context, ledger.Replay) error { return nil }
 
+func (s *pagedStore) Deliveries(context.Context, string) ([]ledger.Delivery, error) { return nil, nil }
+
 func events(n int, lifecycleEvery int) []ledger.Event {
 	out := make([]ledger.Event, n)
 	for i := range out {

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/b24hub/b24hub/libs/eventbus"
@@ -23,6 +24,7 @@ import (
 // Store is the part of the ledger the replayer needs.
 type Store interface {
 	GetEvent(ctx context.Context, id string) (ledger.Event, error)
+	Deliveries(ctx context.Context, eventID string) ([]ledger.Delivery, error)
 	SearchEvents(ctx context.Context, f ledger.EventFilter) (ledger.EventPage, error)
 	DeadLetters(ctx context.Context, f ledger.DeliveryFilter) ([]ledger.DeadLetterRow, error)
 	RecordReplay(ctx context.Context, r ledger.Replay) error
@@ -60,6 +62,7 @@ func Lifecycle(eventType string) bool { return lifecycleEvents[eventType] }
 type Replayer struct {
 	store Store
 	pub   Publisher
+	dest  Destinations
 	now   func() time.Time
 	max   int
 }
@@ -105,9 +108,13 @@ func Envelope(e ledger.Event, id, original string, now time.Time) *eventsv1.Enve
 
 // One replays the event id. When consumer is set (replaying that
 // consumer's dead letter) the replay's delivery at that consumer is tracked
-// as pending until it reports. It returns ledger.ErrNotFound for an unknown
+// as pending until it reports. A consumer "dest-<name>" is an HTTP
+// destination: see WithDestinations. It returns ledger.ErrNotFound for an unknown
 // id and ErrNotReplayable for an event that cannot be rebuilt.
 func (r *Replayer) One(ctx context.Context, id, consumer string) (ledger.Replay, error) {
+	if r.dest != nil && strings.HasPrefix(consumer, DestinationPrefix) {
+		return r.toDestination(ctx, id, consumer)
+	}
 	e, err := r.store.GetEvent(ctx, id)
 	if err != nil {
 		return ledger.Replay{}, err
