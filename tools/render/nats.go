@@ -12,6 +12,7 @@ import (
 const (
 	permissionsPath = "deploy/nats/permissions.yaml"
 	authConfPath    = "deploy/nats/auth.conf"
+	natsValuesPath  = "deploy/nats/values.yaml"
 )
 
 // NKeyVar is the environment variable of the NATS server holding the public
@@ -62,7 +63,19 @@ func InboxPrefix(service string) string { return svcdecl.InboxPrefix(service) }
 // subscribe to from its declaration (svcdecl.Service.Permissions says how).
 func ServicePermissions(s svcdecl.Service) Permissions { return s.Permissions() }
 
-func natsFiles(_ fs.FS, vs []*view) ([]File, error) {
+// nkeyEnv is the chart's container env entry of every identity: its public
+// nkey (NKeyVar) from Secret nats-b24hub-users, the fragment "nkeys" of
+// deploy/nats/values.yaml. A new service's identity appears there as soon
+// as it is declared, so auth.conf never names a variable the server lacks.
+func nkeyEnv(ids []Permissions) string {
+	var b strings.Builder
+	for _, p := range ids {
+		fmt.Fprintf(&b, "    %s:\n      valueFrom: {secretKeyRef: {name: nats-b24hub-users, key: %s}}\n", NKeyVar(p.User), p.User)
+	}
+	return b.String()
+}
+
+func natsFiles(repo fs.FS, vs []*view) ([]File, error) {
 	c := make(svcdecl.Catalog, len(vs))
 	for i, v := range vs {
 		c[i] = v.Service
@@ -92,5 +105,9 @@ func natsFiles(_ fs.FS, vs []*view) ([]File, error) {
 			b.WriteString("  # It answers requests on the subjects it subscribes to.\n  allow_responses: true\n")
 		}
 	}
-	return []File{{Path: permissionsPath, Data: []byte(b.String())}, {Path: authConfPath, Data: authConf(c)}}, nil
+	values, err := fillFragments(repo, natsValuesPath, map[string]string{"nkeys": nkeyEnv(c.Identities(catalog.OperatorPublish()))})
+	if err != nil {
+		return nil, err
+	}
+	return []File{{Path: permissionsPath, Data: []byte(b.String())}, {Path: authConfPath, Data: authConf(c)}, values}, nil
 }

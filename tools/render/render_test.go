@@ -88,6 +88,7 @@ func testRepo() fstest.MapFS {
 		"deploy/monitoring/prometheusrule.yaml":    {Data: []byte("expr: up{job=~\"contacts\"} == 0\n")},
 		"README.md":                                {Data: []byte("# x\n<!-- generated:services:begin -->\nold\n<!-- generated:services:end -->\n")},
 		"docs/deploy.md":                           {Data: []byte("<!-- generated:services:begin -->\n<!-- generated:services:end -->\n<!-- generated:images:begin -->\n<!-- generated:images:end -->\n<!-- generated:rollout:begin -->\n<!-- generated:rollout:end -->\n")},
+		"deploy/nats/values.yaml":                  {Data: []byte("container:\n  env:\n    # generated:nkeys:begin\n    # generated:nkeys:end\n")},
 	}
 }
 
@@ -123,6 +124,10 @@ func TestRenderShapes(t *testing.T) {
 			"secret: {secretName: b24hub-portals, defaultMode: 0440}", "{name: GOMEMLIMIT, value: 230MiB}",
 			"maxSurge: 25%", "failureThreshold: 30",
 		}, []string{"replicas:", "postgres-client", "portal-client", "B24HUB_DATABASE_URL", "b24hub-credentials"}},
+		// A new service's NATS identity reaches the server's env with it.
+		{"deploy/nats/values.yaml", []string{
+			"    NKEY_CONTACTS:\n      valueFrom: {secretKeyRef: {name: nats-b24hub-users, key: contacts}}\n",
+		}, nil},
 		{"k8s/base/edge/hpa.yaml", []string{"minReplicas: 2", "maxReplicas: 10", "averageUtilization: 70"}, nil},
 		{"k8s/base/contacts/deployment.yaml", []string{
 			`b24hub.io/postgres-client: "true"`, `b24hub.io/portal-client: "true"`,
