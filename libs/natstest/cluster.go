@@ -24,7 +24,7 @@ type Cluster struct {
 	t     testing.TB
 	nodes []*Node
 	// routes[i][j] carries the route node i solicits to node j.
-	routes [][]*RouteProxy
+	routes [][]*Proxy
 	// isolated are the nodes Isolate cut off, by name.
 	isolated map[string]bool
 }
@@ -55,12 +55,12 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	for i := range n {
 		routePorts[i] = freePort(t)
 	}
-	c.routes = make([][]*RouteProxy, n)
+	c.routes = make([][]*Proxy, n)
 	for i := range n {
-		c.routes[i] = make([]*RouteProxy, n)
+		c.routes[i] = make([]*Proxy, n)
 		for j := range n {
 			if i != j {
-				c.routes[i][j] = newRouteProxy(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(routePorts[j])))
+				c.routes[i][j] = NewProxy(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(routePorts[j])))
 			}
 		}
 	}
@@ -345,7 +345,7 @@ func (c *Cluster) Heal(name string) {
 	delete(c.isolated, name)
 }
 
-func (c *Cluster) routesOf(name string) []*RouteProxy {
+func (c *Cluster) routesOf(name string) []*Proxy {
 	c.t.Helper()
 	k := -1
 	for i, nd := range c.nodes {
@@ -356,7 +356,7 @@ func (c *Cluster) routesOf(name string) []*RouteProxy {
 	if k < 0 {
 		c.t.Fatalf("natstest: no node %q", name)
 	}
-	var out []*RouteProxy
+	var out []*Proxy
 	for i := range c.nodes {
 		if i != k {
 			out = append(out, c.routes[k][i], c.routes[i][k])

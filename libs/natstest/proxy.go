@@ -8,10 +8,12 @@ import (
 	"time"
 )
 
-// RouteProxy forwards a loopback port to a node's route port. Cut closes
-// its listener and every open connection (with a reset, like a dead link);
-// Restore listens on the same port again.
-type RouteProxy struct {
+// Proxy forwards a loopback port to a TCP address: a cluster node's route
+// port, a server's client port, PostgreSQL. Cut closes its listener and
+// every open connection (with a reset, like a dead link or a stopped
+// server); Restore listens on the same port again. Tests use it to take a
+// link away without touching the real server, which other tests share.
+type Proxy struct {
 	t      testing.TB
 	target string
 	addr   string
@@ -21,22 +23,24 @@ type RouteProxy struct {
 	conns map[net.Conn]struct{}
 }
 
-func newRouteProxy(t testing.TB, target string) *RouteProxy {
+// NewProxy listens on a free loopback port and forwards it to target; the
+// proxy is cut when the test ends.
+func NewProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("natstest: proxy: %v", err)
 	}
-	p := &RouteProxy{t: t, target: target, addr: ln.Addr().String(), conns: map[net.Conn]struct{}{}}
+	p := &Proxy{t: t, target: target, addr: ln.Addr().String(), conns: map[net.Conn]struct{}{}}
 	p.serve(ln)
 	t.Cleanup(p.Cut)
 	return p
 }
 
 // Addr is the proxy's host:port, stable across Cut and Restore.
-func (p *RouteProxy) Addr() string { return p.addr }
+func (p *Proxy) Addr() string { return p.addr }
 
-func (p *RouteProxy) serve(ln net.Listener) {
+func (p *Proxy) serve(ln net.Listener) {
 	p.mu.Lock()
 	p.ln = ln
 	p.mu.Unlock()
@@ -51,7 +55,7 @@ func (p *RouteProxy) serve(ln net.Listener) {
 	}()
 }
 
-func (p *RouteProxy) forward(c net.Conn) {
+func (p *Proxy) forward(c net.Conn) {
 	up, err := net.DialTimeout("tcp", p.target, 2*time.Second)
 	if err != nil {
 		c.Close()
@@ -79,7 +83,7 @@ func (p *RouteProxy) forward(c net.Conn) {
 }
 
 // Cut stops listening and resets every open connection.
-func (p *RouteProxy) Cut() {
+func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.ln != nil {
@@ -97,7 +101,7 @@ func (p *RouteProxy) Cut() {
 
 // Restore listens on the same port again; it fails t if the port stays
 // taken for five seconds.
-func (p *RouteProxy) Restore() {
+func (p *Proxy) Restore() {
 	p.t.Helper()
 	p.mu.Lock()
 	up := p.ln != nil

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/b24hub/b24hub/libs/natstest"
 	"log/slog"
 	"net"
 	"net/http"
@@ -386,8 +387,8 @@ func viaProxy(t testing.TB, dsn, addr string) string {
 func (s *testStack) runAndKillDealSync(t *testing.T, began time.Time, killAt int) {
 	ctx := context.Background()
 	t.Logf("%s: doomed deal-sync starts", time.Since(began).Round(time.Millisecond))
-	natsProxy := newProxy(t, s.ns.Addr().String())
-	pgProxy := newProxy(t, hostPort(t, s.dbURL))
+	natsProxy := natstest.NewProxy(t, s.ns.Addr().String())
+	pgProxy := natstest.NewProxy(t, hostPort(t, s.dbURL))
 	// As deal-sync's own identity, as its process would connect.
 	doomedNC := s.connectAsVia("nats://"+natsProxy.Addr(), "deal-sync", nats.ReconnectWait(100*time.Millisecond))
 	doomedPool, err := pgxpool.New(ctx, viaProxy(t, s.dbURL, pgProxy.Addr()))
@@ -404,8 +405,8 @@ func (s *testStack) runAndKillDealSync(t *testing.T, began time.Time, killAt int
 		_ = s.db.QueryRow(ctx, `SELECT count(*) FROM deal_sync.deals`).Scan(&mirrored)
 		return mirrored >= killAt
 	})
-	natsProxy.cut()
-	pgProxy.cut()
+	natsProxy.Cut()
+	pgProxy.Cut()
 	if ci, err := s.consumerInfo(eventbus.StreamEvents, "deal-sync"); err == nil {
 		ackPending = ci.NumAckPending
 	}
@@ -442,7 +443,7 @@ func (s *testStack) runAndKillDealSync(t *testing.T, began time.Time, killAt int
 func TestPostgresOutageUnderLoad(t *testing.T) {
 	parallelShort(t)
 	direct := pgtest.NewDatabase(t)
-	proxy := newProxy(t, hostPort(t, direct))
+	proxy := natstest.NewProxy(t, hostPort(t, direct))
 	s := startStack(t, stackOptions{databaseURL: viaProxy(t, direct, proxy.Addr()), assertDB: direct})
 	outage := pick(5*time.Second, 30*time.Second)
 
@@ -462,10 +463,10 @@ func TestPostgresOutageUnderLoad(t *testing.T) {
 	defer cancel()
 	l := s.startLoad(ctx, pick(50, 80), 8, 100_000, send)
 	time.Sleep(time.Second)
-	proxy.cut()
+	proxy.Cut()
 	t.Logf("PostgreSQL cut for %s", outage)
 	time.Sleep(outage)
-	proxy.restore()
+	proxy.Restore()
 	restored := time.Now()
 	time.Sleep(2 * time.Second)
 	cancel()

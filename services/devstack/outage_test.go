@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/b24hub/b24hub/libs/natstest"
 	"net/http"
 	"strings"
 	"testing"
@@ -26,7 +27,7 @@ import (
 func TestLongOutageDeadLettersNothing(t *testing.T) {
 	parallelShort(t)
 	direct := pgtest.NewDatabase(t)
-	proxy := newProxy(t, hostPort(t, direct))
+	proxy := natstest.NewProxy(t, hostPort(t, direct))
 	s := startStack(t, stackOptions{databaseURL: viaProxy(t, direct, proxy.Addr()), assertDB: direct,
 		env: stackEnv("B24HUB_DEALSYNC_BACKOFF", "1ms,5ms,15ms", "B24HUB_DEALSYNC_MAX_DELIVER", "4",
 			"B24HUB_DEALSYNC_PROBE_INTERVAL", "5ms", "B24HUB_DEALSYNC_PROBE_MAX_INTERVAL", "200ms")})
@@ -43,7 +44,7 @@ func TestLongOutageDeadLettersNothing(t *testing.T) {
 		}
 		ids = append(ids, r.id)
 	}
-	proxy.cut()
+	proxy.Cut()
 	s.fake.SetFaults(fakeportal.Faults{HTMLRate: 1, HTMLStatus: http.StatusServiceUnavailable})
 	t.Logf("PostgreSQL cut and the portal answering 503 for %s (the retry schedule is 21 ms)", outage)
 	began := time.Now()
@@ -52,7 +53,7 @@ func TestLongOutageDeadLettersNothing(t *testing.T) {
 		time.Sleep(outage / time.Duration(n))
 	}
 	time.Sleep(time.Until(began.Add(outage)))
-	proxy.restore()
+	proxy.Restore()
 	s.fake.SetFaults(fakeportal.Faults{})
 	restored := time.Now()
 
