@@ -89,6 +89,9 @@ type clusterConfig struct {
 	profiles string
 	// latency is added before every REST answer of the fake portals.
 	latency time.Duration
+	// destinations adds the destinations service (its file and trust come
+	// through env).
+	destinations bool
 }
 
 // buildServices builds the service binaries names of the workspace
@@ -127,6 +130,9 @@ func startCluster(ctx context.Context, out io.Writer, cc clusterConfig) (_ *clus
 	names := services
 	if cc.withoutSubscriptions {
 		names = []string{"ingress", "monitor", "deal-sync", "telephony", "tasks"}
+	}
+	if cc.destinations {
+		names = append(append([]string(nil), names...), "destinations")
 	}
 	bins := cc.bins
 	if bins == "" {

@@ -6,6 +6,7 @@
 //	go run ./tools/bench e2e [-rate 1000] [-duration 30s] [-portals 20] [-env K=V,...] [-dealsync-bin f] [-cpuprofile DIR]
 //	go run ./tools/bench paired -base DIR [-rounds 4] [-rate 300] [-duration 20s]
 //	go run ./tools/bench scaleout [-replicas 1,3] [-portals 40] [-deals 100] [-updates 2] [-latency 250ms]
+//	go run ./tools/bench dest [-rate 200] [-duration 20s] [-burst 5000] [-conns 64] [-concurrency 64] [-http2]
 //	go run ./tools/bench soak [-rate 200] [-duration 30m] [-fault-every 3m] [-sample-every 1m]
 package main
 
@@ -36,7 +37,7 @@ func main() {
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: bench ingress|e2e|soak [flags]")
+		return fmt.Errorf("usage: bench ingress|e2e|dest|paired|scaleout|soak [flags]")
 	}
 	fmt.Fprintf(out, "machine: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
 	switch args[0] {
@@ -124,6 +125,25 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		cfg.profiles = *prof
 		_, err := benchE2E(ctx, out, cfg)
 		return err
+	case "dest":
+		fs := flag.NewFlagSet("dest", flag.ContinueOnError)
+		var cfg destConfig
+		fs.IntVar(&cfg.rate, "rate", 200, "events offered per second in the latency phase")
+		fs.DurationVar(&cfg.duration, "duration", 20*time.Second, "how long the latency phase offers them")
+		fs.IntVar(&cfg.burst, "burst", 5000, "events of the throughput phase, pushed as fast as the ingress accepts")
+		fs.IntVar(&cfg.conns, "conns", 64, "connections pushing the burst")
+		fs.IntVar(&cfg.concurrency, "concurrency", 64, "the destination's requests in flight (destinations file, 1..256)")
+		fs.IntVar(&cfg.portals, "portals", 20, "fake portals the events are spread over")
+		fs.IntVar(&cfg.dealsPerPortal, "deals", 1000, "deals per portal")
+		fs.BoolVar(&cfg.http2, "http2", false, "the receiver offers HTTP/2 too (default: HTTP/1.1, like most PHP and Python endpoints)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if cfg.rate <= 0 || cfg.duration <= 0 || cfg.burst <= 0 || cfg.conns <= 0 || cfg.portals <= 0 || cfg.dealsPerPortal <= 0 ||
+			cfg.concurrency < 1 || cfg.concurrency > 256 {
+			return fmt.Errorf("dest: rate, duration, burst, conns, portals and deals must be positive, concurrency 1..256")
+		}
+		return benchDest(ctx, out, cfg)
 	case "scaleout":
 		return scaleoutMain(ctx, out, args[1:])
 	case "paired":
@@ -145,6 +165,6 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		return benchSoak(ctx, out, cfg)
 	default:
-		return fmt.Errorf("unknown benchmark %q (want: ingress, e2e, paired, scaleout, soak)", args[0])
+		return fmt.Errorf("unknown benchmark %q (want: ingress, e2e, dest, paired, scaleout, soak)", args[0])
 	}
 }
