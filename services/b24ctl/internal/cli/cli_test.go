@@ -87,7 +87,7 @@ func TestHelpAndUsage(t *testing.T) {
 // no others, and -o on every command that prints a result.
 func TestFlagsOnlyWhereUsed(t *testing.T) {
 	natsCmds := map[string]bool{"portals list": true, "subscriptions diff": true, "subscriptions apply": true,
-		"events tail": true, "topology apply": true, "topology show": true}
+		"events tail": true, "topology apply": true, "topology show": true, "destinations list": true}
 	monitorCmds := map[string]bool{"portals health": true, "events search": true, "events show": true,
 		"replay event": true, "replay filter": true, "replay dead-letters": true, "audit": true}
 	all := leaves()
