@@ -136,7 +136,7 @@ func (cs *clusterStack) waitNewLeader(f *clusterFault, old *natstest.Node) {
 func (cs *clusterStack) waitResumed(f *clusterFault, l *load, more int) {
 	cs.t.Helper()
 	var each []time.Time
-	cs.eventually("consumers resumed", pick(90*time.Second, 3*time.Minute), func() bool {
+	cs.eventually("consumers resumed", pick(3*time.Minute, 5*time.Minute), func() bool {
 		at, e, ok := cs.w.passed(f.at, f.seq)
 		f.resumed, each = at.Sub(f.at), e
 		return ok
