@@ -106,8 +106,17 @@ func TestClusterFaults(t *testing.T) {
 	if info.State.Msgs != uint64(sent) || info.Config.Replicas != 3 {
 		t.Errorf("stream has %d messages (want %d), %d replicas", info.State.Msgs, sent, info.Config.Replicas)
 	}
-	// The isolated node caught up: it answers for the stream on its own.
-	if st := c.Node(lone.Name).Healthz(&server.HealthzOptions{Stream: "S", Account: server.DEFAULT_GLOBAL_ACCOUNT}); st.Status != "ok" {
-		t.Errorf("%s after heal: %s %s", lone.Name, st.Status, st.Error)
+	// The isolated node catches up: it answers for the stream on its own
+	// once its replica is current (the healthz above covers the meta
+	// group, not each stream's replica, so this waits on its own).
+	for {
+		st := c.Node(lone.Name).Healthz(&server.HealthzOptions{Stream: "S", Account: server.DEFAULT_GLOBAL_ACCOUNT})
+		if st.Status == "ok" {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%s after heal: %s %s", lone.Name, st.Status, st.Error)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
