@@ -104,7 +104,7 @@ while IFS=$'\t' read -r -d '' kind script; do
     fi
     git add -A
     git commit -qm "step $i" --allow-empty
-    [[ $kind == edit ]] && edits+=("$before..HEAD")
+    [[ $kind == edit ]] && edits+=("$before..$(git rev-parse HEAD)")
     ;;
   *)
     echo "walkthrough: step $i: unknown kind $kind (run, edit or background)" >&2
