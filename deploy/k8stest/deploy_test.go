@@ -130,11 +130,11 @@ type cnpgCluster struct {
 			} `json:"recovery"`
 		} `json:"bootstrap"`
 		ExternalClusters []struct {
-			Name              string           `json:"name"`
+			Name              string          `json:"name"`
 			BarmanObjectStore cnpgObjectStore `json:"barmanObjectStore"`
 		} `json:"externalClusters"`
 		Backup *struct {
-			RetentionPolicy   string           `json:"retentionPolicy"`
+			RetentionPolicy   string          `json:"retentionPolicy"`
 			BarmanObjectStore cnpgObjectStore `json:"barmanObjectStore"`
 		} `json:"backup"`
 		PostgreSQL struct {

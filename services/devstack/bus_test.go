@@ -8,8 +8,8 @@ import (
 
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/svcdecl"
-	"github.com/b24hub/b24hub/services/catalog"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
+	"github.com/b24hub/b24hub/services/catalog"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"

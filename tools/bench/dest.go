@@ -263,10 +263,10 @@ func benchDest(ctx context.Context, out io.Writer, cfg destConfig) error {
 // HMAC-SHA256 over "id.timestamp.body", base64, "v1," prefixed, any of the
 // space-separated signatures) and records each event's first arrival.
 type receiver struct {
-	key     []byte
-	mu      sync.Mutex
-	seen    map[string]bool    // webhook-id
-	arrived map[string]arrival // event id (the envelope's message_id)
+	key                    []byte
+	mu                     sync.Mutex
+	seen                   map[string]bool    // webhook-id
+	arrived                map[string]arrival // event id (the envelope's message_id)
 	requests, repeats, bad int
 }
 

@@ -32,11 +32,11 @@ type e2eConfig struct {
 
 // e2eResult is what a paired run compares.
 type e2eResult struct {
-	events     int // offered, warm-up included
-	p50, p99   float64
+	events      int // offered, warm-up included
+	p50, p99    float64
 	first, last float64 // p99 of the first and the last 10 s of the measured load
-	drained    time.Duration
-	cpu        map[string]time.Duration // per event offered
+	drained     time.Duration
+	cpu         map[string]time.Duration // per event offered
 }
 
 // benchE2E runs every service binary as its own process and offers a steady
