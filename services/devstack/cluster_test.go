@@ -234,22 +234,7 @@ func (cs *clusterStack) finish(l *load, cancel context.CancelFunc, rate int) {
 			t.Errorf("%s: %d domain changes for %d edits", subj, n, edits[id])
 		}
 	}
-	ctx, dbcancel := context.WithTimeout(context.Background(), time.Minute)
-	defer dbcancel()
-	rows, err := cs.db.Query(ctx, `SELECT deal_id, coalesce(opportunity, '') FROM deal_sync.deals WHERE deal_id = ANY($1)`, touched)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mirrored := map[int64]string{}
-	for rows.Next() {
-		var id int64
-		var opp string
-		if err := rows.Scan(&id, &opp); err != nil {
-			t.Fatal(err)
-		}
-		mirrored[id] = opp
-	}
-	rows.Close()
+	mirrored := mirroredOpportunities(t, cs.db, touched)
 	for _, id := range touched {
 		want, _ := cs.fake.Deal(id)
 		if got := mirrored[id]; !sameAmount(got, want["OPPORTUNITY"]) {

@@ -483,22 +483,7 @@ func TestPostgresOutageUnderLoad(t *testing.T) {
 	t.Logf("caught up %s after PostgreSQL came back (load stopped 2 s after)", time.Since(restored).Round(100*time.Millisecond))
 
 	// Mirrors equal the portal.
-	dbctx, dbcancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer dbcancel()
-	rows, err := s.db.Query(dbctx, `SELECT deal_id, coalesce(opportunity, '') FROM deal_sync.deals WHERE deal_id = ANY($1)`, keys(touched))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mirrored := map[int64]string{}
-	for rows.Next() {
-		var id int64
-		var opp string
-		if err := rows.Scan(&id, &opp); err != nil {
-			t.Fatal(err)
-		}
-		mirrored[id] = opp
-	}
-	rows.Close()
+	mirrored := mirroredOpportunities(t, s.db, keys(touched))
 	for id := range touched {
 		want, _ := s.fake.Deal(id)
 		if got := mirrored[id]; !sameAmount(got, want["OPPORTUNITY"]) {

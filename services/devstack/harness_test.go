@@ -563,3 +563,29 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// mirroredOpportunities reads deal-sync's mirror of the given deals: deal
+// id → OPPORTUNITY as stored (empty when unset), for comparing with the
+// fake portal.
+func mirroredOpportunities(t *testing.T, db *pgxpool.Pool, ids []int64) map[int64]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rows, err := db.Query(ctx, `SELECT deal_id, coalesce(opportunity, '') FROM deal_sync.deals WHERE deal_id = ANY($1)`, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mirrored := map[int64]string{}
+	for rows.Next() {
+		var id int64
+		var opp string
+		if err := rows.Scan(&id, &opp); err != nil {
+			t.Fatal(err)
+		}
+		mirrored[id] = opp
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return mirrored
+}
