@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -448,3 +449,19 @@ func randomBytes(n int) []byte {
 }
 
 func randomHex(n int) string { return hex.EncodeToString(randomBytes(n)) }
+
+// post sends portal p's ONCRMDEALUPDATE for deal (push sequence seq) to the
+// ingress and returns the answer's status (0 when the request failed) and,
+// on acceptance, the event id from its body.
+func (c *cluster) post(hc *http.Client, p *benchPortal, deal int, seq int64) (status int, id string) {
+	resp, err := hc.Post(c.ingress+"/bitrix24/events", "application/x-www-form-urlencoded", bytes.NewReader(p.body(deal, seq)))
+	if err != nil {
+		return 0, ""
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	resp.Body.Close()
+	if _, after, ok := strings.Cut(string(b), `"id":"`); ok {
+		id, _, _ = strings.Cut(after, `"`)
+	}
+	return resp.StatusCode, id
+}

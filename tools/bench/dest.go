@@ -127,17 +127,8 @@ func benchDest(ctx context.Context, out io.Writer, cfg destConfig) error {
 		if update {
 			p.fake.UpdateDeal(int64(deal), map[string]string{"OPPORTUNITY": strconv.Itoa(100000 + i)}, false)
 		}
-		resp, err := hc.Post(c.ingress+"/bitrix24/events", "application/x-www-form-urlencoded", strings.NewReader(string(p.body(deal, seq.Add(1)))))
-		if err != nil {
-			return "", false
-		}
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		resp.Body.Close()
-		var id string
-		if _, after, ok := strings.Cut(string(b), `"id":"`); ok {
-			id, _, _ = strings.Cut(after, `"`)
-		}
-		return id, resp.StatusCode == http.StatusOK && id != ""
+		status, id := c.post(hc, p, deal, seq.Add(1))
+		return id, status == http.StatusOK && id != ""
 	}
 
 	// (b) Latency at a steady rate.

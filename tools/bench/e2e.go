@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,18 +93,8 @@ func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) (res e2eResult,
 		wg.Go(func() {
 			p.fake.UpdateDeal(int64(deal), map[string]string{"OPPORTUNITY": strconv.Itoa(100000 + i)}, false)
 			t0 := time.Now()
-			resp, err := hc.Post(c.ingress+"/bitrix24/events", "application/x-www-form-urlencoded", strings.NewReader(string(p.body(deal, seq.Add(1)))))
+			status, id := c.post(hc, p, deal, seq.Add(1))
 			lat := time.Since(t0)
-			var id string
-			status := 0
-			if err == nil {
-				b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-				resp.Body.Close()
-				status = resp.StatusCode
-				if _, after, ok := strings.Cut(string(b), `"id":"`); ok {
-					id, _, _ = strings.Cut(after, `"`)
-				}
-			}
 			mu.Lock()
 			defer mu.Unlock()
 			statusN[status]++

@@ -89,16 +89,7 @@ func benchSoak(ctx context.Context, out io.Writer, cfg soakConfig) error {
 			deal := (i/len(c.portals))%p.deals + 1
 			wg.Go(func() {
 				p.fake.UpdateDeal(int64(deal), map[string]string{"OPPORTUNITY": strconv.Itoa(100000 + i)}, false)
-				resp, err := hc.Post(c.ingress+"/bitrix24/events", "application/x-www-form-urlencoded", strings.NewReader(string(p.body(deal, seq.Add(1)))))
-				status, id := 0, ""
-				if err == nil {
-					b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-					resp.Body.Close()
-					status = resp.StatusCode
-					if _, after, ok := strings.Cut(string(b), `"id":"`); ok {
-						id, _, _ = strings.Cut(after, `"`)
-					}
-				}
+				status, id := c.post(hc, p, deal, seq.Add(1))
 				mu.Lock()
 				defer mu.Unlock()
 				statusN[status]++
