@@ -140,10 +140,12 @@ func TestDemoCurlIsAccepted(t *testing.T) {
 			TraceID    string `json:"trace_id"`
 		}
 		code := getJSON(t, monitorURL+"/api/v1/events/"+accepted.ID, token, &ev)
-		// "done", or "skipped" when the stack's start-up sync mirrored deal
-		// 759 already and the curl's event (which changes nothing on the
-		// portal) finds no change: either way deal-sync fetched and
-		// settled it.
+		// "done", or "skipped" when subscriptions' first reconciliation poll
+		// (it looks back B24HUB_RECONCILE_LOOKBACK, 1h, so it covers the
+		// 760 demo deals just created) got deal 759 mirrored first and the
+		// curl's event, which changes nothing on the portal, finds no
+		// change: which comes first is a race, and either way deal-sync
+		// fetched and settled the event.
 		done := false
 		for _, d := range ev.Deliveries {
 			done = done || (d.Consumer == "deal-sync" && (d.Status == "done" || d.Status == "skipped"))
