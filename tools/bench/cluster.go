@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -146,7 +147,10 @@ func startCluster(ctx context.Context, out io.Writer, cc clusterConfig) (_ *clus
 
 	// The broker's store is in the cluster's directory, so restartBroker
 	// starts it again with everything it held.
-	ns, err := startBrokerIn(c.brokerDir(), -1)
+	// The broker's goroutines carry part=broker in the bench process's
+	// CPU profile (profileSelf), the fake portals' part=portals.
+	var ns *server.Server
+	pprof.Do(ctx, pprof.Labels("part", "broker"), func(context.Context) { ns, err = startBrokerIn(c.brokerDir(), -1) })
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +174,8 @@ func startCluster(ctx context.Context, out io.Writer, cc clusterConfig) (_ *clus
 	if err := c.createDatabase(ctx); err != nil {
 		return nil, err
 	}
-	if err := c.startPortals(cc); err != nil {
+	pprof.Do(ctx, pprof.Labels("part", "portals"), func(context.Context) { err = c.startPortals(cc) })
+	if err != nil {
 		return nil, err
 	}
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -59,6 +61,28 @@ func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) (res e2eResult,
 		return res, err
 	}
 	idle := c.sampleMemory()
+	pgConn, err := pgx.Connect(ctx, c.dbURL)
+	if err != nil {
+		return res, err
+	}
+	defer pgConn.Close(context.Background())
+	pg, err := watchPostgres(ctx, pgConn, c.dbName)
+	if err != nil {
+		return res, err
+	}
+	pgStopped := false
+	defer func() {
+		if !pgStopped {
+			pg.stop()
+		}
+	}()
+	if cfg.profiles != "" {
+		stop, err := profileSelf(filepath.Join(cfg.profiles, "bench.prof"))
+		if err != nil {
+			return res, err
+		}
+		defer stop()
+	}
 	cpu0 := c.sampleCPU()
 	mem := newMemWatch(c)
 	mem.start()
@@ -81,6 +105,9 @@ func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) (res e2eResult,
 	var wg sync.WaitGroup
 	fmt.Fprintf(out, "offering %d events/s for %s (+%s warm-up) across %d portals\n", cfg.rate, cfg.duration, cfg.warmup, cfg.portals)
 	start := time.Now()
+	// The generator's goroutines (and the HTTP client's, started from
+	// them) carry the label part=load in the bench process's profile.
+	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("part", "load")))
 	for i := range total {
 		if ctx.Err() != nil {
 			break
@@ -108,6 +135,7 @@ func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) (res e2eResult,
 			}
 		})
 	}
+	pprof.SetGoroutineLabels(ctx)
 	wg.Wait()
 	loadEnd := time.Now()
 	offered := float64(total) / loadEnd.Sub(start).Seconds()
@@ -133,6 +161,8 @@ func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) (res e2eResult,
 	}
 	drained := time.Since(loadEnd)
 	cpu1 := c.sampleCPU()
+	pgStopped = true
+	pgBackends, pgShared, _ := pg.stop()
 	mem.stop()
 	after := c.sampleMemory()
 
@@ -154,6 +184,7 @@ func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) (res e2eResult,
 	fmt.Fprintf(out, "accepted → ledger says deal-sync done (%d events, %d done, %d skipped as already covered): p50 %s, p99 %s, max %s\n",
 		n, done, n-done, secs(p50), secs(p99), secs(pmax))
 	res = e2eResult{events: total, p50: p50, p99: p99, drained: drained, cpu: cpuPerEvent(cpu0, cpu1, total)}
+	res.cpu[cpuPostgres], res.cpu[cpuPostgresShared] = pgBackends/time.Duration(total), pgShared/time.Duration(total)
 	// Flat: the p99 of the last 10 s of the measured load against the first 10 s.
 	if err := db.QueryRow(ctx, `WITH x AS (SELECT extract(epoch FROM e.received_at - $2::timestamptz) AS at,
 				extract(epoch FROM d.updated_at - e.received_at) AS lat
@@ -205,7 +236,7 @@ func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) (res e2eResult,
 	if err != nil {
 		return res, err
 	}
-	printCPU(out, res.cpu, total)
+	printCPU(out, res.cpu, total, cfg.rate)
 	if cfg.brief {
 		return res, nil
 	}
