@@ -58,11 +58,17 @@ func (p *pipeline[T]) run(ctx, hardStop context.Context, cons jetstream.Consumer
 	batches := make(chan []*delivery[T])
 	readErr := make(chan error, 1)
 	go func() { readErr <- p.read(ctx, cons, in) }()
-	go p.collect(in, batches)
+	// done never blocks a worker: each batch holds at least one of the
+	// pullMax messages the pipeline holds at most.
+	done := make(chan string, p.pullMax())
+	go p.collect(in, batches, done)
 
 	progressDone := make(chan struct{})
 	go p.keepAlive(progressDone)
-	runElastic(batches, p.sp.Concurrency, p.sp.MaxConcurrency, ElasticIdle, func(b []*delivery[T]) { p.process(ctx, hardStop, b) })
+	runElastic(batches, p.sp.Concurrency, p.sp.MaxConcurrency, ElasticIdle, func(b []*delivery[T]) {
+		p.process(ctx, hardStop, b)
+		p.handled(done, b)
+	})
 	close(progressDone)
 	p.rt.log.InfoContext(context.WithoutCancel(ctx), "consumer drained", "consumer", p.sp.Durable)
 	return <-readErr
@@ -139,18 +145,33 @@ func (p *pipeline[T]) read(ctx context.Context, cons jetstream.Consumer, in chan
 	}
 }
 
-// group is one portal's messages waiting for their batch window to end.
+// group is one portal's messages waiting to be handed over as a batch.
 type group[T any] struct {
+	key      string
 	items    []*delivery[T]
 	entities map[string]struct{}
 	deadline time.Time
 }
 
-// collect groups messages per portal. A batch is handed over when it holds
-// BatchSize distinct entities (repeated events about one entity coalesce
-// into the same batch without counting), when it holds 10×BatchSize
-// messages, or when BatchWindow has passed since its first message.
-func (p *pipeline[T]) collect(in <-chan *delivery[T], out chan<- []*delivery[T]) {
+// full says g takes no more messages: BatchSize distinct entities, or
+// 10×BatchSize messages.
+func (g *group[T]) full(size int) bool {
+	return len(g.entities) >= size || len(g.items) >= 10*size
+}
+
+// collect groups messages per portal into batches. A portal's group takes
+// its messages (repeated events about one entity coalesce into it without
+// counting) until it is full — BatchSize distinct entities or 10×BatchSize
+// messages — or BatchWindow has passed since its first message; it is then
+// due, and the due group that has waited longest is handed over as soon as
+// a handler call takes it. Until then a due group goes on taking its
+// portal's messages: under a backlog, when every handler call is busy,
+// batches grow instead of queueing small, so one REST call and one
+// transaction cover more events. With Spec.OneBatchPerMember a group that
+// is not full stays open past its window while its portal's previous batch
+// is still being handled (done reports each handled batch's portal).
+// A portal's groups are handed over in the order they were opened.
+func (p *pipeline[T]) collect(in <-chan *delivery[T], out chan<- []*delivery[T], done <-chan string) {
 	defer close(out)
 	if p.sp.BatchWindow <= 0 {
 		for d := range in {
@@ -158,42 +179,92 @@ func (p *pipeline[T]) collect(in <-chan *delivery[T], out chan<- []*delivery[T])
 		}
 		return
 	}
-	groups := map[string]*group[T]{}
+	size := p.sp.BatchSize
+	// groups holds every portal's groups, oldest first; only the last can
+	// still take messages.
+	groups := map[string][]*group[T]{}
+	busy := map[string]int{} // batches handed over and not yet handled, per portal
+	var single [][]*delivery[T]
 	tick := time.NewTicker(max(p.sp.BatchWindow/4, 5*time.Millisecond))
 	defer tick.Stop()
 	for {
+		now := time.Now()
+		// The next batch to hand over: an undecodable message alone, or the
+		// due group that has waited longest.
+		var next []*delivery[T]
+		var nextGroup *group[T]
+		if len(single) > 0 {
+			next = single[0]
+		} else {
+			for key, gs := range groups {
+				g := gs[0]
+				due := g.full(size) || !now.Before(g.deadline) && (!p.sp.OneBatchPerMember || busy[key] == 0)
+				if due && (nextGroup == nil || g.deadline.Before(nextGroup.deadline)) {
+					nextGroup = g
+				}
+			}
+			if nextGroup != nil {
+				next = nextGroup.items
+			}
+		}
+		send := out
+		if next == nil {
+			send = nil
+		}
 		select {
 		case d, ok := <-in:
 			if !ok {
-				for _, g := range groups {
-					out <- g.items
+				for _, b := range single {
+					out <- b
+				}
+				for _, gs := range groups {
+					for _, g := range gs {
+						out <- g.items
+					}
 				}
 				return
 			}
 			if d.decodeErr != nil {
-				out <- []*delivery[T]{d}
+				single = append(single, []*delivery[T]{d})
 				continue
 			}
 			key := d.msg.MemberID
-			g := groups[key]
-			if g == nil {
-				g = &group[T]{entities: map[string]struct{}{}, deadline: time.Now().Add(p.sp.BatchWindow)}
-				groups[key] = g
+			gs := groups[key]
+			var g *group[T]
+			if len(gs) > 0 && !gs[len(gs)-1].full(size) {
+				g = gs[len(gs)-1]
+			} else {
+				g = &group[T]{key: key, entities: map[string]struct{}{}, deadline: time.Now().Add(p.sp.BatchWindow)}
+				groups[key] = append(gs, g)
 			}
 			g.items = append(g.items, d)
 			g.entities[d.msg.EntityID] = struct{}{}
-			if len(g.entities) >= p.sp.BatchSize || len(g.items) >= 10*p.sp.BatchSize {
+		case send <- next:
+			if nextGroup == nil {
+				single = single[1:]
+				continue
+			}
+			key := nextGroup.key
+			if gs := groups[key][1:]; len(gs) > 0 {
+				groups[key] = gs
+			} else {
 				delete(groups, key)
-				out <- g.items
 			}
-		case now := <-tick.C:
-			for key, g := range groups {
-				if !now.Before(g.deadline) {
-					delete(groups, key)
-					out <- g.items
-				}
+			busy[key]++
+		case key := <-done:
+			if busy[key]--; busy[key] <= 0 {
+				delete(busy, key)
 			}
+		case <-tick.C: // a window may have ended
 		}
+	}
+}
+
+// handled reports batch, handed over by collect, as handled: its portal
+// may have its next batch (Spec.OneBatchPerMember).
+func (p *pipeline[T]) handled(done chan<- string, batch []*delivery[T]) {
+	if p.sp.BatchWindow > 0 && len(batch) > 0 && batch[0].decodeErr == nil {
+		done <- batch[0].msg.MemberID
 	}
 }
 

@@ -282,6 +282,76 @@ func TestBatchesArePerPortalAndCoalesce(t *testing.T) {
 	}
 }
 
+// TestOneBatchPerMemberHoldsTheNextBatch: while a portal's batch is being
+// handled, its next messages wait past their window and go together in
+// one batch; another portal's batch is not held. A batch handed over as
+// soon as its window ended would reach the handler before m2's (its
+// window ended first).
+func TestOneBatchPerMemberHoldsTheNextBatch(t *testing.T) {
+	h := newHarness(t)
+	spec := fastSpec("onebatch")
+	spec.BatchWindow = 20 * time.Millisecond
+	spec.OneBatchPerMember = true
+	var mu sync.Mutex
+	var m1Batches [][]string // entity ids of each m1 batch
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	h.start(func(rt *consumer.Runtime) error {
+		return consumer.RegisterBatch(rt, spec, consumer.DecodeEnvelope,
+			consumer.BatchHandlerFunc[*eventsv1.Envelope](func(_ context.Context, b []*consumer.Message[*eventsv1.Envelope]) []error {
+				if b[0].MemberID != "m1" {
+					return nil
+				}
+				var ids []string
+				for _, m := range b {
+					ids = append(ids, m.EntityID)
+				}
+				mu.Lock()
+				m1Batches = append(m1Batches, ids)
+				first := len(m1Batches) == 1
+				mu.Unlock()
+				if first {
+					close(entered)
+					<-release
+				}
+				return nil
+			}))
+	})
+	t.Cleanup(unblock) // before the runtime stops, if the test fails early
+	h.publish(envelope("m1", "ONCRMDEALUPDATE", "1", "m1-1"))
+	select {
+	case <-entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first batch never reached the handler")
+	}
+	for e := 2; e <= 6; e++ {
+		h.publish(envelope("m1", "ONCRMDEALUPDATE", fmt.Sprint(e), fmt.Sprintf("m1-%d", e)))
+	}
+	h.publish(envelope("m2", "ONCRMDEALUPDATE", "1", "m2-1"))
+	if o := h.outcome(); o.GetEventId() != "m2-1" {
+		t.Fatalf("first outcome %s (%s), want m2-1: m1's next batch was not held", o.GetEventId(), o.GetStatus())
+	}
+	mu.Lock()
+	calls := len(m1Batches)
+	mu.Unlock()
+	if calls != 1 {
+		t.Fatalf("%d m1 batches while its first was in the handler, want 1", calls)
+	}
+	unblock()
+	for range 6 {
+		if o := h.outcome(); o.GetStatus() != eventsv1.OutcomeStatus_OUTCOME_STATUS_DONE {
+			t.Errorf("outcome %+v", o)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := [][]string{{"1"}, {"2", "3", "4", "5", "6"}}
+	if fmt.Sprint(m1Batches) != fmt.Sprint(want) {
+		t.Errorf("m1 batches %v, want %v", m1Batches, want)
+	}
+}
+
 func TestDrainFinishesRunningHandlers(t *testing.T) {
 	h := newHarness(t)
 	started := make(chan struct{})

@@ -100,6 +100,16 @@ type Spec struct {
 	// single-message handlers.
 	BatchWindow time.Duration
 
+	// OneBatchPerMember holds a portal's next batch, while it is not full,
+	// until the portal's previous batch in this process has been handled,
+	// however long ago its BatchWindow ended. For a handler that spends one
+	// call of the portal's REST budget per batch: under load each batch then
+	// covers what arrived while the previous one waited for its slot,
+	// instead of several small batches queueing behind the portal's rate
+	// limit, each holding a handler call. A full batch (BatchSize
+	// entities) is handed over at once. Optional, default false.
+	OneBatchPerMember bool
+
 	// ProbeInterval is the first wait before a message that met an
 	// unavailable dependency ([Unavailable]) is run again; the wait doubles
 	// (jittered ±50%) up to ProbeMaxInterval for as long as the dependency

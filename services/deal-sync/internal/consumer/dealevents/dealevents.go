@@ -75,6 +75,9 @@ func Spec() consumer.Spec {
 		BatchWindow:    200 * time.Millisecond,
 		Concurrency:    consumer.DefaultConcurrency,
 		MaxConcurrency: 32,
+		// Every batch spends one of its portal's REST slots (2 per
+		// second): a batch per portal at a time, as large as what waited.
+		OneBatchPerMember: true,
 	}
 }
 
