@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -80,8 +82,7 @@ type clusterConfig struct {
 	// env is added to every service's environment (KEY=VALUE).
 	env []string
 	// bins, when set, holds the service binaries already built (see
-	// buildServices); otherwise they are built into the cluster's
-	// directory.
+	// buildServices); otherwise the workspace's are (workspaceBins).
 	bins string
 	// dealSync, when set, is the deal-sync binary to run instead of the
 	// one in bins (e.g. one built from an older commit, for a paired run).
@@ -96,8 +97,16 @@ type clusterConfig struct {
 	destinations bool
 }
 
+// allServices are every service binary a benchmark runs: services and
+// the destinations service (bench:dest).
+var allServices = append(slices.Clone(services), "destinations")
+
 // buildServices builds the service binaries names of the workspace
-// containing dir (the current one when dir is "") into out.
+// containing dir (the current one when dir is "") into out, in one `go
+// build` (the packages they share compile once, the links run in
+// parallel). go build relinks only a binary that is not up to date (it
+// compares the build ID recorded in the existing file), so building into
+// the same directory again costs a few seconds.
 func buildServices(ctx context.Context, dir, out string, names []string) error {
 	root := dir
 	if root == "" {
@@ -106,14 +115,44 @@ func buildServices(ctx context.Context, dir, out string, names []string) error {
 			return err
 		}
 	}
+	args := []string{"build", "-o", out + string(filepath.Separator)}
 	for _, s := range names {
-		build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(out, s), "./services/"+s+"/cmd/"+s)
-		build.Dir = root
-		if b, err := build.CombinedOutput(); err != nil {
-			return fmt.Errorf("go build %s in %s: %w\n%s", s, root, err, b)
-		}
+		args = append(args, "./services/"+s+"/cmd/"+s)
+	}
+	build := exec.CommandContext(ctx, "go", args...)
+	build.Dir = root
+	if b, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s in %s: %w\n%s", strings.Join(names, " "), root, err, b)
 	}
 	return nil
+}
+
+// workspaceBins builds every service binary of the current workspace into
+// a directory kept between runs (under the user's cache directory, one per
+// workspace root) and returns it. The benchmarks of one `go tool task
+// bench` (e2e, dest, scaleout) and every later run share it: only the
+// first build after a change links anything. A change in the tree, commit
+// or not, makes go build relink what it touches.
+func workspaceBins(ctx context.Context, out io.Writer) (string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(root))
+	dir := filepath.Join(cache, "b24hub-bench", hex.EncodeToString(sum[:6]))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	start := time.Now()
+	if err := buildServices(ctx, "", dir, allServices); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(out, "service binaries of %s up to date in %s (%s)\n", root, dir, time.Since(start).Round(100*time.Millisecond))
+	return dir, nil
 }
 
 // startCluster builds the service binaries and starts everything. close
@@ -138,9 +177,7 @@ func startCluster(ctx context.Context, out io.Writer, cc clusterConfig) (_ *clus
 	}
 	bins := cc.bins
 	if bins == "" {
-		bins = c.dir
-		fmt.Fprintf(out, "building %s into %s\n", strings.Join(names, ", "), c.dir)
-		if err := buildServices(ctx, "", c.dir, names); err != nil {
+		if bins, err = workspaceBins(ctx, out); err != nil {
 			return nil, err
 		}
 	}

@@ -38,10 +38,11 @@ func pairedMain(ctx context.Context, out io.Writer, args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	fmt.Fprintf(out, "building the workspace's services and %s's deal-sync into %s\n", *base, dir)
-	if err := buildServices(ctx, "", dir, services); err != nil {
+	bins, err := workspaceBins(ctx, out)
+	if err != nil {
 		return err
 	}
+	fmt.Fprintf(out, "building %s's deal-sync into %s\n", *base, dir)
 	baseDir := filepath.Join(dir, "base")
 	if err := os.Mkdir(baseDir, 0o755); err != nil {
 		return err
@@ -49,7 +50,7 @@ func pairedMain(ctx context.Context, out io.Writer, args []string) error {
 	if err := buildServices(ctx, *base, baseDir, []string{"deal-sync"}); err != nil {
 		return err
 	}
-	cfg.bins, cfg.brief = dir, true
+	cfg.bins, cfg.brief = bins, true
 	sides := []struct {
 		name string
 		bin  string

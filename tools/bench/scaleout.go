@@ -80,12 +80,8 @@ func scaleoutMain(ctx context.Context, out io.Writer, args []string) error {
 			cfg.env = append(cfg.env, kv)
 		}
 	}
-	dir, err := os.MkdirTemp("", "b24hub-bench-scaleout-*")
+	dir, err := workspaceBins(ctx, out)
 	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	if err := buildServices(ctx, "", dir, []string{"deal-sync"}); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "scale-out: %d portals × %d deals × %d changes, REST latency %s, deal-sync environment %s\n",
