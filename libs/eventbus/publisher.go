@@ -161,26 +161,30 @@ func (p *Publisher) JetStream() jetstream.JetStream { return p.js }
 // again meanwhile), and the server's *jetstream.APIError when JetStream
 // rejected the message.
 func (p *Publisher) Publish(ctx context.Context, m Message) (*jetstream.PubAck, error) {
-	ctx, span := p.tracer.Start(ctx, publishSpanName(m.Subject), trace.WithSpanKind(trace.SpanKindProducer))
+	ctx, span := p.tracer.Start(ctx, publishSpanName(m.Subject), producerSpan...)
+	defer span.End()
 	// All attributes are set in one call at the end: one allocation for
 	// the span's attribute slice instead of one per call. The array comes
 	// from a pool: passed to an interface method it escapes, and the span
-	// has copied it when SetAttributes returns.
-	spanAttrs := attrPool.Get().(*publishAttrs)
-	attrs := append(spanAttrs[:0],
-		attribute.String("messaging.system", "nats"),
-		semconv.MessagingOperationTypeSend,
-		semconv.MessagingOperationName("publish"),
-		semconv.MessagingDestinationName(m.Subject),
-		semconv.MessagingMessageID(m.MsgID),
-		semconv.MessagingMessageBodySize(len(m.Data)),
-	)
-	defer func() {
-		span.SetAttributes(attrs...)
-		span.End()
-		*spanAttrs = publishAttrs{}
-		attrPool.Put(spanAttrs)
-	}()
+	// has copied it when SetAttributes returns. None of it when the span
+	// records nothing (no exporter, telemetry.Setup).
+	var attrs []attribute.KeyValue
+	if span.IsRecording() {
+		spanAttrs := attrPool.Get().(*publishAttrs)
+		attrs = append(spanAttrs[:0],
+			attribute.String("messaging.system", "nats"),
+			semconv.MessagingOperationTypeSend,
+			semconv.MessagingOperationName("publish"),
+			semconv.MessagingDestinationName(m.Subject),
+			semconv.MessagingMessageID(m.MsgID),
+			semconv.MessagingMessageBodySize(len(m.Data)),
+		)
+		defer func() {
+			span.SetAttributes(attrs...)
+			*spanAttrs = publishAttrs{}
+			attrPool.Put(spanAttrs)
+		}()
+	}
 	fail := func(err error, status string) (*jetstream.PubAck, error) {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, status)
@@ -208,11 +212,17 @@ func (p *Publisher) Publish(ctx context.Context, m Message) (*jetstream.PubAck, 
 		}
 		return fail(fmt.Errorf("eventbus: publish %s: %w", m.Subject, r.err), r.err.Error())
 	}
-	attrs = append(attrs,
-		attribute.Int64("messaging.nats.stream_sequence", int64(r.ack.Sequence)),
-		attribute.Bool("messaging.nats.duplicate", r.ack.Duplicate))
+	if attrs != nil {
+		attrs = append(attrs,
+			attribute.Int64("messaging.nats.stream_sequence", int64(r.ack.Sequence)),
+			attribute.Bool("messaging.nats.duplicate", r.ack.Duplicate))
+	}
 	return r.ack, nil
 }
+
+// producerSpan are the options of every publish span, shared so they
+// cost no allocation.
+var producerSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer)}
 
 // publishAttrs holds a producer span's attributes: six, and the stream
 // sequence and duplicate flag once confirmed.

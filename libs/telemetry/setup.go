@@ -18,14 +18,20 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Telemetry holds a process's providers. Create it once in main (or the
 // local stack) with Setup and pass it down; call Shutdown last.
 type Telemetry struct {
-	TracerProvider *sdktrace.TracerProvider
+	// TracerProvider is the SDK's when spans are exported or a sampler is
+	// configured; otherwise one that only carries trace context (see
+	// Setup).
+	TracerProvider trace.TracerProvider
 	MeterProvider  *sdkmetric.MeterProvider
 	Registry       *prometheus.Registry
+
+	shutdownTracing func(context.Context) error
 }
 
 // Setup builds tracing and metrics for service and installs them as the
@@ -45,6 +51,11 @@ type Telemetry struct {
 //     prometheus leave /metrics alone (the alert rules read it).
 //   - OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER(_ARG).
 //
+// When no span exporter is configured and OTEL_TRACES_SAMPLER is unset,
+// spans are not recorded at all: each carries a trace and span id, as the
+// SDK would give it, into the context, the traceparent of every NATS
+// message and the logs, and nothing else (nothing would read the rest).
+//
 // The resource carries service.name (service unless OTEL_SERVICE_NAME says
 // otherwise) and service.version (buildinfo.Version). An exporter name or
 // protocol the SDK does not know is an error.
@@ -55,26 +66,31 @@ func Setup(ctx context.Context, service string, getenv func(string) string) (*Te
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: resource: %w", err)
 	}
-	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
 	sexp, err := spanExporter(ctx, getenv)
 	if err != nil {
 		return nil, err
 	}
-	if sexp != nil {
-		topts = append(topts, sdktrace.WithBatcher(sexp))
+	var tp trace.TracerProvider = unrecordedProvider{}
+	shutdownTracing := func(context.Context) error { return nil }
+	if sexp != nil || getenv("OTEL_TRACES_SAMPLER") != "" {
+		topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+		if sexp != nil {
+			topts = append(topts, sdktrace.WithBatcher(sexp))
+		}
+		sdk := sdktrace.NewTracerProvider(topts...)
+		tp, shutdownTracing = sdk, sdk.Shutdown
 	}
-	tp := sdktrace.NewTracerProvider(topts...)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo(), otelprom.WithNamespace("b24hub"))
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("telemetry: prometheus exporter: %w", err), tp.Shutdown(ctx))
+		return nil, errors.Join(fmt.Errorf("telemetry: prometheus exporter: %w", err), shutdownTracing(ctx))
 	}
 	mopts := []sdkmetric.Option{sdkmetric.WithReader(exp), sdkmetric.WithResource(res)}
 	push, err := metricReader(ctx, getenv)
 	if err != nil {
-		return nil, errors.Join(err, tp.Shutdown(ctx), exp.Shutdown(ctx))
+		return nil, errors.Join(err, shutdownTracing(ctx), exp.Shutdown(ctx))
 	}
 	if push != nil {
 		mopts = append(mopts, sdkmetric.WithReader(push))
@@ -84,7 +100,7 @@ func Setup(ctx context.Context, service string, getenv func(string) string) (*Te
 	otel.SetTracerProvider(tp)
 	otel.SetMeterProvider(mp)
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
-	return &Telemetry{TracerProvider: tp, MeterProvider: mp, Registry: reg}, nil
+	return &Telemetry{TracerProvider: tp, MeterProvider: mp, Registry: reg, shutdownTracing: shutdownTracing}, nil
 }
 
 // spanExporter is autoexport's exporter, or nil when spans are not to be
@@ -129,5 +145,9 @@ func (t *Telemetry) MetricsHandler() http.Handler {
 
 // Shutdown flushes and stops both providers.
 func (t *Telemetry) Shutdown(ctx context.Context) error {
-	return errors.Join(t.TracerProvider.Shutdown(ctx), t.MeterProvider.Shutdown(ctx))
+	var err error
+	if t.shutdownTracing != nil {
+		err = t.shutdownTracing(ctx)
+	}
+	return errors.Join(err, t.MeterProvider.Shutdown(ctx))
 }

@@ -205,17 +205,19 @@ func (h *Handler) ServeEvent(c echo.Context) error {
 	ev, id, a := h.accept(context.WithoutCancel(ctx), c, sc)
 	h.requests.Add(ctx, 1, h.countOption(a))
 
-	attrs := append(sc.attrs[:0],
-		semconv.HTTPRequestMethodKey.String(r.Method),
-		semconv.HTTPRoute(c.Path()),
-		semconv.URLPath(r.URL.Path),
-		attribute.Int64("http.request.body.size", r.ContentLength),
-		semconv.HTTPResponseStatusCode(a.status),
-	)
-	if ev != nil {
-		attrs = append(attrs, attribute.String("b24.member_id", ev.MemberID), attribute.String("b24.event", ev.Name))
+	if span.IsRecording() { // not when nothing exports spans (telemetry.Setup)
+		attrs := append(sc.attrs[:0],
+			semconv.HTTPRequestMethodKey.String(r.Method),
+			semconv.HTTPRoute(c.Path()),
+			semconv.URLPath(r.URL.Path),
+			attribute.Int64("http.request.body.size", r.ContentLength),
+			semconv.HTTPResponseStatusCode(a.status),
+		)
+		if ev != nil {
+			attrs = append(attrs, attribute.String("b24.member_id", ev.MemberID), attribute.String("b24.event", ev.Name))
+		}
+		span.SetAttributes(attrs...)
 	}
-	span.SetAttributes(attrs...)
 
 	body := []byte(`{"status":"accepted","id":"` + id + `"}`)
 	if a.status != http.StatusOK {

@@ -20,6 +20,7 @@ import (
 	"github.com/b24hub/b24hub/libs/b24event"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/portals"
+	"github.com/b24hub/b24hub/libs/telemetry"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/b24hub/b24hub/services/ingress/internal/budget"
 	"github.com/labstack/echo/v4"
@@ -203,10 +204,26 @@ func (discardPublisher) Publish(context.Context, eventbus.Message) (*jetstream.P
 }
 
 // BenchmarkServeEvent is the ingress's own CPU and allocations for one
-// ~1 KiB deal update, everything on (server span recorded by the OTel SDK,
-// counter, decode, redaction, id, envelope) except the broker: go test
-// -run '^$' -bench ServeEvent -benchmem ./services/ingress/internal/handler
+// ~1 KiB deal update, everything on (server span, counter, decode,
+// redaction, id, envelope) except the broker, with the span recorded by
+// the OTel SDK (an exporter configured) and not recorded (none:
+// telemetry.Setup's provider): go test -run '^$' -bench ServeEvent
+// -benchmem ./services/ingress/internal/handler
 func BenchmarkServeEvent(b *testing.B) {
+	unrecorded, err := telemetry.Setup(context.Background(), "bench", func(string) string { return "" })
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = unrecorded.Shutdown(context.Background()) })
+	for _, tc := range []struct {
+		name string
+		tp   trace.TracerProvider
+	}{{"spans-recorded", sdktrace.NewTracerProvider()}, {"spans-unrecorded", unrecorded.TracerProvider}} {
+		b.Run(tc.name, func(b *testing.B) { benchServeEvent(b, tc.tp) })
+	}
+}
+
+func benchServeEvent(b *testing.B, tp trace.TracerProvider) {
 	reg := portals.NewRegistry()
 	if err := reg.Put(portals.SourceFile, portals.Portal{MemberID: member, TokenSHA256: portals.HashToken(token), Active: true}); err != nil {
 		b.Fatal(err)
@@ -214,7 +231,7 @@ func BenchmarkServeEvent(b *testing.B) {
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	// A budget no benchmark run exhausts: its check is measured, never a 429.
 	unlimited := budget.Config{EventsPerSecond: 1e9, EventsBurst: 1 << 40, BytesPerSecond: 1e15, BytesBurst: 1 << 50}
-	h, err := New(Config{TracerProvider: sdktrace.NewTracerProvider(), PortalBudget: unlimited}, reg, discardPublisher{}, nil,
+	h, err := New(Config{TracerProvider: tp, PortalBudget: unlimited}, reg, discardPublisher{}, nil,
 		slog.New(slog.NewTextHandler(io.Discard, nil)), mp.Meter(""))
 	if err != nil {
 		b.Fatal(err)
