@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/b24hub/b24hub/libs/testwait"
 )
 
 // TestElasticGrowsToMaxAndBack: while every worker is blocked, workers are
@@ -82,11 +84,5 @@ func TestElasticFixedWithoutMax(t *testing.T) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, what, cond)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/b24hub/b24hub/libs/fakeportal"
 	"github.com/b24hub/b24hub/libs/natstest"
 	"github.com/b24hub/b24hub/libs/pgtest"
+	"github.com/b24hub/b24hub/libs/testwait"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	dealsync "github.com/b24hub/b24hub/services/deal-sync"
 	"github.com/b24hub/b24hub/services/deal-sync/internal/store"
@@ -156,13 +157,7 @@ func (e *env) startWith(cfg dealsync.Config, clients bitrixport.Clients) (stop f
 // speed assertion.
 func (e *env) eventually(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(5 * time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Within(e.t, 5*time.Minute, what, cond)
 }
 
 // idle waits until the portal has pushed everything, every consumer has

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/b24hub/b24hub/libs/testwait"
 	"github.com/b24hub/b24hub/services/destinations"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -17,13 +18,7 @@ import (
 // the test asserts).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, what, cond)
 }
 
 func (e *env) consumerInfo(t *testing.T, durable string) *jetstream.ConsumerInfo {

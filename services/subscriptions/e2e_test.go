@@ -29,6 +29,7 @@ import (
 	"github.com/b24hub/b24hub/libs/natstest"
 	"github.com/b24hub/b24hub/libs/pgtest"
 	"github.com/b24hub/b24hub/libs/portals"
+	"github.com/b24hub/b24hub/libs/testwait"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/b24hub/b24hub/services/ingress"
 	"github.com/b24hub/b24hub/services/subscriptions"
@@ -269,17 +270,12 @@ func install(t *testing.T, s *stack, f *fakeportal.Portal) fakeportal.Install {
 // cond holds anyway.
 func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	within = max(within, 2*time.Minute)
-	deadline := time.Now().Add(within)
-	for {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %s: %s", what, within, detail)
-		}
-		time.Sleep(100 * time.Millisecond)
+	var detail string
+	if err := testwait.Until(time.Now().Add(max(within, testwait.Patience)), func() (ok bool) {
+		ok, detail = cond()
+		return ok
+	}); err != nil {
+		t.Fatalf("%s: %v: %s", what, err, detail)
 	}
 }
 

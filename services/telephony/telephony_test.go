@@ -19,6 +19,7 @@ import (
 	"github.com/b24hub/b24hub/libs/fakeportal"
 	"github.com/b24hub/b24hub/libs/natstest"
 	"github.com/b24hub/b24hub/libs/pgtest"
+	"github.com/b24hub/b24hub/libs/testwait"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/b24hub/b24hub/services/telephony"
 	"github.com/b24hub/b24hub/services/telephony/internal/consumer/callend"
@@ -102,13 +103,7 @@ func (e *env) start(cfg telephony.Config) {
 
 func (e *env) eventually(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.For(e.t, what, cond)
 }
 
 type callRow struct {

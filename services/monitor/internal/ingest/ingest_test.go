@@ -11,6 +11,7 @@ import (
 
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/natstest"
+	"github.com/b24hub/b24hub/libs/testwait"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/b24hub/b24hub/services/monitor/internal/ingest"
 	"github.com/b24hub/b24hub/services/monitor/internal/ledger"
@@ -159,7 +160,7 @@ func TestConsumerRetriesAndAcksOnlyAfterWrite(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	waitFor(t, ctx, func() bool {
+	waitFor(t, func() bool {
 		info, err := cons.Info(ctx)
 		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
 	})
@@ -170,12 +171,7 @@ func TestConsumerRetriesAndAcksOnlyAfterWrite(t *testing.T) {
 	_ = jetstream.Consumer(cons)
 }
 
-func waitFor(t *testing.T, ctx context.Context, cond func() bool) {
+func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	for !cond() {
-		if ctx.Err() != nil {
-			t.Fatal("condition not met before the deadline")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.For(t, "the condition", cond)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/natstest"
+	"github.com/b24hub/b24hub/libs/testwait"
 	"github.com/b24hub/b24hub/services/subscriptions/internal/lease"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -30,13 +31,7 @@ func bucket(t *testing.T) jetstream.KeyValue {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, what, cond)
 }
 
 // TestOneLeaderAndHandover checks mutual exclusion and that a graceful
