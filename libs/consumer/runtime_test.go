@@ -77,7 +77,7 @@ func (h *harness) start(reg func(rt *consumer.Runtime) error, opts ...consumer.O
 			cancel()
 			select {
 			case runErr = <-done:
-			case <-time.After(30 * time.Second):
+			case <-time.After(2 * time.Minute):
 				runErr = errors.New("Run did not return")
 			}
 		})
@@ -104,7 +104,7 @@ func (h *harness) outcome() *eventsv1.Outcome {
 			h.t.Fatal(err)
 		}
 		return o
-	case <-time.After(30 * time.Second):
+	case <-time.After(2 * time.Minute):
 		h.t.Fatal("no outcome")
 		return nil
 	}
@@ -418,12 +418,15 @@ func TestInProgressKeepsLongHandlersAlive(t *testing.T) {
 	h := newHarness(t)
 	var calls atomic.Int32
 	spec := fastSpec("slow")
-	spec.AckWait = 300 * time.Millisecond
+	// InProgress goes out every AckWait/3: the AckWait leaves a loaded
+	// machine two thirds of a second of scheduling delay before the server
+	// would redeliver, and the handler holds the message for four.
+	spec.AckWait = time.Second
 	h.start(func(rt *consumer.Runtime) error {
 		return consumer.Register(rt, spec, consumer.DecodeEnvelope,
 			consumer.HandlerFunc[*eventsv1.Envelope](func(context.Context, *consumer.Message[*eventsv1.Envelope]) error {
 				calls.Add(1)
-				time.Sleep(1500 * time.Millisecond) // five AckWaits
+				time.Sleep(4 * spec.AckWait)
 				return nil
 			}))
 	})

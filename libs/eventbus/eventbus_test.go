@@ -91,7 +91,7 @@ func TestEventsStreamBounded(t *testing.T) {
 func TestProvisionAndPublish(t *testing.T) {
 	srv := natstest.Start(t)
 	_, js := srv.JetStream(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := eventbus.CheckStreams(ctx, js); err == nil {
 		t.Fatal("CheckStreams passed before provisioning")

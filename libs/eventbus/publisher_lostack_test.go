@@ -18,7 +18,7 @@ import (
 func TestLostPubAckRetriedIsStoredOnce(t *testing.T) {
 	srv := natstest.Start(t)
 	_, js := srv.JetStream(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := Provision(ctx, js, StreamOptions{}); err != nil {
 		t.Fatal(err)

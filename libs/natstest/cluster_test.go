@@ -17,7 +17,7 @@ import (
 func TestClusterFaults(t *testing.T) {
 	c := natstest.StartCluster(t, 3)
 	_, js := c.JetStream(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}, Replicas: 3}); err != nil {
 		t.Fatal(err)

@@ -7,12 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/natstest"
 	"github.com/b24hub/b24hub/libs/portals"
+	"github.com/b24hub/b24hub/libs/testwait"
 )
 
 const goodFile = `portals:
@@ -106,19 +108,44 @@ func TestWatchFileKeepsLastGoodSet(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go r.WatchFile(ctx, path, 10*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	logs := &levels{}
+	go r.WatchFile(ctx, path, 10*time.Millisecond, slog.New(logs))
+	// The watcher runs: it reloads an edit. It compares with the file as
+	// it found it when it started, so the file alternates between two
+	// valid versions until a reload shows.
+	versions := []string{strings.Replace(goodFile, "tok-2", "tok-3", 1), goodFile}
+	edits := 0
+	waitFor(t, func() bool {
+		replaceFile(t, path, versions[edits%2])
+		edits++
+		return logs.count(slog.LevelInfo) > 0
+	})
 
-	_ = os.WriteFile(path, []byte("portals: ["), 0o600) // broken edit
+	replaceFile(t, path, "portals: [") // broken edit
 	// Deterministic: the reload the watcher runs fails and keeps the set.
 	if err := r.LoadFile(path); err == nil {
 		t.Fatal("broken file loaded")
 	}
-	time.Sleep(50 * time.Millisecond) // and the watcher has had several ticks at it
+	// And the watcher has had two ticks at it.
+	waitFor(t, func() bool { return logs.count(slog.LevelError) >= 2 })
 	if _, ok := r.Authenticate("a223c6b3710f85df22e9377d6c4f7553", "tok-1"); !ok {
 		t.Fatal("broken edit dropped the portals")
 	}
-	_ = os.WriteFile(path, []byte(strings.Replace(goodFile, "tok-1", "tok-new", 1)), 0o600)
+	replaceFile(t, path, strings.Replace(goodFile, "tok-1", "tok-new", 1))
 	waitFor(t, func() bool { _, ok := r.Authenticate("a223c6b3710f85df22e9377d6c4f7553", "tok-new"); return ok })
+}
+
+// replaceFile writes data to path in one step (a rename), as an editor or a
+// mounted ConfigMap does: the watcher never reads a half-written file.
+func replaceFile(t *testing.T, path, data string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestWatchKV(t *testing.T) {
@@ -154,13 +181,33 @@ func TestWatchKV(t *testing.T) {
 	}
 }
 
+// levels counts log records by level.
+type levels struct {
+	mu sync.Mutex
+	n  map[slog.Level]int
+}
+
+func (l *levels) Enabled(context.Context, slog.Level) bool { return true }
+func (l *levels) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *levels) WithGroup(string) slog.Handler            { return l }
+
+func (l *levels) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n == nil {
+		l.n = map[slog.Level]int{}
+	}
+	l.n[r.Level]++
+	return nil
+}
+
+func (l *levels) count(level slog.Level) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n[level]
+}
+
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 5s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, "the registry to follow the bucket", cond)
 }

@@ -2,11 +2,14 @@ package svcmain_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/b24hub/b24hub/libs/natstest"
 	"github.com/b24hub/b24hub/libs/svcmain"
+	"github.com/b24hub/b24hub/libs/testwait"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -25,7 +28,7 @@ func TestConnectNATSUsesTheServiceIdentity(t *testing.T) {
 		t.Errorf("url %q", url)
 	}
 	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if _, err := js.AccountInfo(ctx); err != nil {
 		t.Fatalf("a JetStream request with the service's inbox: %v", err)
@@ -37,9 +40,11 @@ func TestConnectNATSUsesTheServiceIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer anon.Close()
-	time.Sleep(300 * time.Millisecond)
-	if anon.IsConnected() {
-		t.Fatal("connected without an identity")
+	// The server has answered its attempt: the refusal is the client's
+	// last error.
+	testwait.For(t, "the server to refuse the anonymous connection", func() bool { return anon.LastError() != nil })
+	if anon.IsConnected() || !errors.Is(anon.LastError(), nats.ErrAuthorization) {
+		t.Fatalf("without an identity: connected %v, last error %v", anon.IsConnected(), anon.LastError())
 	}
 	env["B24HUB_NATS_NKEY"] = "/nonexistent/seed"
 	if _, _, err := svcmain.ConnectNATS("svc", func(k string) string { return env[k] }); err == nil {

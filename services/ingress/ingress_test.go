@@ -276,8 +276,11 @@ func TestBrokerDownAnswers503AndRecovers(t *testing.T) {
 	if code != http.StatusServiceUnavailable {
 		t.Fatalf("broker down: status %d, want 503", code)
 	}
-	if d := time.Since(startAt); d > 2500*time.Millisecond {
-		t.Errorf("503 took %s", d) // generous bound; the configured timeout is 500ms
+	// The configured publish timeout (500ms) bounds the answer; without it
+	// the request would wait as long as the client does. The bound only
+	// tells the two apart, so a loaded machine stays far below it.
+	if d := time.Since(startAt); d > 20*time.Second {
+		t.Errorf("503 took %s", d)
 	}
 	resp, err := http.Get(st.base + "/readyz")
 	if err != nil {
@@ -288,7 +291,7 @@ func TestBrokerDownAnswers503AndRecovers(t *testing.T) {
 		t.Errorf("readyz with broker down: %d", resp.StatusCode)
 	}
 	st.srv.Restart()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		code, _ = post(t, st.base+"/bitrix24/events", form, dealUpdate(token, "2"))
 		if code == http.StatusOK || time.Now().After(deadline) {
