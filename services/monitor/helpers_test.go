@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/b24hub/b24hub/libs/natstest"
 	"github.com/b24hub/b24hub/libs/pgtest"
 	"github.com/b24hub/b24hub/libs/portals"
+	"github.com/b24hub/b24hub/libs/testwait"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/b24hub/b24hub/services/monitor"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -171,6 +173,8 @@ type env struct {
 	pub   *eventbus.Publisher
 	base  string
 	stop  func()
+	// ticks counts the alert evaluator's ticks, as the broker sees them.
+	ticks atomic.Int64
 }
 
 // rulesFor writes a rules file whose business hours are open now (any
@@ -210,6 +214,14 @@ func start(t *testing.T, opts ...startOption) *env {
 	e.srv = natstest.Start(t)
 	e.nc, e.js = e.srv.JetStream(t)
 	ctx := context.Background()
+	// Every tick of the alert evaluator begins by listing the consumers of
+	// B24_EVENTS (the unfinished-age gauge), then evaluates and notifies.
+	if _, err := e.nc.Subscribe("$JS.API.CONSUMER.LIST."+eventbus.StreamEvents, func(*nats.Msg) { e.ticks.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	if err := eventbus.Provision(ctx, e.js, eventbus.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -268,23 +280,26 @@ func start(t *testing.T, opts ...startOption) *env {
 	return e
 }
 
+// evaluated returns once the alert evaluator has run a whole evaluation,
+// notifications included, that began after the call: it waits for three
+// more ticks to begin (the evaluator runs one tick at a time, so the second
+// of them ran from start to end after the first was seen). A test that
+// asserts that no notification was sent checks after it, not after a
+// sleep.
+func (e *env) evaluated() {
+	e.t.Helper()
+	from := e.ticks.Load()
+	e.eventually("a whole alert evaluation", 10*time.Second, func() bool { return e.ticks.Load() >= from+3 })
+}
+
 // eventually polls cond until it holds. within is how long it normally
 // takes at most; the wait goes on to at least two minutes, because a loaded
 // machine (a full CI run next to other builds) can be many times slower and
 // a passing test returns as soon as cond holds anyway.
 func (e *env) eventually(what string, within time.Duration, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(max(within, patience))
-	for !cond() {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	testwait.Within(e.t, within, what, cond)
 }
-
-// patience is the least an eventually waits before it fails.
-const patience = 2 * time.Minute
 
 func envelope(id, member, event, entity string, at time.Time, src eventsv1.Source) *eventsv1.Envelope {
 	return &eventsv1.Envelope{MessageId: id, MemberId: member, Domain: member + ".bitrix24.ru", Event: event, EntityId: entity,

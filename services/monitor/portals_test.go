@@ -80,7 +80,7 @@ func TestGonePortalsStopBeingWatched(t *testing.T) {
 
 	// Still quiet, still gone: never evaluated again, so never re-fired.
 	e.clock.Advance(time.Hour)
-	time.Sleep(500 * time.Millisecond) // several evaluations
+	e.evaluated()
 	for _, m := range []string{"m1", "m3", "f1"} {
 		if got := e.hook.states(key(m)); len(got) != 2 {
 			t.Errorf("%s notifications after removal: %v", m, got)
