@@ -133,7 +133,7 @@ func (s *sink) got() []*b24event.Event {
 
 func drain(t testing.TB, p *fakeportal.Portal) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := p.Drain(ctx); err != nil {
 		t.Fatal(err)

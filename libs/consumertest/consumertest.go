@@ -45,7 +45,7 @@ import (
 
 // WaitTimeout bounds every wait of the suite. It guards against hangs; it
 // is not a speed assertion.
-var WaitTimeout = 30 * time.Second
+var WaitTimeout = 2 * time.Minute
 
 // Fixture is one message to publish.
 type Fixture struct {

@@ -78,7 +78,7 @@ func (s *sink) events(t *testing.T) []*b24event.Body {
 
 func drain(t *testing.T, p *fakeportal.Portal) {
 	t.Helper()
-	ctx, cancel := contextWithTimeout(5 * time.Second)
+	ctx, cancel := contextWithTimeout(2 * time.Minute)
 	defer cancel()
 	if err := p.Drain(ctx); err != nil {
 		t.Fatal(err)

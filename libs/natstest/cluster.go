@@ -100,7 +100,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 		nd.opts.Port = nd.Addr().(*net.TCPAddr).Port
 		t.Cleanup(nd.Stop)
 	}
-	c.WaitJetStream(t, 30*time.Second)
+	c.WaitJetStream(t, 2*time.Minute)
 	return c
 }
 
@@ -122,7 +122,7 @@ func (nd *Node) start() {
 		nd.t.Fatalf("natstest: new server %s: %v", nd.Name, err)
 	}
 	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
+	if !ns.ReadyForConnections(time.Minute) {
 		nd.t.Fatalf("natstest: server %s not ready", nd.Name)
 	}
 	nd.Server = ns

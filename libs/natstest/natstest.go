@@ -120,7 +120,7 @@ func (s *Server) start() {
 		s.t.Fatalf("natstest: new server: %v", err)
 	}
 	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
+	if !ns.ReadyForConnections(time.Minute) {
 		s.t.Fatalf("natstest: server not ready")
 	}
 	s.Server = ns
