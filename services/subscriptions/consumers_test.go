@@ -2,6 +2,7 @@ package subscriptions_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -44,7 +45,14 @@ func TestConsumersCallWhatAnInstallStored(t *testing.T) {
 	if _, err := c.GetDeal(ctx, id); err != nil {
 		t.Fatalf("after expiry: %v", err)
 	}
-	time.Sleep(2 * time.Second) // the service's own calls meet the expired token too
+	// The service's own calls (probes every second, reconciliation) meet
+	// the expired token too: two more requests reach the portal after the
+	// consumer's.
+	from := a.Stats().Requests
+	eventually(t, 10*time.Second, "the service calling the portal after the expiry", func() (bool, string) {
+		n := a.Stats().Requests - from
+		return n >= 2, fmt.Sprintf("%d requests", n)
+	})
 	if got := a.Stats().Refreshes - before; got != 1 {
 		t.Fatalf("%d refreshes after one expiry, want 1 across both services", got)
 	}
