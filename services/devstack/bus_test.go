@@ -64,7 +64,7 @@ func TestOnlyTheCommandPublisherWritesDeals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if _, err := js.Publish(ctx, subject, command("genuine-1", "from the publisher")); err != nil {
 		t.Fatalf("the command publisher: %v", err)

@@ -21,6 +21,7 @@ import (
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/pgtest"
 	"github.com/b24hub/b24hub/libs/telemetry"
+	"github.com/b24hub/b24hub/libs/testwait"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -265,8 +266,12 @@ func (s *testStack) quiesce() {
 // pending is the number of messages not yet acknowledged by the durable
 // consumers named (every consumer when none is named) of the raw-event and
 // outcome streams.
+//
+// It is -1 when the broker could not say: a listing cut short (a slow
+// answer past the deadline) would undercount, and a wait for "idle" would
+// pass early.
 func (s *testStack) pending(durables ...string) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	n := 0
 	for _, name := range []string{eventbus.StreamEvents, eventbus.StreamOutcomes} {
@@ -274,7 +279,8 @@ func (s *testStack) pending(durables ...string) int {
 		if err != nil {
 			return -1
 		}
-		for ci := range str.ListConsumers(ctx).Info() {
+		list := str.ListConsumers(ctx)
+		for ci := range list.Info() {
 			// Durable consumers only: a reader's abandoned ordered
 			// consumer (eachStreamMsg) is not the stack's work.
 			if ci.Config.Durable == "" {
@@ -283,6 +289,9 @@ func (s *testStack) pending(durables ...string) int {
 			if len(durables) == 0 || slices.Contains(durables, ci.Name) {
 				n += int(ci.NumPending) + ci.NumAckPending
 			}
+		}
+		if list.Err() != nil {
+			return -1
 		}
 	}
 	return n
@@ -361,16 +370,11 @@ func (s *testStack) checkRunners() {
 	}
 }
 
-// eventually polls cond every 100ms until it holds or timeout passes.
+// eventually polls cond until it holds; timeout is how long it normally
+// takes at most, the wait goes on to at least testwait.Patience.
 func (s *testStack) eventually(what string, timeout time.Duration, cond func() bool) {
 	s.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			s.t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testwait.Within(s.t, timeout, what, cond)
 }
 
 // refusals counts the embedded server's refusals in the stack log, of
