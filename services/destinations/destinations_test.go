@@ -24,6 +24,7 @@ import (
 
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/natstest"
+	"github.com/b24hub/b24hub/libs/testwait"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/b24hub/b24hub/services/destinations"
 	"github.com/b24hub/b24hub/services/destinations/internal/webhook"
@@ -140,7 +141,7 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 
 func (rc *receiver) wait(t *testing.T, n int) {
 	t.Helper()
-	deadline := time.After(60 * time.Second)
+	deadline := time.After(testwait.Patience)
 	for range n {
 		select {
 		case <-rc.got:
@@ -220,7 +221,7 @@ func (e *env) run(t *testing.T, rcs map[string]*receiver, tune func(*destination
 		t.Fatal(err)
 	}
 	sender := webhook.NewSender(webhook.SenderOptions{AllowedNets: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, TLS: tlsConfig(pool)})
-	svc, err := destinations.New(cfg, destinations.Deps{JS: js, NATS: nc, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Sender: sender})
+	svc, err := destinations.New(cfg, destinations.Deps{JS: js, NATS: nc, Logger: testLogger(), Sender: sender})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,13 +249,10 @@ func (e *env) run(t *testing.T, rcs map[string]*receiver, tune func(*destination
 
 func (e *env) waitConsumer(t *testing.T, durable string) {
 	t.Helper()
-	for i := 0; i < 500; i++ {
-		if _, err := e.js.Consumer(context.Background(), eventbus.StreamChanges, durable); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("durable %s never created", durable)
+	waitFor(t, "durable "+durable+" created", func() bool {
+		_, err := e.js.Consumer(context.Background(), eventbus.StreamChanges, durable)
+		return err == nil
+	})
 }
 
 // publish stores change seq of a deal, as the deal-sync service does.
@@ -425,4 +423,13 @@ func webhookIDOf(t *testing.T, destination, changeID string) string {
 	t.Helper()
 	sum := sha256.Sum256([]byte(destination + "\x00" + changeID))
 	return "msg_" + hex.EncodeToString(sum[:16])
+}
+
+// testLogger discards the service's log, or writes it to stderr with
+// B24HUB_TEST_LOG=1.
+func testLogger() *slog.Logger {
+	if os.Getenv("B24HUB_TEST_LOG") == "1" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
