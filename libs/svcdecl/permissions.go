@@ -42,6 +42,9 @@ func InboxPrefix(user string) string { return "_INBOX." + user }
 // nats.go's jetstream package speaks:
 //
 //   - its declared Publishes (PubAcks come back on its inbox);
+//   - the account's JetStream info ($JS.API.INFO): the probe with which
+//     its connection notices a server cut off from the cluster and moves
+//     (eventbus.ServerWatch);
 //   - per durable consumer: look up its stream ($JS.API.STREAM.INFO),
 //     create or update the durable ($JS.API.CONSUMER.CREATE.<stream>.<durable>,
 //     also with a filter subject appended), read its info, pull
@@ -64,7 +67,7 @@ func InboxPrefix(user string) string { return "_INBOX." + user }
 //     Subscribes; a service that serves requests may answer them
 //     (allow_responses), without a publish permission on any _INBOX.
 func (s Service) Permissions() Permissions {
-	pub := slices.Clone(s.Publishes)
+	pub := append(slices.Clone(s.Publishes), "$JS.API.INFO")
 	for _, st := range s.Checks {
 		pub = append(pub, "$JS.API.STREAM.INFO."+st)
 	}

@@ -50,6 +50,13 @@ func TestIdentities(t *testing.T) {
 	if want := []string{"edge", "deals", "deals-cmd-publisher", OperatorUser, AdminUser}; !slices.Equal(users, want) {
 		t.Fatalf("identities %v, want %v", users, want)
 	}
+	for _, svc := range ids[:2] {
+		// The probe of eventbus.ServerWatch, which moves a connection off
+		// a server cut off from the JetStream cluster.
+		if !slices.Contains(svc.Publish, "$JS.API.INFO") {
+			t.Errorf("service %s may not ask for JetStream's account info: %v", svc.User, svc.Publish)
+		}
+	}
 	pub := ids[2]
 	if !slices.Equal(pub.Publish, []string{"b24.commands.deal.*.update"}) || !slices.Equal(pub.Subscribe, []string{"_INBOX.deals-cmd-publisher.>"}) {
 		t.Errorf("command publisher %+v", pub)

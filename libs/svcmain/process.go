@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/eventbus/natsauth"
 	"github.com/b24hub/b24hub/libs/portals"
 	"github.com/b24hub/b24hub/libs/postgres"
@@ -39,6 +40,8 @@ type Process struct {
 
 	natsURL string
 	dbURL   string
+	// stopWatch ends the connection's eventbus.ServerWatch.
+	stopWatch func()
 }
 
 // Open sets up telemetry, connects to NATS (ConnectNATS) and
@@ -69,6 +72,9 @@ func open(ctx context.Context, name string, getenv func(string) string, stdout i
 	if p.NATS, p.natsURL, err = ConnectNATS(name, getenv, nats.ReconnectWait(250*time.Millisecond)); err != nil {
 		return p, err
 	}
+	// A connection to a NATS server cut off from the JetStream cluster
+	// moves to another server instead of waiting out the partition.
+	p.stopWatch = eventbus.ServerWatch{Log: p.Log}.Start(p.NATS)
 	if dbURL == "" {
 		return p, nil
 	}
@@ -95,6 +101,9 @@ func open(ctx context.Context, name string, getenv func(string) string, stdout i
 func (p *Process) Close(ctx context.Context) error {
 	if p.Pool != nil {
 		p.Pool.Close()
+	}
+	if p.stopWatch != nil {
+		p.stopWatch()
 	}
 	if p.NATS != nil {
 		p.NATS.Close()

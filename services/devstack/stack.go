@@ -53,7 +53,9 @@ type stack struct {
 	nc *nats.Conn
 	js jetstream.JetStream
 	// conns are the services' connections, one each.
-	conns   []*nats.Conn
+	conns []*nats.Conn
+	// watches stop each connection's eventbus.ServerWatch.
+	watches []func()
 	pool    *pgxpool.Pool
 	db      stackDatabase
 	dataDir string
@@ -214,6 +216,10 @@ func build(ctx context.Context, cfg config, getenv func(string) string, log *slo
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		st.conns = append(st.conns, nc)
+		// As svcmain.Open does: off a NATS server cut off from the
+		// JetStream cluster (with B24HUB_DEV_NATS_CLUSTER or a cluster's
+		// URLs).
+		st.watches = append(st.watches, eventbus.ServerWatch{Log: log.With("service", name)}.Start(nc))
 		p := &svcmain.Process{Name: name, Log: log.With("service", name), Telemetry: tel, NATS: nc,
 			Getenv: senv, Stdout: io.Discard}
 		if svc.Declaration.Database != nil {
@@ -269,6 +275,9 @@ func (st *stack) close() {
 	}
 	if st.pool != nil {
 		st.pool.Close()
+	}
+	for _, stop := range st.watches {
+		stop()
 	}
 	for _, nc := range st.conns {
 		_ = nc.Drain()
