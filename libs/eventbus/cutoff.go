@@ -29,9 +29,12 @@ import (
 // temporarily unavailable" (10008). When every probe failed for Patience,
 // or the server answered 10008 to every probe for half of it, the watch
 // forces a reconnect, which goes to the next server of the connection's
-// pool. It acts only when the pool holds more than one server; the probe
-// costs one small request per Interval. NATS has no such failover of its
-// own: a client leaves a server only when the connection breaks.
+// pool: another node when the client was given every node's URL, or
+// discovered them; through a load-balanced address (a Kubernetes Service)
+// the reconnect may land on the same node again, and the watch moves it
+// once more after the next Patience. The probe costs one small request per
+// Interval. NATS has no such failover of its own: a client leaves a server
+// only when the connection breaks.
 type ServerWatch struct {
 	// Interval is the time between probes, and each probe's timeout
 	// (default 2 s).
@@ -87,7 +90,7 @@ func (w ServerWatch) run(ctx context.Context, nc *nats.Conn) {
 		}
 		server := nc.ConnectedServerName()
 		err := probeJetStream(nc, w.Interval)
-		if !c.observe(server, err, time.Now(), w.Patience) || len(nc.Servers()) < 2 {
+		if !c.observe(server, err, time.Now(), w.Patience) {
 			continue
 		}
 		w.Log.WarnContext(ctx, "NATS server cut off from the JetStream cluster; moving to another server",
