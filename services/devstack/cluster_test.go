@@ -54,6 +54,7 @@ type clusterFault struct {
 	newLeader time.Duration // until the stream had a leader again (0: not measured)
 	resumed   time.Duration // until the consumers acknowledged past seq
 	each      []string      // each consumer's resume time
+	back      time.Time     // the node restarted or its routes restored
 	recovered time.Time     // the node back and the cluster healthy
 }
 
@@ -336,7 +337,7 @@ func (cs *clusterStack) report(rs []postResult) {
 		if k+1 < len(cs.faults) {
 			end = cs.faults[k+1].at
 		}
-		var n int
+		var n, afterBack int
 		var first, last time.Time
 		for _, r := range rs {
 			done := r.started.Add(r.took)
@@ -344,6 +345,9 @@ func (cs *clusterStack) report(rs []postResult) {
 				continue
 			}
 			n++
+			if !f.back.IsZero() && done.After(f.back) {
+				afterBack++
+			}
 			if first.IsZero() || r.started.Before(first) {
 				first = r.started
 			}
@@ -353,8 +357,8 @@ func (cs *clusterStack) report(rs []postResult) {
 		}
 		window := "no 503"
 		if n > 0 {
-			window = fmt.Sprintf("503 for %s (%d answers, first request %s after the fault)",
-				last.Sub(first).Round(10*time.Millisecond), n, first.Sub(f.at).Round(10*time.Millisecond))
+			window = fmt.Sprintf("503 for %s (%d answers, first request %s after the fault, %d answered after the node came back at %s)",
+				last.Sub(first).Round(10*time.Millisecond), n, first.Sub(f.at).Round(10*time.Millisecond), afterBack, f.back.Sub(f.at).Round(10*time.Millisecond))
 		}
 		leader := "-"
 		if f.newLeader > 0 {
@@ -507,6 +511,7 @@ func TestClusterLeaderKilled(t *testing.T) {
 		cs.waitNewLeader(f, victim)
 		cs.waitResumed(f, l, pick(rate, 10*rate))
 		victim.Restart()
+		f.back = time.Now()
 		cs.recovered(f)
 	}
 	cs.finish(l, cancel, rate)
@@ -545,6 +550,7 @@ func TestClusterRollingRestart(t *testing.T) {
 			}
 			cs.waitResumed(f, l, pick(rate/2, 3*rate))
 			nd.Restart()
+			f.back = time.Now()
 			cs.recovered(f)
 		}
 	}
@@ -587,6 +593,7 @@ func TestClusterNodeIsolated(t *testing.T) {
 			return !slices.ContainsFunc(cs.conns, func(nc *nats.Conn) bool { return nc.ConnectedServerName() == lone.Name })
 		})
 		cs.c.Heal(lone.Name)
+		f.back = time.Now()
 		cs.recovered(f)
 	}
 	cs.finish(l, cancel, rate)
