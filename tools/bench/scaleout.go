@@ -34,16 +34,19 @@ type scaleoutConfig struct {
 
 // scaleoutResult is one run's figures and checks.
 type scaleoutResult struct {
-	replicas   int
-	events     int
-	took       time.Duration
-	limitHits  int64   // QUERY_LIMIT_EXCEEDED answers, all portals
-	maxLevel   float64 // the highest bucket level any portal saw
-	doneTwice  int     // events with more than one final outcome
-	retries    int     // retry outcomes
-	changes    int
-	outOfOrder int // a change whose OPPORTUNITY went down, or two changes from the same state
-	stale      int // deals whose mirror is not the portal's final state
+	replicas    int
+	events      int
+	took        time.Duration
+	limitHits   int64   // QUERY_LIMIT_EXCEEDED answers, all portals
+	maxLevel    float64 // the highest bucket level any portal saw
+	requests    int64   // REST requests, all portals
+	fetched     int64   // commands inside batch requests (deals fetched)
+	doneTwice   int     // events with more than one final outcome
+	retries     int     // retry outcomes
+	changes     int
+	outOfOrder  int // a change whose OPPORTUNITY went down, or two changes from the same state
+	orderChecks int // changes that followed an earlier change of the same deal
+	stale       int // deals whose mirror is not the portal's final state
 }
 
 // scaleoutMain runs deal-sync alone as 1 and as N replicas (separate
@@ -103,13 +106,13 @@ func scaleoutMain(ctx context.Context, out io.Writer, args []string) error {
 			all = append(all, res)
 		}
 	}
-	fmt.Fprintf(out, "\n| replicas | events | drained in | events/s | QUERY_LIMIT_EXCEEDED | max bucket level | settled twice | retries | changes | out of order | mirror ≠ portal |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(out, "\n| replicas | events | drained in | events/s | REST requests | deals per request | QUERY_LIMIT_EXCEEDED | max bucket level | settled twice | retries | changes | order checks | out of order | mirror ≠ portal |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	rate := map[int][]float64{}
 	for _, r := range all {
 		eps := float64(r.events) / r.took.Seconds()
 		rate[r.replicas] = append(rate[r.replicas], eps)
-		fmt.Fprintf(out, "| %d | %d | %s | %.0f | %d | %.1f | %d | %d | %d | %d | %d |\n", r.replicas, r.events, r.took.Round(100*time.Millisecond),
-			eps, r.limitHits, r.maxLevel, r.doneTwice, r.retries, r.changes, r.outOfOrder, r.stale)
+		fmt.Fprintf(out, "| %d | %d | %s | %.0f | %d | %.1f | %d | %.1f | %d | %d | %d | %d | %d | %d |\n", r.replicas, r.events, r.took.Round(100*time.Millisecond),
+			eps, r.requests, float64(r.fetched)/float64(max(r.requests, 1)), r.limitHits, r.maxLevel, r.doneTwice, r.retries, r.changes, r.orderChecks, r.outOfOrder, r.stale)
 	}
 	if len(cfg.replicas) >= 2 {
 		a, b := medianF(rate[cfg.replicas[0]]), medianF(rate[cfg.replicas[len(cfg.replicas)-1]])
@@ -232,6 +235,8 @@ func scaleoutRun(ctx context.Context, out io.Writer, bin string, replicas int, c
 		st := p.fake.Stats()
 		res.limitHits += st.QueryLimitExceeded
 		res.maxLevel = max(res.maxLevel, st.MaxLevel)
+		res.requests += st.Requests
+		res.fetched += st.BatchCommands
 	}
 	// Outcomes: one final outcome per event.
 	final := map[string]int{}
@@ -259,34 +264,18 @@ func scaleoutRun(ctx context.Context, out io.Writer, bin string, replicas int, c
 	}
 	// Changes: per deal, OPPORTUNITY only grows and no two changes leave
 	// the same state.
-	type key struct{ member, id string }
-	from := map[key]map[string]bool{}
+	order := newOrderCheck("OPPORTUNITY")
 	if err := readStream(ctx, c.js, eventbus.StreamChanges, eventbus.ChangesPrefix+".deal.>", func(m jetstream.Msg) {
 		dc := &eventsv1.DomainChange{}
 		if proto.Unmarshal(m.Data(), dc) != nil {
 			return
 		}
 		res.changes++
-		for _, fc := range dc.Changes {
-			if fc.Field != "OPPORTUNITY" {
-				continue
-			}
-			o, _ := strconv.Unquote(fc.OldJson)
-			n, _ := strconv.Unquote(fc.NewJson)
-			ov, _ := strconv.ParseFloat(o, 64)
-			nv, _ := strconv.ParseFloat(n, 64)
-			k := key{dc.MemberId, dc.EntityId}
-			if from[k] == nil {
-				from[k] = map[string]bool{}
-			}
-			if nv < ov || from[k][o] {
-				res.outOfOrder++
-			}
-			from[k][o] = true
-		}
+		order.add(dc)
 	}); err != nil {
 		return res, err
 	}
+	res.outOfOrder, res.orderChecks = order.broken, order.checks
 	// The mirror holds every deal's last state.
 	db, err := pgxConnect(ctx, c.dbURL)
 	if err != nil {
@@ -303,6 +292,48 @@ func scaleoutRun(ctx context.Context, out io.Writer, bin string, replicas int, c
 	}
 	res.stale += cfg.portals*cfg.dealsPerPortal - rows
 	return res, nil
+}
+
+// orderCheck follows every entity's published changes of one field, in
+// stream order, and counts the changes that break the entity's order: a
+// value that went down (an older state applied after a newer one, the
+// field only ever growing in the load) or a second change from the same
+// value (one state applied twice, or two fetches written against one
+// snapshot).
+type orderCheck struct {
+	field  string
+	from   map[[2]string]map[string]bool
+	checks int // changes that followed an earlier change of their entity
+	broken int
+}
+
+func newOrderCheck(field string) *orderCheck {
+	return &orderCheck{field: field, from: map[[2]string]map[string]bool{}}
+}
+
+// add checks dc against the entity's earlier changes.
+func (o *orderCheck) add(dc *eventsv1.DomainChange) {
+	for _, fc := range dc.Changes {
+		if fc.Field != o.field {
+			continue
+		}
+		old, _ := strconv.Unquote(fc.OldJson)
+		nv, _ := strconv.Unquote(fc.NewJson)
+		ov, _ := strconv.ParseFloat(old, 64)
+		n, _ := strconv.ParseFloat(nv, 64)
+		k := [2]string{dc.MemberId, dc.EntityId}
+		seen := o.from[k]
+		if seen == nil {
+			seen = map[string]bool{}
+			o.from[k] = seen
+		} else {
+			o.checks++
+		}
+		if n < ov || seen[old] {
+			o.broken++
+		}
+		seen[old] = true
+	}
 }
 
 // readStream calls f for every message of stream on subject, in order.
