@@ -63,7 +63,7 @@ type CommitOptions struct {
 // consumer never gives up on a message (MaxDeliver -1). Broker errors
 // (stream missing, connection lost) restart the fetch loop after a
 // backoff instead of stopping Run. Defaults: BatchSize 500, BatchWindow
-// 20ms, AckWait 30s, MaxAckPending max(4×BatchSize, 1000); Backoff,
+// 20ms, AckWait 30s, MaxAckPending max(4×BatchSize, DefaultMaxAckPending); Backoff,
 // MaxDeliver, Concurrency and HandlerTimeout do not apply. Same errors as
 // [Register].
 func RegisterCommit(r *Runtime, spec Spec, h CommitHandler, o CommitOptions) error {

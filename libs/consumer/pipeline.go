@@ -77,7 +77,7 @@ func (p *pipeline[T]) run(ctx, hardStop context.Context, cons jetstream.Consumer
 // pullMax is how many messages the pipeline holds at most (fetched, not
 // yet settled): enough for every worker's batch and the next one.
 func (p *pipeline[T]) pullMax() int {
-	return max(1, min(max(p.sp.Concurrency, p.sp.MaxConcurrency)*p.sp.BatchSize*2, p.sp.MaxAckPending, 1000))
+	return max(1, min(max(p.sp.Concurrency, p.sp.MaxConcurrency)*p.sp.BatchSize*2, p.sp.MaxAckPending, maxHold))
 }
 
 // fetchWait is how long one pull request waits for messages. It also

@@ -9,10 +9,18 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// maxHold caps the messages one process's pipeline holds at once (fetched,
+// not yet settled; see pipeline.pullMax).
+const maxHold = 1000
+
 // Defaults applied by [Spec.WithDefaults].
 const (
-	DefaultAckWait       = 30 * time.Second
-	DefaultMaxAckPending = 1000
+	DefaultAckWait = 30 * time.Second
+	// DefaultMaxAckPending leaves room for 8 replicas each holding its
+	// most (maxHold). The server counts MaxAckPending across every replica
+	// of a consumer: were it one replica's hold, that replica would take the
+	// whole budget under a backlog and a second replica would get nothing.
+	DefaultMaxAckPending = 8 * maxHold
 	DefaultConcurrency   = 4
 	// DefaultProbeInterval and DefaultProbeMaxInterval bound the waits
 	// between runs of a message whose dependency is down.
@@ -75,7 +83,9 @@ type Spec struct {
 	Backoff []time.Duration
 
 	// MaxAckPending bounds the messages delivered but not yet acked across
-	// every replica. Optional, default 1000.
+	// every replica. Optional, default DefaultMaxAckPending (8000: eight
+	// replicas each holding its most, 1000). Set below replicas × one
+	// replica's hold, it caps what added replicas can take.
 	MaxAckPending int
 
 	// Concurrency is the number of handler calls (single messages or
