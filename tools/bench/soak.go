@@ -186,8 +186,14 @@ func benchSoak(ctx context.Context, out io.Writer, cfg soakConfig) error {
 	drained := time.Since(loadEnd)
 	sample("(drained)")
 	var dead int
-	_ = db.QueryRow(ctx, `SELECT count(*) FROM monitor.webhook_events WHERE id = ANY($1)`, ids).Scan(&recorded)
-	_ = db.QueryRow(ctx, `SELECT count(*) FROM monitor.deliveries WHERE event_id = ANY($1) AND status = 'dead'`, ids).Scan(&dead)
+	// A failed count must fail the run with its reason: a swallowed error
+	// once reported "0 recorded" for a ledger that was complete.
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM monitor.webhook_events WHERE id = ANY($1)`, ids).Scan(&recorded); err != nil {
+		return fmt.Errorf("count the ledger's event rows: %w", err)
+	}
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM monitor.deliveries WHERE event_id = ANY($1) AND status = 'dead'`, ids).Scan(&dead); err != nil {
+		return fmt.Errorf("count dead letters: %w", err)
+	}
 
 	printSoak(out, c, samples)
 	fmt.Fprintf(out, "\nledger: %d accepted, %d recorded, %d done or skipped by deal-sync, %d dead-lettered; caught up %s after the load ended\n",
