@@ -2,6 +2,7 @@ package dealsync_test
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,9 +73,13 @@ func TestEchoLoopStaysClosed(t *testing.T) {
 	e.eventually("mirrored", func() bool { _, ok := e.mirror(id); return ok })
 	e.idle()
 
-	// The external system mirrors every change back as a command.
+	// The external system mirrors every change back as a command; answered
+	// counts the changes it has answered (its command stored).
 	var n int
+	var answered atomic.Int32
+	baseline := len(e.changesFor(id))
 	sub, err := e.nc.Subscribe("b24.changes.deal.>", func(m *nats.Msg) {
+		defer answered.Add(1)
 		dc := &eventsv1.DomainChange{}
 		if err := proto.Unmarshal(m.Data, dc); err != nil {
 			return
@@ -102,8 +107,11 @@ func TestEchoLoopStaysClosed(t *testing.T) {
 	e.eventually("the echo skipped", func() bool {
 		return e.outcomesWith(eventsv1.OutcomeStatus_OUTCOME_STATUS_SKIPPED, "echo of own write") == 1
 	})
+	// Every change has been answered by the external system and deal-sync
+	// has settled what the answers started: a second write would have
+	// been made by then.
 	e.idle()
-	time.Sleep(300 * time.Millisecond) // any second write would be under way by now
+	e.eventually("every change answered", func() bool { return int(answered.Load()) >= len(e.changesFor(id))-baseline })
 	e.idle()
 	if got := e.portal.MethodCalls("crm.deal.update") - writes; got != 1 {
 		t.Errorf("%d writes for one command, want 1", got)
@@ -143,9 +151,7 @@ func TestSyncLockHonouredAndClearedOnce(t *testing.T) {
 	// Another integration writes with the seed's sync-lock flag set.
 	e.portal.UpdateDeal(id, map[string]string{"TITLE": "Synced in", "UF_CRM_SYNC_LOCK": "Y"}, true)
 	e.eventually("flag cleared", func() bool { d, _ := e.portal.Deal(id); return d["UF_CRM_SYNC_LOCK"] == "" })
-	e.idle()
-	time.Sleep(300 * time.Millisecond)
-	e.idle()
+	e.idle() // a pass in which nothing moved: a second write would show
 	if got := e.portal.MethodCalls("crm.deal.update") - writes; got != 1 {
 		t.Errorf("%d writes, want exactly 1 (the clear)", got)
 	}

@@ -162,11 +162,19 @@ func (e *env) eventually(what string, cond func() bool) {
 
 // idle waits until the portal has pushed everything, every consumer has
 // settled every message and the outbox is empty.
+//
+// The checks run one after the other, so work can start and finish between
+// two of them (a consumer fetches and writes after the portal was
+// drained): a pass counts only when nothing moved meanwhile, neither the
+// portal's requests nor the last sequence of any stream the service reads
+// or writes. A test that asserts that something did not happen (a second
+// write) checks after idle, not after a sleep.
 func (e *env) idle() {
 	e.t.Helper()
 	ctx := context.Background()
 	e.eventually("quiet system", func() bool {
-		if e.portal.Drain(ctx) != nil {
+		before, ok := e.activity(ctx)
+		if !ok || e.portal.Drain(ctx) != nil {
 			return false
 		}
 		for _, c := range []struct{ stream, name string }{
@@ -185,7 +193,8 @@ func (e *env) idle() {
 		if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM deal_sync.outbox WHERE published_at IS NULL`).Scan(&n); err != nil || n != 0 {
 			return false
 		}
-		return true
+		after, ok := e.activity(ctx)
+		return ok && after == before
 	})
 	// Every change the stream stored has reached the test's core-NATS
 	// subscription too (a re-published duplicate only adds copies).
@@ -202,6 +211,24 @@ func (e *env) idle() {
 		defer e.mu.Unlock()
 		return uint64(len(e.changes)) >= info.State.Msgs
 	})
+}
+
+// activity is what moves while deal-sync works: the portal's request count
+// and the last sequence of each stream it reads or writes.
+func (e *env) activity(ctx context.Context) (string, bool) {
+	out := fmt.Sprint(e.portal.Stats().Requests)
+	for _, name := range []string{eventbus.StreamEvents, eventbus.StreamCommands, eventbus.StreamChanges, eventbus.StreamOutcomes} {
+		st, err := e.js.Stream(ctx, name)
+		if err != nil {
+			return "", false
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return "", false
+		}
+		out += fmt.Sprintf(" %s=%d", name, info.State.LastSeq)
+	}
+	return out, true
 }
 
 func (e *env) changesFor(id int64) []*eventsv1.DomainChange {
