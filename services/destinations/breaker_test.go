@@ -86,7 +86,20 @@ func TestFailingDestinationIsPausedAndResumes(t *testing.T) {
 	dead.mu.Unlock()
 
 	down.Store(false)
-	dead.wait(t, entities*per)
+	if err := testwait.Until(time.Now().Add(testwait.Patience), func() bool {
+		dead.mu.Lock()
+		defer dead.mu.Unlock()
+		return len(dead.seen) >= entities*per
+	}); err != nil {
+		// Say where it stands: the breaker, and the durable on the server.
+		dead.mu.Lock()
+		n := len(dead.seen)
+		dead.mu.Unlock()
+		info := e.consumerInfo(t, "dest-dead")
+		t.Fatalf("%d of %d deliveries after the endpoint recovered (%v); breaker %+v; durable: paused %v, ack pending %d, pending %d, waiting pulls %d, redelivered %d, priority groups %+v",
+			n, entities*per, err, find(in.svc.List(context.Background(), ""), "dead"), info.Paused, info.NumAckPending, info.NumPending,
+			info.NumWaiting, info.NumRedelivered, info.PriorityGroups)
+	}
 	waitFor(t, "the circuit closed", func() bool {
 		d := find(in.svc.List(context.Background(), ""), "dead")
 		return d.State == "delivering" && !d.Paused
