@@ -12,6 +12,7 @@ import (
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/natstest"
 	"github.com/b24hub/b24hub/libs/svcdecl"
+	"github.com/b24hub/b24hub/libs/testwait"
 	"github.com/b24hub/b24hub/services/catalog"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -68,19 +69,21 @@ func (b *bus) refusedSubscribe(t *testing.T, nc *nats.Conn, user, subject string
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	_ = nc.Flush()
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
+	// The refusal comes before the flush's answer; the error handler that
+	// records it runs on its own goroutine.
+	return b.violated(user, func(v string) bool {
+		return strings.Contains(strings.ToLower(v), "subscription") && strings.Contains(v, `"`+subject+`"`)
+	})
+}
+
+// violated reports whether the server reported a permission violation of
+// user that match accepts, waiting for it up to testwait.Patience.
+func (b *bus) violated(user string, match func(string) bool) bool {
+	return testwait.Until(time.Now().Add(testwait.Patience), func() bool {
 		b.mu.Lock()
-		hit := slices.ContainsFunc(b.violations[user], func(v string) bool {
-			return strings.Contains(strings.ToLower(v), "subscription") && strings.Contains(v, `"`+subject+`"`)
-		})
-		b.mu.Unlock()
-		if hit {
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
+		defer b.mu.Unlock()
+		return slices.ContainsFunc(b.violations[user], match)
+	}) == nil
 }
 
 // concrete turns a subject pattern into one subject it matches.
@@ -282,10 +285,7 @@ func TestOnlySubscriptionsDecidesInstalls(t *testing.T) {
 		// A forged "accepted" onto the ingress's reply subjects.
 		_ = nc.Publish("_INBOX.ingress.forged.1", []byte(`{"accepted":true}`))
 		_ = nc.Flush()
-		time.Sleep(50 * time.Millisecond)
-		b.mu.Lock()
-		refused := slices.ContainsFunc(b.violations[s.Name], func(v string) bool { return strings.Contains(v, "_INBOX.ingress.forged.1") })
-		b.mu.Unlock()
+		refused := b.violated(s.Name, func(v string) bool { return strings.Contains(v, "_INBOX.ingress.forged.1") })
 		if !refused {
 			t.Errorf("%s published onto the ingress's inbox", s.Name)
 		}
