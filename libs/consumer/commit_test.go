@@ -62,7 +62,7 @@ func TestRegisterCommit(t *testing.T) {
 	stop := h.start(func(rt *consumer.Runtime) error {
 		return consumer.RegisterCommit(rt, spec, s.commit, consumer.CommitOptions{RetryMax: 20 * time.Millisecond})
 	})
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		if n, _, _ := s.committed(); n == total {
 			break

@@ -195,7 +195,7 @@ func TestDashboardSearchAndReplayInBrowser(t *testing.T) {
 	rows := func(what string, want ...string) {
 		t.Helper()
 		var got []string
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(time.Minute)
 		for {
 			if err := chromedp.Run(bctx, chromedp.Evaluate(
 				`[...document.querySelectorAll("#events tbody tr[data-event]")].map(r => r.dataset.event)`, &got)); err != nil {

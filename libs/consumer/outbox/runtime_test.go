@@ -95,7 +95,7 @@ func TestRunWithRuntime(t *testing.T) {
 		}
 	case err := <-done:
 		t.Fatalf("RunWithRuntime returned %v without waiting for the streams", err)
-	case <-time.After(20 * time.Second):
+	case <-time.After(2 * time.Minute):
 		t.Fatal("no warning about the missing streams")
 	}
 	if err := eventbus.Provision(ctx, js, eventbus.StreamOptions{}); err != nil {
@@ -116,7 +116,7 @@ func TestRunWithRuntime(t *testing.T) {
 	case change = <-changes:
 	case err := <-done:
 		t.Fatalf("RunWithRuntime returned %v before publishing", err)
-	case <-time.After(30 * time.Second):
+	case <-time.After(2 * time.Minute):
 		t.Fatal("the change was not published")
 	}
 	if change.Subject != eventbus.Change("deal", "m1", "42") || string(change.Data) != "42" {
@@ -131,7 +131,7 @@ func TestRunWithRuntime(t *testing.T) {
 	// publisher traces with the host's provider: the publish span is in
 	// the recorder, in the handler's trace. Both land just after the
 	// message is delivered, so wait for them.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		n, err := relay.Pending(ctx)
 		traced := publishedIn(rec, tid, change.Subject)
@@ -150,7 +150,7 @@ func TestRunWithRuntime(t *testing.T) {
 		if err != nil {
 			t.Fatalf("RunWithRuntime after a clean drain: %v", err)
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(2 * time.Minute):
 		t.Fatal("RunWithRuntime did not return")
 	}
 }

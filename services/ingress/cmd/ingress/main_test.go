@@ -46,7 +46,7 @@ func TestAdminPort(t *testing.T) {
 	case base = <-addr:
 	case err := <-done:
 		t.Fatalf("run ended before the admin port was up: %v", err)
-	case <-time.After(15 * time.Second):
+	case <-time.After(2 * time.Minute):
 		t.Fatal("no admin address printed")
 	}
 	for _, p := range []string{"/healthz", "/metrics"} {
@@ -65,7 +65,7 @@ func TestAdminPort(t *testing.T) {
 		if err != nil {
 			t.Errorf("run after cancel: %v", err)
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(2 * time.Minute):
 		t.Fatal("run did not stop after cancel")
 	}
 }

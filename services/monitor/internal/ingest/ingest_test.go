@@ -119,7 +119,7 @@ func (f *flaky) count() int {
 func TestConsumerRetriesAndAcksOnlyAfterWrite(t *testing.T) {
 	srv := natstest.Start(t)
 	_, js := srv.JetStream(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := eventbus.Provision(ctx, js, eventbus.StreamOptions{}); err != nil {
 		t.Fatal(err)
