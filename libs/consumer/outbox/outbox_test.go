@@ -3,12 +3,14 @@ package outbox_test
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/b24hub/b24hub/libs/consumer/outbox"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/natstest"
 	"github.com/b24hub/b24hub/libs/pgtest"
+	"github.com/jackc/pgx/v5"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -75,5 +77,70 @@ func TestOutboxPublishesOnceAfterCommit(t *testing.T) {
 	got := eventbus.Propagator().Extract(ctx, eventbus.HeaderCarrier(msg.Header))
 	if trace.SpanContextFromContext(got).TraceID() != span.SpanContext().TraceID() {
 		t.Error("the published change lost the handler's trace")
+	}
+}
+
+// TestQueueManyKeepsTheirOrder: several messages queued at once are one
+// INSERT; their rows keep the order given (the relay publishes by seq),
+// each with its own id, subject, data and the trace context.
+func TestQueueManyKeepsTheirOrder(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	table := outbox.In("svc")
+	if err := table.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	tp := sdktrace.NewTracerProvider()
+	tctx, span := tp.Tracer("t").Start(ctx, "handler")
+	defer span.End()
+	var msgs []outbox.Message
+	for _, id := range []string{"c", "a", "d", "b"} {
+		msgs = append(msgs, outbox.Message{MsgID: "chg-" + id, Subject: eventbus.Change("deal", "m1", id), Data: []byte("data-" + id),
+			Header: map[string][]string{eventbus.HeaderContentType: {eventbus.ContentTypeProtobuf}}})
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b pgx.Batch
+	if err := table.Queue(tctx, &b, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	if b.Len() != 1 {
+		t.Errorf("%d statements queued for %d messages, want 1", b.Len(), len(msgs))
+	}
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := pool.Query(ctx, `SELECT msg_id, subject, data, header->>'traceparent', header->'`+eventbus.HeaderContentType+`'->>0 FROM svc.outbox ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	i := 0
+	for rows.Next() {
+		var id, subject, traceparent, contentType string
+		var data []byte
+		if err := rows.Scan(&id, &subject, &data, &traceparent, &contentType); err != nil {
+			t.Fatal(err)
+		}
+		if i >= len(msgs) {
+			t.Fatalf("more rows than messages: %s", id)
+		}
+		m := msgs[i]
+		if id != m.MsgID || subject != m.Subject || string(data) != string(m.Data) || contentType != eventbus.ContentTypeProtobuf ||
+			!strings.Contains(traceparent, span.SpanContext().TraceID().String()) {
+			t.Errorf("row %d: %s %s %q %q %q, want %s %s %q with the handler's trace", i, id, subject, data, traceparent, contentType, m.MsgID, m.Subject, m.Data)
+		}
+		i++
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if i != len(msgs) {
+		t.Errorf("%d rows, want %d", i, len(msgs))
 	}
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -27,6 +28,21 @@ type Batch struct {
 	tx     pgx.Tx
 	member string
 	q      pgx.Batch
+	// The batch's upserts and outbox rows, each sent as one statement by
+	// Commit: one plan and one execution on the server for every deal of
+	// the batch, not one per deal.
+	deals  dealRows
+	out    []outbox.Message
+	outCtx context.Context
+}
+
+// dealRows are upserts of deals, column by column (see upsertDeals).
+type dealRows struct {
+	ids, categories, assignees                  []int64
+	fields                                      [][]byte
+	hashes, titles, stages, opportunities, curs []string
+	modified                                    []*time.Time
+	sources                                     []string
 }
 
 // RawSnapshot is a deal's stored state, its fields still encoded (decoded
@@ -171,18 +187,61 @@ func (b *Batch) Save(d Deal) error {
 	if !d.DateModify.IsZero() {
 		modify = &d.DateModify
 	}
-	b.q.Queue(upsertDeal, d.MemberID, d.ID, raw, d.Hash, d.Title, d.StageID, d.CategoryID, d.Opportunity,
-		d.CurrencyID, d.AssignedByID, modify, d.SourceEventID)
+	if d.MemberID != b.member {
+		return fmt.Errorf("store: deal %d of %s in a batch of %s", d.ID, d.MemberID, b.member)
+	}
+	r := &b.deals
+	r.ids, r.fields, r.hashes = append(r.ids, d.ID), append(r.fields, raw), append(r.hashes, d.Hash)
+	r.titles, r.stages, r.categories = append(r.titles, d.Title), append(r.stages, d.StageID), append(r.categories, d.CategoryID)
+	r.opportunities, r.curs, r.assignees = append(r.opportunities, d.Opportunity), append(r.curs, d.CurrencyID), append(r.assignees, d.AssignedByID)
+	r.modified, r.sources = append(r.modified, modify), append(r.sources, d.SourceEventID)
 	return nil
 }
 
+// upsertDeals saves the states of many deals of one portal in one
+// statement ($1 member, then one array per column); like upsertDeal.
+const upsertDeals = `INSERT INTO deal_sync.deals
+		(member_id, deal_id, fields, snapshot_hash, deleted, title, stage_id, category_id, opportunity,
+		 currency_id, assigned_by_id, date_modify, source_event_id, updated_at)
+		SELECT $1, d, f, h, false, t, s, c, o, cur, a, m, src, now()
+		FROM unnest($2::bigint[], $3::jsonb[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[],
+			$9::text[], $10::bigint[], $11::timestamptz[], $12::text[]) AS u(d, f, h, t, s, c, o, cur, a, m, src)
+		ON CONFLICT (member_id, deal_id) DO UPDATE SET
+		 fields = EXCLUDED.fields, snapshot_hash = EXCLUDED.snapshot_hash, deleted = false,
+		 title = EXCLUDED.title, stage_id = EXCLUDED.stage_id, category_id = EXCLUDED.category_id,
+		 opportunity = EXCLUDED.opportunity, currency_id = EXCLUDED.currency_id,
+		 assigned_by_id = EXCLUDED.assigned_by_id, date_modify = EXCLUDED.date_modify,
+		 source_event_id = EXCLUDED.source_event_id, updated_at = now()`
+
 // Publish queues msgs into the outbox with the batch's writes.
 func (b *Batch) Publish(ctx context.Context, msgs ...outbox.Message) error {
-	return Outbox.Queue(ctx, &b.q, msgs...)
+	for _, m := range msgs {
+		if m.MsgID == "" || m.Subject == "" {
+			return errors.New("outbox: MsgID and Subject are required")
+		}
+	}
+	if b.outCtx == nil {
+		b.outCtx = ctx // the trace context the rows carry: the batch's
+	}
+	b.out = append(b.out, msgs...)
+	return nil
 }
 
 // Commit sends every queued write in one round trip and commits.
 func (b *Batch) Commit(ctx context.Context) error {
+	if r := b.deals; len(r.ids) == 1 {
+		b.q.Queue(upsertDeal, b.member, r.ids[0], r.fields[0], r.hashes[0], r.titles[0], r.stages[0], r.categories[0],
+			r.opportunities[0], r.curs[0], r.assignees[0], r.modified[0], r.sources[0])
+	} else if len(r.ids) > 1 {
+		b.q.Queue(upsertDeals, b.member, r.ids, r.fields, r.hashes, r.titles, r.stages, r.categories,
+			r.opportunities, r.curs, r.assignees, r.modified, r.sources)
+	}
+	if len(b.out) > 0 {
+		if err := Outbox.Queue(b.outCtx, &b.q, b.out...); err != nil {
+			_ = b.tx.Rollback(context.WithoutCancel(ctx))
+			return fmt.Errorf("store: outbox: %w", err)
+		}
+	}
 	if b.q.Len() > 0 {
 		if err := b.tx.SendBatch(ctx, &b.q).Close(); err != nil {
 			_ = b.tx.Rollback(context.WithoutCancel(ctx))
