@@ -199,6 +199,17 @@ func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) (res e2eResult,
 	if res.last > 1.2*res.first {
 		flat = "NOT flat"
 	}
+	// Redelivered: a handler saw the event more than once (a delivery lost
+	// on its way and sent again after the ack wait, or a retry).
+	var again, again50 int
+	var againP50 float64
+	if err := db.QueryRow(ctx, `SELECT count(*) FILTER (WHERE d.attempts > 1), count(*) FILTER (WHERE d.attempts > 1 AND d.updated_at - e.received_at > interval '25 seconds'),
+			coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d.updated_at - e.received_at)) FILTER (WHERE d.attempts > 1), 0)
+		FROM monitor.webhook_events e JOIN monitor.deliveries d ON d.event_id = e.id AND d.consumer = 'deal-sync'
+		WHERE e.id = ANY($1)`, ids).Scan(&again, &again50, &againP50); err != nil {
+		return res, err
+	}
+	fmt.Fprintf(out, "handled more than once: %d events (accepted → done p50 %s; %d of them after more than 25 s)\n", again, secs(againP50), again50)
 	fmt.Fprintf(out, "p99 of the first 10 s %s, of the last 10 s %s: %s (last ≤ 1.2 × first)\n", secs(res.first), secs(res.last), flat)
 	// The first hop alone: accepted → the raw event's ledger row committed.
 	if err := db.QueryRow(ctx, `SELECT
