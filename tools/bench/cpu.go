@@ -92,6 +92,7 @@ type pgWatch struct {
 	first  map[int32]time.Duration // at the first reading (0 for a backend that started after the watch)
 	last   map[int32]time.Duration
 	shared map[int32]bool
+	skips  map[uint32]bool // the harness's own backends
 	quit   chan struct{}
 	done   chan struct{}
 }
@@ -100,7 +101,8 @@ type pgWatch struct {
 // connection of its own: it is used by the watch's goroutine only).
 func watchPostgres(ctx context.Context, db *pgx.Conn, dbName string) (*pgWatch, error) {
 	w := &pgWatch{db: db, name: dbName, first: map[int32]time.Duration{}, last: map[int32]time.Duration{}, shared: map[int32]bool{},
-		quit: make(chan struct{}), done: make(chan struct{})}
+		skips: map[uint32]bool{}, quit: make(chan struct{}), done: make(chan struct{})}
+	w.skip(db.PgConn().PID())
 	if err := w.sample(ctx, true); err != nil {
 		return nil, err
 	}
@@ -145,6 +147,9 @@ func (w *pgWatch) sample(ctx context.Context, initial bool) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, r := range got {
+		if w.skips[uint32(r.pid)] {
+			continue
+		}
 		t, err := pidCPU(int(r.pid))
 		if err != nil {
 			continue // ended in between, or PostgreSQL is not on this host
@@ -160,6 +165,15 @@ func (w *pgWatch) sample(ctx context.Context, initial bool) error {
 		w.last[r.pid] = t
 	}
 	return nil
+}
+
+// skip leaves the backend pid (one of the harness's connections) out.
+func (w *pgWatch) skip(pid uint32) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.skips[pid] = true
+	delete(w.first, int32(pid))
+	delete(w.last, int32(pid))
 }
 
 // stop ends the watch and returns the CPU time of the run's backends and of

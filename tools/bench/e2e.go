@@ -147,10 +147,19 @@ func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) (res e2eResult,
 		return res, err
 	}
 	defer db.Close(context.Background())
+	pg.skip(db.PgConn().PID())
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
-		var final int
-		err := db.QueryRow(ctx, `SELECT count(*) FROM monitor.deliveries WHERE consumer = 'deal-sync' AND event_id = ANY($1) AND status IN ('done', 'skipped')`, ids).Scan(&final)
+		// The cheap count first (every deal-sync delivery settled, warm-up
+		// included); the exact check of the measured ids only once that
+		// says they may all be there. The harness's queries run on the
+		// run's PostgreSQL and are not counted in its CPU (pgWatch skips
+		// the harness's own backends), but they take the machine's.
+		var settled, final int
+		err := db.QueryRow(ctx, `SELECT count(*) FROM monitor.deliveries WHERE consumer = 'deal-sync' AND status IN ('done', 'skipped')`).Scan(&settled)
+		if err == nil && settled >= total-errs {
+			err = db.QueryRow(ctx, `SELECT count(*) FROM monitor.deliveries WHERE consumer = 'deal-sync' AND event_id = ANY($1) AND status IN ('done', 'skipped')`, ids).Scan(&final)
+		}
 		if err == nil && final == len(ids) {
 			break
 		}

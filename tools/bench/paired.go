@@ -73,30 +73,40 @@ func pairedMain(ctx context.Context, out io.Writer, args []string) error {
 		}
 	}
 	fmt.Fprintf(out, "\npaired: %d rounds of %d events/s for %s (+%s warm-up) over %d portals; base %s\n\n", *rounds, cfg.rate, cfg.duration, cfg.warmup, cfg.portals, *base)
-	fmt.Fprintf(out, "| deal-sync | CPU per event, deal-sync (rounds) | median | monitor | ingress | accepted→done p50 / p99 (median) |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(out, "| deal-sync | CPU per event, deal-sync (rounds) | median | monitor | ingress | postgres backends (rounds) | whole stack (rounds) | accepted→done p50 / p99 (median) |\n|---|---|---|---|---|---|---|---|\n")
 	med := map[string]time.Duration{}
 	for _, s := range sides {
-		var ds, mon, ing []time.Duration
+		var ds, mon, ing, pg, all []time.Duration
 		var p50, p99 []float64
 		for _, res := range got[s.name] {
 			ds, mon, ing = append(ds, res.cpu["deal-sync"]), append(mon, res.cpu["monitor"]), append(ing, res.cpu["ingress"])
+			pg = append(pg, res.cpu[cpuPostgres])
+			var sum time.Duration
+			for _, d := range res.cpu {
+				sum += d
+			}
+			all = append(all, sum)
 			p50, p99 = append(p50, res.p50), append(p99, res.p99)
 		}
-		list := ""
-		for i, d := range ds {
-			if i > 0 {
-				list += ", "
-			}
-			list += us(d)
-		}
 		med[s.name] = median(ds)
-		fmt.Fprintf(out, "| %s | %s | %s | %s | %s | %s / %s |\n", s.name, list, us(median(ds)), us(median(mon)), us(median(ing)),
-			secs(medianF(p50)), secs(medianF(p99)))
+		fmt.Fprintf(out, "| %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", s.name, usList(ds), us(median(ds)), us(median(mon)), us(median(ing)),
+			usList(pg), usList(all), secs(medianF(p50)), secs(medianF(p99)))
 	}
 	if med["base"] > 0 {
 		fmt.Fprintf(out, "\ndeal-sync CPU per event, workspace ÷ base: %.2f\n", float64(med["workspace"])/float64(med["base"]))
 	}
 	return nil
+}
+
+func usList(ds []time.Duration) string {
+	list := ""
+	for i, d := range ds {
+		if i > 0 {
+			list += ", "
+		}
+		list += us(d)
+	}
+	return list
 }
 
 func median(d []time.Duration) time.Duration {
