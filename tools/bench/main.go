@@ -3,7 +3,7 @@
 // the numbers compare designs on one machine; they are not SLOs.
 //
 //	go run ./tools/bench ingress [-duration 10s] [-conns 1,16,64] [-paths baseline,ingress,sync,async,nohist] [-rounds 1] [-steady=true] [-cpuprofile f]
-//	go run ./tools/bench e2e [-rate 1000] [-duration 30s] [-portals 20] [-env K=V,...] [-dealsync-bin f] [-cpuprofile DIR]
+//	go run ./tools/bench e2e [-rate 1000] [-duration 30s] [-portals 20] [-env K=V,...] [-dealsync-bin f] [-bins DIR] [-cpuprofile DIR]
 //	go run ./tools/bench paired -base DIR [-rounds 4] [-rate 300] [-duration 20s]
 //	go run ./tools/bench scaleout [-replicas 1,3] [-portals 40] [-deals 100] [-updates 2] [-latency 250ms]
 //	go run ./tools/bench dest [-rate 200] [-duration 20s] [-burst 5000] [-conns 64] [-concurrency 64] [-http2]
@@ -107,6 +107,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fs.IntVar(&cfg.dealsPerPortal, "deals", 1000, "deals per portal")
 		env := fs.String("env", "", "extra service environment, KEY=VALUE[,KEY=VALUE...] (e.g. B24HUB_DEALSYNC_CONCURRENCY=16)")
 		fs.StringVar(&cfg.dealSync, "dealsync-bin", "", "run this deal-sync binary instead of building the workspace's")
+		fs.StringVar(&cfg.bins, "bins", "", "directory of prebuilt service binaries (go build -o DIR/<service> ./services/<service>/cmd/<service>) instead of building them")
 		prof := fs.String("cpuprofile", "", "directory: every service writes a CPU profile of its run there (<service>.prof, B24HUB_CPU_PROFILE)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
