@@ -1,6 +1,7 @@
 package bitrix
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -25,6 +26,10 @@ type Deal struct {
 	DateModify   time.Time
 	// Fields is every field by name, including UF_CRM_*.
 	Fields map[string]json.RawMessage
+	// Raw is the deal as the portal sent it (one JSON object; set by
+	// UnmarshalJSON): a mirror stores it as is instead of encoding Fields
+	// again.
+	Raw json.RawMessage
 }
 
 // UnmarshalJSON decodes a deal, tolerating string/number IDs and dates that
@@ -54,7 +59,7 @@ func (d *Deal) UnmarshalJSON(b []byte) error {
 		}
 	}
 	*d = Deal{ID: v.ID, Title: v.Title, StageID: v.StageID, CategoryID: v.CategoryID,
-		CurrencyID: v.CurrencyID, AssignedByID: v.AssignedByID, Fields: f,
+		CurrencyID: v.CurrencyID, AssignedByID: v.AssignedByID, Fields: f, Raw: bytes.Clone(b),
 		DateCreate: parseTime(v.DateCreate), DateModify: parseTime(v.DateModify)}
 	if v.Opportunity != nil {
 		d.Opportunity = stringify(v.Opportunity)

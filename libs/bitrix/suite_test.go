@@ -2,6 +2,7 @@ package bitrix_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"github.com/b24hub/b24hub/libs/bitrix/allowlist"
 	"io"
@@ -34,6 +35,14 @@ func TestDeals(t *testing.T) {
 		}
 		if d.ID != 7 || d.Title != "Deal 7" || d.Opportunity != "100.50" || d.Field("UF_CRM_EXTERNAL_ID") != "ext-7" || d.DateModify.IsZero() {
 			t.Fatalf("deal %+v", d)
+		}
+		// Raw is the same object as Fields (what a mirror stores as is).
+		var raw map[string]json.RawMessage
+		if err := json.Unmarshal(d.Raw, &raw); err != nil {
+			t.Fatalf("Raw %q: %v", d.Raw, err)
+		}
+		if len(raw) != len(d.Fields) || string(raw["UF_CRM_EXTERNAL_ID"]) != string(d.Fields["UF_CRM_EXTERNAL_ID"]) || string(raw["TITLE"]) != `"Deal 7"` {
+			t.Fatalf("Raw %s, Fields %v", d.Raw, d.Fields)
 		}
 	})
 	t.Run("get missing is KindNotFound", func(t *testing.T) {

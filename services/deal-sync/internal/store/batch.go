@@ -179,9 +179,12 @@ func (b *Batch) Save(d Deal) error {
 			WHERE member_id = $1 AND deal_id = $2`, d.MemberID, d.ID, d.SourceEventID)
 		return nil
 	}
-	raw, err := json.Marshal(d.Fields)
-	if err != nil {
-		return fmt.Errorf("store: deal %d fields: %w", d.ID, err)
+	raw := d.Raw
+	if raw == nil {
+		var err error
+		if raw, err = json.Marshal(d.Fields); err != nil {
+			return fmt.Errorf("store: deal %d fields: %w", d.ID, err)
+		}
 	}
 	var modify *time.Time
 	if !d.DateModify.IsZero() {

@@ -80,6 +80,9 @@ type Deal struct {
 	Fields        change.Fields
 	Hash          string
 	SourceEventID string
+	// Raw, when set, is Fields as one JSON object (the portal's answer),
+	// stored as is instead of encoding Fields again.
+	Raw []byte
 	// Typed copies of common fields, for queries.
 	Title, StageID, Opportunity, CurrencyID string
 	CategoryID, AssignedByID                int64

@@ -348,7 +348,7 @@ func (h *Handler) write(ctx context.Context, tx *store.Batch, batch []*consumer.
 		snap := snaps[w.id]
 		d := store.Deal{MemberID: member, ID: w.id, SourceEventID: m.EventID}
 		if p.fields != nil {
-			d = store.Deal{MemberID: member, ID: w.id, Fields: p.fields, Hash: p.hash, SourceEventID: m.EventID,
+			d = store.Deal{MemberID: member, ID: w.id, Fields: p.fields, Raw: p.deal.Raw, Hash: p.hash, SourceEventID: m.EventID,
 				Title: p.deal.Title, StageID: p.deal.StageID, Opportunity: p.deal.Opportunity, CurrencyID: p.deal.CurrencyID,
 				CategoryID: int64(p.deal.CategoryID), AssignedByID: int64(p.deal.AssignedByID), DateModify: p.deal.DateModify}
 		}
