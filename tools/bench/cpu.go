@@ -92,16 +92,18 @@ type pgWatch struct {
 	first  map[int32]time.Duration // at the first reading (0 for a backend that started after the watch)
 	last   map[int32]time.Duration
 	shared map[int32]bool
-	skips  map[uint32]bool // the harness's own backends
+	skips  map[uint32]bool  // the harness's own backends
+	owners map[string]int   // service → pid, to tell whose backend a backend is
+	client map[int32]string // backend → the service connected to it
 	quit   chan struct{}
 	done   chan struct{}
 }
 
 // watchPostgres starts a pgWatch of the database dbName through db (a
 // connection of its own: it is used by the watch's goroutine only).
-func watchPostgres(ctx context.Context, db *pgx.Conn, dbName string) (*pgWatch, error) {
+func watchPostgres(ctx context.Context, db *pgx.Conn, dbName string, owners map[string]int) (*pgWatch, error) {
 	w := &pgWatch{db: db, name: dbName, first: map[int32]time.Duration{}, last: map[int32]time.Duration{}, shared: map[int32]bool{},
-		skips: map[uint32]bool{}, quit: make(chan struct{}), done: make(chan struct{})}
+		skips: map[uint32]bool{}, client: map[int32]string{}, owners: owners, quit: make(chan struct{}), done: make(chan struct{})}
 	w.skip(db.PgConn().PID())
 	if err := w.sample(ctx, true); err != nil {
 		return nil, err
@@ -124,7 +126,7 @@ func watchPostgres(ctx context.Context, db *pgx.Conn, dbName string) (*pgWatch, 
 }
 
 func (w *pgWatch) sample(ctx context.Context, initial bool) error {
-	rows, err := w.db.Query(ctx, `SELECT pid, datname IS DISTINCT FROM $1 FROM pg_stat_activity
+	rows, err := w.db.Query(ctx, `SELECT pid, datname IS DISTINCT FROM $1, coalesce(client_port, 0) FROM pg_stat_activity
 		WHERE datname = $1 OR backend_type NOT IN ('client backend', 'autovacuum worker', 'parallel worker', 'walsender')`, w.name)
 	if err != nil {
 		return err
@@ -132,11 +134,12 @@ func (w *pgWatch) sample(ctx context.Context, initial bool) error {
 	type row struct {
 		pid    int32
 		shared bool
+		port   int32
 	}
 	var got []row
 	for rows.Next() {
 		var r row
-		if err := rows.Scan(&r.pid, &r.shared); err != nil {
+		if err := rows.Scan(&r.pid, &r.shared, &r.port); err != nil {
 			return err
 		}
 		got = append(got, r)
@@ -153,6 +156,9 @@ func (w *pgWatch) sample(ctx context.Context, initial bool) error {
 		t, err := pidCPU(int(r.pid))
 		if err != nil {
 			continue // ended in between, or PostgreSQL is not on this host
+		}
+		if _, ok := w.first[r.pid]; !ok && !r.shared && w.owners != nil {
+			w.client[r.pid] = socketOwner(int(r.port), w.owners)
 		}
 		if _, ok := w.first[r.pid]; !ok {
 			if initial || r.shared {
@@ -177,21 +183,71 @@ func (w *pgWatch) skip(pid uint32) {
 }
 
 // stop ends the watch and returns the CPU time of the run's backends and of
-// the shared background processes since it started.
-func (w *pgWatch) stop() (backends, shared time.Duration, n int) {
+// the shared background processes since it started, and the backends'
+// time by the service connected to them ("?" when not found).
+func (w *pgWatch) stop() (backends, shared time.Duration, by map[string]time.Duration) {
 	close(w.quit)
 	<-w.done
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	by = map[string]time.Duration{}
 	for pid, t := range w.last {
 		if w.shared[pid] {
 			shared += t - w.first[pid]
 		} else {
 			backends += t - w.first[pid]
-			n++
+			name := w.client[pid]
+			if name == "" {
+				name = "?"
+			}
+			by[name] += t - w.first[pid]
 		}
 	}
-	return backends, shared, n
+	return backends, shared, by
+}
+
+// socketOwner names the process among owners (name → pid) holding the
+// loopback TCP socket whose local port is port (a PostgreSQL client's end),
+// from /proc/net/tcp{,6} and the processes' /proc/<pid>/fd; "" if none.
+func socketOwner(port int, owners map[string]int) string {
+	inode := ""
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fs := strings.Fields(line)
+			if len(fs) < 10 {
+				continue
+			}
+			i := strings.LastIndexByte(fs[1], ':')
+			if p, err := strconv.ParseInt(fs[1][i+1:], 16, 32); err == nil && int(p) == port {
+				inode = fs[9]
+				break
+			}
+		}
+		if inode != "" {
+			break
+		}
+	}
+	if inode == "" {
+		return ""
+	}
+	want := "socket:[" + inode + "]"
+	for name, pid := range owners {
+		dir := fmt.Sprintf("/proc/%d/fd", pid)
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if l, err := os.Readlink(dir + "/" + e.Name()); err == nil && l == want {
+				return name
+			}
+		}
+	}
+	return ""
 }
 
 // cpuPerEvent is each process's CPU time between two samples divided by

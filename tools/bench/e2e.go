@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"runtime/pprof"
@@ -66,7 +67,11 @@ func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) (res e2eResult,
 		return res, err
 	}
 	defer pgConn.Close(context.Background())
-	pg, err := watchPostgres(ctx, pgConn, c.dbName)
+	owners := map[string]int{}
+	for name, p := range c.procs {
+		owners[name] = p.cmd.Process.Pid
+	}
+	pg, err := watchPostgres(ctx, pgConn, c.dbName, owners)
 	if err != nil {
 		return res, err
 	}
@@ -171,7 +176,7 @@ func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) (res e2eResult,
 	drained := time.Since(loadEnd)
 	cpu1 := c.sampleCPU()
 	pgStopped = true
-	pgBackends, pgShared, _ := pg.stop()
+	pgBackends, pgShared, pgBy := pg.stop()
 	mem.stop()
 	after := c.sampleMemory()
 
@@ -257,6 +262,11 @@ func benchE2E(ctx context.Context, out io.Writer, cfg e2eConfig) (res e2eResult,
 		return res, err
 	}
 	printCPU(out, res.cpu, total, cfg.rate)
+	fmt.Fprintf(out, "\nof the postgres backends, by the service connected to them:")
+	for _, name := range slices.Sorted(maps.Keys(pgBy)) {
+		fmt.Fprintf(out, " %s %s;", name, us(pgBy[name]/time.Duration(total)))
+	}
+	fmt.Fprintln(out)
 	if cfg.brief {
 		return res, nil
 	}
