@@ -128,6 +128,22 @@ func (cs *clusterStack) diagnose() {
 		return
 	}
 	t.Logf("diagnosis: %s last sequence %d", eventbus.StreamEvents, str.CachedInfo().State.LastSeq)
+	for _, c := range cs.consumerStates() {
+		t.Logf("diagnosis: consumer %s", c)
+	}
+}
+
+// consumerStates describes each durable consumer of the raw stream as its
+// leader reports it: leader, delivered, ack floor, pending, redelivered,
+// waiting pulls.
+func (cs *clusterStack) consumerStates() []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	str, err := cs.js.Stream(ctx, eventbus.StreamEvents)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var out []string
 	for ci := range str.ListConsumers(ctx).Info() {
 		if ci.Config.Durable == "" {
 			continue
@@ -136,9 +152,10 @@ func (cs *clusterStack) diagnose() {
 		if ci.Cluster != nil {
 			cl = ci.Cluster.Leader
 		}
-		t.Logf("diagnosis: consumer %s: leader %s, delivered %d, ack floor %d, %d pending, %d awaiting ack, %d redelivered, %d waiting pulls",
-			ci.Name, cl, ci.Delivered.Stream, ci.AckFloor.Stream, ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting)
+		out = append(out, fmt.Sprintf("%s: leader %s, delivered %d, ack floor %d, %d pending, %d awaiting ack, %d redelivered, %d waiting pulls",
+			ci.Name, cl, ci.Delivered.Stream, ci.AckFloor.Stream, ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting))
 	}
+	return out
 }
 
 // editAndPush edits a deal in the portal (a value no edit had before) and
@@ -178,7 +195,16 @@ func (cs *clusterStack) beginFault(what string) *clusterFault {
 	}
 	f := &clusterFault{what: what, at: time.Now(), seq: info.State.LastSeq}
 	cs.faults = append(cs.faults, f)
-	cs.t.Logf("fault %d (%s) at sequence %d; services' connections: %s", len(cs.faults), what, f.seq, cs.connections())
+	var leaders []string
+	for _, durable := range ackWatched {
+		l := "none"
+		if nd := cs.c.ConsumerLeader(eventbus.StreamEvents, durable); nd != nil {
+			l = nd.Name
+		}
+		leaders = append(leaders, durable+"@"+l)
+	}
+	cs.t.Logf("fault %d (%s) at sequence %d; services' connections: %s; consumer leaders: %s",
+		len(cs.faults), what, f.seq, cs.connections(), strings.Join(leaders, " "))
 	return f
 }
 
@@ -206,7 +232,8 @@ func (cs *clusterStack) waitResumed(f *clusterFault, l *load, more int) {
 	for i, at := range each {
 		f.each = append(f.each, fmt.Sprintf("%s %s", ackWatched[i], at.Sub(f.at).Round(10*time.Millisecond)))
 	}
-	cs.t.Logf("fault %d: consumers resumed after %s; services' connections: %s", len(cs.faults), f.resumed.Round(10*time.Millisecond), cs.connections())
+	cs.t.Logf("fault %d: consumers resumed after %s; services' connections: %s; consumers: %s", len(cs.faults), f.resumed.Round(10*time.Millisecond),
+		cs.connections(), strings.Join(cs.consumerStates(), "; "))
 	cs.eventually(fmt.Sprintf("%d events accepted after the fault", more), 3*time.Minute, func() bool {
 		return l.acceptedSince(f.at) >= more
 	})
