@@ -365,7 +365,7 @@ func (cs *clusterStack) report(rs []postResult) {
 			end = cs.faults[k+1].at
 		}
 		var n, afterBack int
-		var first, last time.Time
+		var first, last, lastBefore time.Time
 		for _, r := range rs {
 			done := r.started.Add(r.took)
 			if r.status != http.StatusServiceUnavailable || done.Before(f.at) || !r.started.Before(end) {
@@ -374,6 +374,8 @@ func (cs *clusterStack) report(rs []postResult) {
 			n++
 			if !f.back.IsZero() && done.After(f.back) {
 				afterBack++
+			} else if done.After(lastBefore) {
+				lastBefore = done
 			}
 			if first.IsZero() || r.started.Before(first) {
 				first = r.started
@@ -384,8 +386,22 @@ func (cs *clusterStack) report(rs []postResult) {
 		}
 		window := "no 503"
 		if n > 0 {
-			window = fmt.Sprintf("503 for %s (%d answers, first request %s after the fault, %d answered after the node came back at %s)",
-				last.Sub(first).Round(10*time.Millisecond), n, first.Sub(f.at).Round(10*time.Millisecond), afterBack, f.back.Sub(f.at).Round(10*time.Millisecond))
+			since := func(at time.Time) time.Duration { return at.Sub(f.at).Round(10 * time.Millisecond) }
+			window = fmt.Sprintf("503 for %s (%d answers, first request %s after the fault",
+				last.Sub(first).Round(10*time.Millisecond), n, since(first))
+			switch {
+			case f.back.IsZero():
+				window += ")"
+			case afterBack == 0:
+				window += fmt.Sprintf(", none after the node came back at %s)", since(f.back))
+			default:
+				before := "none"
+				if !lastBefore.IsZero() {
+					before = "the last at " + since(lastBefore).String()
+				}
+				window += fmt.Sprintf("; %d before the node came back at %s, %s; %d after it, the last at %s)",
+					n-afterBack, since(f.back), before, afterBack, since(last))
+			}
 		}
 		leader := "-"
 		if f.newLeader > 0 {
