@@ -29,6 +29,8 @@ type scaleoutConfig struct {
 	dealsPerPortal int
 	updates        int           // changes per deal, each followed by its event
 	latency        time.Duration // of every fake-portal REST answer
+	orderRounds    int           // untimed rounds of changes to the first orderDeals deals of every portal
+	orderDeals     int
 	env            []string
 }
 
@@ -67,6 +69,8 @@ func scaleoutMain(ctx context.Context, out io.Writer, args []string) error {
 	fs.IntVar(&cfg.dealsPerPortal, "deals", 100, "deals per portal")
 	fs.IntVar(&cfg.updates, "updates", 2, "changes (and events) per deal")
 	fs.DurationVar(&cfg.latency, "latency", 250*time.Millisecond, "delay of every fake-portal REST answer")
+	fs.IntVar(&cfg.orderRounds, "order-rounds", 6, "after the timed load, rounds of changes to -order-deals deals of every portal, one REST latency apart, for the order check")
+	fs.IntVar(&cfg.orderDeals, "order-deals", 10, "deals per portal changed in each order round")
 	env := fs.String("env", "B24HUB_DEALSYNC_CONCURRENCY=2,B24HUB_DEALSYNC_MAX_CONCURRENCY=2", "deal-sync environment, KEY=VALUE[,...]: what bounds one replica")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -191,45 +195,54 @@ func scaleoutRun(ctx context.Context, out io.Writer, bin string, replicas int, c
 
 	// The load: every deal changes, then its event is published, round
 	// after round, while the replicas work.
-	start := time.Now()
 	seq := 0
+	publish := func(u, pi int, p *benchPortal, d int) error {
+		p.fake.UpdateDeal(int64(d), map[string]string{"OPPORTUNITY": strconv.Itoa(u*1_000_000 + d)}, false)
+		seq++
+		id := fmt.Sprintf("scaleout-%d-%d-%d", u, pi, d)
+		env := &eventsv1.Envelope{MessageId: id, MemberId: p.fake.MemberID(), Event: "ONCRMDEALUPDATE",
+			EntityId: strconv.Itoa(d), Source: eventsv1.Source_SOURCE_PUSH}
+		data, _ := proto.Marshal(env)
+		_, err := c.js.PublishAsync(eventbus.RawEvent(p.fake.MemberID(), "ONCRMDEALUPDATE"), data, jetstream.WithMsgID(id))
+		return err
+	}
+	cons, err := c.js.Consumer(ctx, eventbus.StreamEvents, "deal-sync")
+	if err != nil {
+		return res, err
+	}
+	drain := func(since time.Time) error {
+		select {
+		case <-c.js.PublishAsyncComplete():
+		case <-time.After(time.Minute):
+			return fmt.Errorf("publishing the events took over a minute")
+		}
+		for {
+			info, err := cons.Info(ctx)
+			if err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= uint64(seq) {
+				return nil
+			}
+			if time.Since(since) > 10*time.Minute {
+				return fmt.Errorf("not drained after 10 minutes")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	start := time.Now()
 	for u := 1; u <= cfg.updates; u++ {
 		for pi, p := range c.portals {
 			for d := 1; d <= cfg.dealsPerPortal; d++ {
-				p.fake.UpdateDeal(int64(d), map[string]string{"OPPORTUNITY": strconv.Itoa(u*1_000_000 + d)}, false)
-				seq++
-				id := fmt.Sprintf("scaleout-%d-%d-%d", u, pi, d)
-				env := &eventsv1.Envelope{MessageId: id, MemberId: p.fake.MemberID(), Event: "ONCRMDEALUPDATE",
-					EntityId: strconv.Itoa(d), Source: eventsv1.Source_SOURCE_PUSH}
-				data, _ := proto.Marshal(env)
-				if _, err := c.js.PublishAsync(eventbus.RawEvent(p.fake.MemberID(), "ONCRMDEALUPDATE"), data, jetstream.WithMsgID(id)); err != nil {
+				if err := publish(u, pi, p, d); err != nil {
 					return res, err
 				}
 			}
 		}
 	}
-	select {
-	case <-c.js.PublishAsyncComplete():
-	case <-time.After(time.Minute):
-		return res, fmt.Errorf("publishing the events took over a minute")
-	}
 	res.events = seq
-	cons, err := c.js.Consumer(ctx, eventbus.StreamEvents, "deal-sync")
-	if err != nil {
+	if err := drain(start); err != nil {
 		return res, err
 	}
-	for {
-		info, err := cons.Info(ctx)
-		if err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= uint64(seq) {
-			break
-		}
-		if time.Since(start) > 10*time.Minute {
-			return res, fmt.Errorf("not drained after 10 minutes")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 	res.took = time.Since(start)
-	fmt.Fprintf(out, "%d replica(s): %d events drained in %s\n", replicas, seq, res.took.Round(100*time.Millisecond))
+	fmt.Fprintf(out, "%d replica(s): %d events drained in %s\n", replicas, res.events, res.took.Round(100*time.Millisecond))
 
 	for _, p := range c.portals {
 		st := p.fake.Stats()
@@ -237,6 +250,29 @@ func scaleoutRun(ctx context.Context, out io.Writer, bin string, replicas int, c
 		res.maxLevel = max(res.maxLevel, st.MaxLevel)
 		res.requests += st.Requests
 		res.fetched += st.BatchCommands
+	}
+	// The order phase, not timed: the first -order-deals deals of every
+	// portal change again, round after round, each round one REST latency
+	// after the last, so a deal's next event arrives while its previous
+	// fetch may still be running — on another replica — and fetches see
+	// different states. The order check below then has changes to check.
+	last := cfg.updates
+	if cfg.orderRounds > 0 && cfg.orderDeals > 0 {
+		ostart := time.Now()
+		for r := 1; r <= cfg.orderRounds; r++ {
+			last = cfg.updates + r
+			for pi, p := range c.portals {
+				for d := 1; d <= min(cfg.orderDeals, cfg.dealsPerPortal); d++ {
+					if err := publish(last, pi, p, d); err != nil {
+						return res, err
+					}
+				}
+			}
+			time.Sleep(cfg.latency)
+		}
+		if err := drain(ostart); err != nil {
+			return res, fmt.Errorf("order phase: %w", err)
+		}
 	}
 	// Outcomes: one final outcome per event.
 	final := map[string]int{}
@@ -282,8 +318,9 @@ func scaleoutRun(ctx context.Context, out io.Writer, bin string, replicas int, c
 		return res, err
 	}
 	defer db.Close(context.Background())
-	if err := db.QueryRow(ctx, `SELECT count(*) FROM deal_sync.deals WHERE (fields->>'OPPORTUNITY')::numeric <> $1 * 1000000 + deal_id`,
-		cfg.updates).Scan(&res.stale); err != nil {
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM deal_sync.deals
+		WHERE (fields->>'OPPORTUNITY')::numeric <> (CASE WHEN deal_id <= $2::bigint THEN $3::bigint ELSE $1::bigint END) * 1000000 + deal_id`,
+		cfg.updates, cfg.orderDeals, last).Scan(&res.stale); err != nil {
 		return res, err
 	}
 	var rows int
