@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/b24hub/b24hub/libs/telemetry/labelcap"
 	"go.opentelemetry.io/otel/metric"
 )
 
@@ -11,13 +12,13 @@ import (
 // and the bitrix.portal value of portals past MaxPortalLabels, so that the
 // client's metrics stay bounded whatever callers pass. Spans and logs keep
 // the real method and member_id.
-const OtherLabel = "other"
+const OtherLabel = labelcap.Other
 
 // MaxPortalLabels is how many distinct portals get their own bitrix.portal
 // label in one process (per meter provider); the ones seen later share
 // OtherLabel. With KnownMethods it bounds the series of the
 // portal × method histograms.
-const MaxPortalLabels = 200
+const MaxPortalLabels = labelcap.MaxPortals
 
 // KnownMethods are the REST methods with their own bitrix.method label: the
 // ones this package and the b24hub services call (lower case, as Bitrix24
@@ -48,38 +49,14 @@ func methodLabel(method string) string {
 	return OtherLabel
 }
 
-// labelCap admits the first max distinct values of a label and maps the
-// rest to OtherLabel.
-type labelCap struct {
-	mu   sync.Mutex
-	max  int
-	seen map[string]bool
-}
-
-func newLabelCap(max int) *labelCap { return &labelCap{max: max, seen: map[string]bool{}} }
-
-// value returns v while v is one of the first max values seen, else OtherLabel.
-func (l *labelCap) value(v string) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.seen[v] {
-		return v
-	}
-	if len(l.seen) >= l.max {
-		return OtherLabel
-	}
-	l.seen[v] = true
-	return v
-}
-
 // portalCaps holds one portal label cap per meter provider: clients are
 // created per portal, and the bound is on what one provider exports.
-var portalCaps sync.Map // metric.MeterProvider → *labelCap
+var portalCaps sync.Map // metric.MeterProvider → *labelcap.Cap
 
-func portalCapFor(mp metric.MeterProvider) *labelCap {
+func portalCapFor(mp metric.MeterProvider) *labelcap.Cap {
 	if c, ok := portalCaps.Load(mp); ok {
-		return c.(*labelCap)
+		return c.(*labelcap.Cap)
 	}
-	c, _ := portalCaps.LoadOrStore(mp, newLabelCap(MaxPortalLabels))
-	return c.(*labelCap)
+	c, _ := portalCaps.LoadOrStore(mp, labelcap.New(MaxPortalLabels))
+	return c.(*labelcap.Cap)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/b24hub/b24hub/libs/telemetry/labelcap"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -37,7 +38,7 @@ var WaitBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 // telemetry holds the instruments. Metric names follow OTel conventions;
 // the Prometheus exporter turns dots into underscores.
 type telemetry struct {
-	portals   *labelCap // bounds bitrix.portal on metrics
+	portals   *labelcap.Cap // bounds bitrix.portal on metrics
 	tracer    trace.Tracer
 	calls     metric.Int64Counter
 	errs      metric.Int64Counter
@@ -77,14 +78,14 @@ func (t *telemetry) start(ctx context.Context, method, portal string) (context.C
 }
 
 func (t *telemetry) attemptFailed(ctx context.Context, method, portal string, e *Error) {
-	t.errs.Add(ctx, 1, metric.WithAttributes(attrMethod.String(methodLabel(method)), attrPortal.String(t.portals.value(portal)),
+	t.errs.Add(ctx, 1, metric.WithAttributes(attrMethod.String(methodLabel(method)), attrPortal.String(t.portals.Value(portal)),
 		attrCode.String(codeLabel(e)), attrKind.String(e.Kind().String())))
 	trace.SpanFromContext(ctx).AddEvent("attempt failed", trace.WithAttributes(
 		attrStatus.Int(e.Status), attrCode.String(e.Code), attrKind.String(e.Kind().String())))
 }
 
 func (t *telemetry) waited(ctx context.Context, portal string, d time.Duration) {
-	t.wait.Record(ctx, d.Seconds(), metric.WithAttributes(attrPortal.String(t.portals.value(portal))))
+	t.wait.Record(ctx, d.Seconds(), metric.WithAttributes(attrPortal.String(t.portals.Value(portal))))
 }
 
 func (t *telemetry) finish(ctx context.Context, span trace.Span, method, portal string, status int, began time.Time, now time.Time, err error) {
@@ -103,7 +104,7 @@ func (t *telemetry) finish(ctx context.Context, span trace.Span, method, portal 
 		span.SetAttributes(attrStatus.Int(status))
 	}
 	span.End()
-	m, p := attrMethod.String(methodLabel(method)), attrPortal.String(t.portals.value(portal))
+	m, p := attrMethod.String(methodLabel(method)), attrPortal.String(t.portals.Value(portal))
 	t.calls.Add(ctx, 1, metric.WithAttributes(m, p, attrResult.String(outcome)))
 	t.duration.Record(ctx, now.Sub(began).Seconds(), metric.WithAttributes(m, p))
 }
@@ -113,7 +114,7 @@ func (t *telemetry) refresh(ctx context.Context, portal string, e *Error) {
 	if e != nil {
 		outcome = codeLabel(e)
 	}
-	t.refreshes.Add(ctx, 1, metric.WithAttributes(attrPortal.String(t.portals.value(portal)), attrResult.String(outcome)))
+	t.refreshes.Add(ctx, 1, metric.WithAttributes(attrPortal.String(t.portals.Value(portal)), attrResult.String(outcome)))
 }
 
 // codeLabel is the error code for metrics when it is one the client knows,

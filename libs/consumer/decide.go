@@ -21,8 +21,10 @@ const (
 	// terminates it.
 	VerbDead
 	// VerbWait keeps the message (in progress, not redelivered) while a
-	// dependency is down: the consumer stops fetching and runs the message
-	// again when the dependency answers. No delivery is spent.
+	// dependency is down and runs it again when the dependency answers. A
+	// dependency every message shares pauses the consumer (it stops
+	// fetching); one portal's holds that portal's messages only. No
+	// delivery is spent.
 	VerbWait
 )
 
@@ -75,7 +77,9 @@ type Attempt struct {
 //   - a context error while the runtime shuts down: nak at once.
 //   - an *UnavailableError (a dependency is down): wait, whatever the
 //     delivery count, outcome RETRY; while the runtime shuts down, nak at
-//     once for another replica.
+//     once for another replica. Whether the whole consumer waits or only
+//     the message's portal is the pipeline's business (see
+//     [UnavailableError.Portal]), not Decide's.
 //   - a *RetryAfterError: nak after its Delay.
 //   - anything else: nak after Spec.Backoff for this delivery.
 func Decide(spec Spec, at Attempt, err error) Action {
@@ -120,6 +124,14 @@ func Decide(spec Spec, at Attempt, err error) Action {
 func isUnavailable(err error) bool {
 	var u *UnavailableError
 	return errors.As(err, &u)
+}
+
+// portalWait reports whether err says only the portal of a message of
+// member (its Message.MemberID) is down: the message is held under member
+// while the consumer goes on with other portals.
+func portalWait(err error, member string) bool {
+	var u *UnavailableError
+	return member != "" && errors.As(err, &u) && u.Portal != ""
 }
 
 // dependencyOf names the dependency an *UnavailableError in err's chain

@@ -71,21 +71,37 @@ func RetryAfter(d time.Duration, err error) error {
 // UnavailableError says a dependency the handler needs did not answer
 // (PostgreSQL, NATS, a portal answering 5xx or timing out, a rate limit that
 // outlasted the client's own waiting). It is not the event's fault: the
-// runtime pauses the consumer (stops fetching), keeps the messages that met
-// it in progress, and runs them again with a jittered, growing wait until
-// the dependency answers. The delivery budget (Spec.MaxDeliver) is not
-// spent on it, so an outage of any length dead-letters nothing. Create it
-// with [Unavailable]; [ClassifyPostgres] and bitrixport.Classify produce it
-// for their errors.
+// runtime keeps the messages that met it in progress and runs them again
+// with a jittered, growing wait until the dependency answers. The delivery
+// budget (Spec.MaxDeliver) is not spent on it, so an outage of any length
+// dead-letters nothing.
+//
+// What else waits depends on Portal. A dependency every message shares
+// (Portal empty: the database, NATS) pauses the whole consumer: it stops
+// fetching. One portal not answering (Portal set) holds only that portal's
+// messages: the consumer goes on with every other portal's, and the
+// portal's new messages join its held ones instead of calling it (see
+// [Decide] and docs/architecture.md, "Unavailable dependencies"). Create it
+// with [Unavailable] or [UnavailableFor]; [ClassifyPostgres] and
+// bitrixport.Classify produce it for their errors.
 type UnavailableError struct {
 	// Dependency names what is down, low-cardinality: "postgresql",
 	// "nats", "bitrix24", "destination". It labels the
 	// consumer.dependency.down gauge and the alert.
 	Dependency string
-	Err        error
+	// Portal is the member_id of the one portal that does not answer, when
+	// the dependency is that portal; empty when every message needs the
+	// dependency. The runtime holds a message under its own portal
+	// (Message.MemberID): a message without one pauses the consumer as if
+	// Portal were empty.
+	Portal string
+	Err    error
 }
 
 func (e *UnavailableError) Error() string {
+	if e.Portal != "" {
+		return e.Dependency + " unavailable for portal " + e.Portal + ": " + e.Err.Error()
+	}
 	return e.Dependency + " unavailable: " + e.Err.Error()
 }
 
@@ -102,10 +118,19 @@ func (e *UnavailableError) ErrorKind() string {
 	return KindUnavailable
 }
 
-// Unavailable wraps err as the failure of dependency (see
-// [UnavailableError]). Unavailable(dep, nil) is nil. A [Permanent] error
-// stays permanent: wrapping it does not make it wait.
+// Unavailable wraps err as the failure of a dependency every message
+// shares (see [UnavailableError]): the consumer pauses until it answers.
+// Unavailable(dep, nil) is nil. A [Permanent] error stays permanent:
+// wrapping it does not make it wait.
 func Unavailable(dependency string, err error) error {
+	return UnavailableFor(dependency, "", err)
+}
+
+// UnavailableFor wraps err as the failure of dependency for one portal
+// (its member_id): only that portal's messages wait, the consumer goes on
+// with the others'. An empty portal is [Unavailable]. UnavailableFor(dep,
+// portal, nil) is nil; a [Permanent] error stays permanent.
+func UnavailableFor(dependency, portal string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -115,7 +140,7 @@ func Unavailable(dependency string, err error) error {
 	if dependency == "" {
 		dependency = "unknown"
 	}
-	return &UnavailableError{Dependency: dependency, Err: err}
+	return &UnavailableError{Dependency: dependency, Portal: portal, Err: err}
 }
 
 // Dependency names used by the platform's classifiers.

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/b24hub/b24hub/libs/eventbus"
-	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
@@ -30,6 +29,8 @@ type pipeline[T any] struct {
 
 	credits *credits
 	gate    *outageGate
+	held    *heldPortals[T]
+	probes  sync.WaitGroup // one per held portal
 
 	mu       sync.Mutex
 	inflight map[*delivery[T]]struct{}
@@ -43,6 +44,15 @@ type delivery[T any] struct {
 	parent    context.Context // trace context extracted from the headers
 	received  time.Time
 	progress  time.Time // last InProgress (or receipt)
+
+	// ctx and span are the message's processing span, from its first run
+	// (or from joining a held portal) to its settlement.
+	ctx  context.Context
+	span trace.Span
+	// waitErr is the error a held message waits on (see held.go), and
+	// reported says its RETRY outcome for the wait was published.
+	waitErr  error
+	reported bool
 }
 
 func (p *pipeline[T]) spec() Spec { return p.sp }
@@ -53,6 +63,7 @@ func (p *pipeline[T]) run(ctx, hardStop context.Context, cons jetstream.Consumer
 	p.inflight = map[*delivery[T]]struct{}{}
 	p.credits = newCredits(p.pullMax())
 	p.gate = newOutageGate(p.sp.Durable, p.rt.log, p.m.down)
+	p.held = &heldPortals[T]{portals: map[string]*heldPortal[T]{}, room: p.pullMax() - p.pullLow(), onFull: p.full}
 	// in never blocks the reader: the credits bound what it holds.
 	in := make(chan *delivery[T], p.pullMax())
 	batches := make(chan []*delivery[T])
@@ -69,6 +80,7 @@ func (p *pipeline[T]) run(ctx, hardStop context.Context, cons jetstream.Consumer
 		p.process(ctx, hardStop, b)
 		p.handled(done, b)
 	})
+	p.probes.Wait() // they hand their held messages back once ctx ends
 	close(progressDone)
 	p.rt.log.InfoContext(context.WithoutCancel(ctx), "consumer drained", "consumer", p.sp.Durable)
 	return <-readErr
@@ -79,6 +91,9 @@ func (p *pipeline[T]) run(ctx, hardStop context.Context, cons jetstream.Consumer
 func (p *pipeline[T]) pullMax() int {
 	return max(1, min(max(p.sp.Concurrency, p.sp.MaxConcurrency)*p.sp.BatchSize*2, p.sp.MaxAckPending, maxHold))
 }
+
+// pullLow is the fewest credits the reader asks the server for at once.
+func (p *pipeline[T]) pullLow() int { return max(1, p.pullMax()/4) }
 
 // fetchWait is how long one pull request waits for messages. The client
 // keeps a tenth of it (nats.go's FetchContext) for the server's last
@@ -97,7 +112,7 @@ const fetchWait = 5 * time.Second
 // broken pull is recreated from the Spec after a pause.
 func (p *pipeline[T]) read(ctx context.Context, cons jetstream.Consumer, in chan<- *delivery[T]) error {
 	defer close(in)
-	low := max(1, p.pullMax()/4)
+	low := p.pullLow()
 	for {
 		n, err := p.credits.take(ctx, low)
 		if err != nil {
@@ -337,16 +352,36 @@ func (p *pipeline[T]) keepAlive(done <-chan struct{}) {
 	}
 }
 
-// process runs the handler on one batch and settles every message in it.
+// process runs the handler on one batch and settles every message in it,
+// but for the messages of a portal held now (they join its held messages,
+// see held.go).
 func (p *pipeline[T]) process(runCtx, hardStop context.Context, batch []*delivery[T]) {
+	if runCtx.Err() == nil {
+		batch = p.divert(batch)
+	}
+	if len(batch) > 0 {
+		p.runBatch(runCtx, hardStop, batch)
+	}
+}
+
+// begin starts d's processing span and records its lag, once.
+func (p *pipeline[T]) begin(d *delivery[T]) {
+	if d.span != nil {
+		return
+	}
+	d.ctx, d.span = p.startSpan(d)
+	if !d.msg.Published.IsZero() {
+		p.m.lag.Record(d.ctx, time.Since(d.msg.Published).Seconds(), p.m.attrs)
+	}
+}
+
+// runBatch runs the handler on batch; waits out (waitOut) the messages
+// whose dependency every message shares, holds (hold) those whose portal
+// is down, settles the rest, and returns how many it held.
+func (p *pipeline[T]) runBatch(runCtx, hardStop context.Context, batch []*delivery[T]) int {
 	start := time.Now()
-	spans := make([]trace.Span, len(batch))
-	ctxs := make([]context.Context, len(batch))
-	for i, d := range batch {
-		ctxs[i], spans[i] = p.startSpan(d)
-		if !d.msg.Published.IsZero() {
-			p.m.lag.Record(ctxs[i], start.Sub(d.msg.Published).Seconds(), p.m.attrs)
-		}
+	for _, d := range batch {
+		p.begin(d)
 	}
 
 	results := make([]error, len(batch))
@@ -366,12 +401,12 @@ func (p *pipeline[T]) process(runCtx, hardStop context.Context, batch []*deliver
 		}
 	}
 	if len(handled) > 0 {
-		hctx := ctxs[handledIdx[0]]
+		hctx := batch[handledIdx[0]].ctx
 		var bspan trace.Span
 		if len(batch) > 1 {
 			links := make([]trace.Link, len(batch))
-			for i := range batch {
-				links[i] = trace.Link{SpanContext: spans[i].SpanContext()}
+			for i, d := range batch {
+				links[i] = trace.Link{SpanContext: d.span.SpanContext()}
 			}
 			hctx, bspan = p.rt.tracer.Start(context.Background(), "process batch "+p.sp.Durable,
 				trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
@@ -383,8 +418,8 @@ func (p *pipeline[T]) process(runCtx, hardStop context.Context, batch []*deliver
 					attribute.String("b24.member_id", batch[0].msg.MemberID)))
 			// And back: from one event's trace, its message span leads to
 			// the batch that did the REST and database work for it.
-			for i := range batch {
-				spans[i].AddLink(trace.Link{SpanContext: bspan.SpanContext()})
+			for _, d := range batch {
+				d.span.AddLink(trace.Link{SpanContext: bspan.SpanContext()})
 			}
 		}
 		errs := p.call(hctx, hardStop, handled)
@@ -400,31 +435,37 @@ func (p *pipeline[T]) process(runCtx, hardStop context.Context, batch []*deliver
 	}
 
 	dur := time.Since(start)
+	held := 0
 	if runCtx.Err() == nil {
-		dur = p.waitOut(runCtx, hardStop, batch, ctxs, spans, results, dur)
+		dur = p.waitOut(runCtx, hardStop, batch, results, dur)
+	}
+	if runCtx.Err() == nil {
+		batch, results, held = p.hold(runCtx, hardStop, batch, results, dur)
 	}
 	shutting := runCtx.Err() != nil
 	var wg sync.WaitGroup
 	for i, d := range batch {
-		wg.Go(func() { p.settle(ctxs[i], spans[i], d, results[i], dur, shutting) })
+		wg.Go(func() { p.settle(d.ctx, d.span, d, results[i], dur, shutting) })
 	}
 	wg.Wait()
+	return held
 }
 
 // waitOut runs again, until they get through or the runtime stops, the
-// messages of batch whose result says a dependency is down: the consumer
-// is paused meanwhile (the reader fetches nothing), the messages stay in
+// messages of batch whose result says a dependency every message shares is
+// down (not only their portal: those are held, see hold): the consumer is
+// paused meanwhile (the reader fetches nothing), the messages stay in
 // progress (keepAlive), and no delivery is spent. The wait between runs
 // starts at Spec.ProbeInterval and doubles, jittered, up to
 // Spec.ProbeMaxInterval; a run of another batch that got through cuts it
 // short. Each waiting message reports one RETRY outcome (kind
 // "unavailable" or the error's own). It updates results in place and
 // returns the duration of the last handler call.
-func (p *pipeline[T]) waitOut(runCtx, hardStop context.Context, batch []*delivery[T], ctxs []context.Context,
-	spans []trace.Span, results []error, dur time.Duration) time.Duration {
+func (p *pipeline[T]) waitOut(runCtx, hardStop context.Context, batch []*delivery[T], results []error, dur time.Duration) time.Duration {
+	shared := func(i int) bool { return isUnavailable(results[i]) && !portalWait(results[i], batch[i].msg.MemberID) }
 	var idx []int
-	for i, err := range results {
-		if isUnavailable(err) {
+	for i := range results {
+		if shared(i) {
 			idx = append(idx, i)
 		}
 	}
@@ -437,15 +478,9 @@ func (p *pipeline[T]) waitOut(runCtx, hardStop context.Context, batch []*deliver
 	answered := false
 	defer func() { p.gate.leave(bg, dep, answered) }()
 	for _, i := range idx {
-		act := Decide(p.sp, Attempt{Delivery: batch[i].msg.Delivery}, results[i])
-		spans[i].AddEvent("dependency unavailable", trace.WithAttributes(attribute.String("b24.dependency", dependencyOf(results[i])),
-			attribute.String("error", results[i].Error())))
-		p.publishOutcome(context.WithoutCancel(ctxs[i]), spans[i], batch[i], act, results[i], dur)
-		batch[i].msg.Logger.WarnContext(ctxs[i], "event waits for a dependency", "dependency", dependencyOf(results[i]),
-			"error", results[i].Error(), "error_kind", act.Kind)
+		p.reportWait(batch[i], results[i], dur)
 	}
-	bo := backoff.NewExponentialBackOff(backoff.WithInitialInterval(p.sp.ProbeInterval), backoff.WithMaxInterval(p.sp.ProbeMaxInterval),
-		backoff.WithMultiplier(2), backoff.WithRandomizationFactor(0.5), backoff.WithMaxElapsedTime(0))
+	bo := probeBackoff(p.sp)
 	for {
 		t := time.NewTimer(bo.NextBackOff())
 		select {
@@ -461,22 +496,23 @@ func (p *pipeline[T]) waitOut(runCtx, hardStop context.Context, batch []*deliver
 			msgs[k] = batch[i].msg
 		}
 		start := time.Now()
-		errs := p.call(ctxs[idx[0]], hardStop, msgs)
+		errs := p.call(batch[idx[0]].ctx, hardStop, msgs)
 		dur = time.Since(start)
 		var still []int
 		for k, i := range idx {
 			results[i] = errs[k]
-			if isUnavailable(errs[k]) {
+			if shared(i) {
 				still = append(still, i)
 			}
 		}
 		if len(still) == 0 {
+			// Messages whose portal is down now are held by the caller.
 			answered = true
 			return dur
 		}
 		if now := dependencyOf(results[still[0]]); now != dep || len(still) < len(idx) {
 			// Part got through, or what is down changed (the database is
-			// back, the portal is not): the gauge follows.
+			// back, NATS is not): the gauge follows.
 			p.gate.leave(bg, dep, len(still) < len(idx))
 			dep = now
 			p.gate.enter(bg, dep, results[still[0]])

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/b24hub/b24hub/libs/eventbus"
+	"github.com/b24hub/b24hub/libs/telemetry/labelcap"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
@@ -253,11 +254,14 @@ type metrics struct {
 	lag       metric.Float64Histogram
 	down      metric.Int64UpDownCounter
 	attrs     metric.MeasurementOption
+	// portals bounds the portal label of down (labelcap.MaxPortals).
+	portals *labelcap.Cap
 }
 
 func newMetrics(m metric.Meter, consumer string) (*metrics, error) {
 	var (
-		out  = &metrics{attrs: metric.WithAttributeSet(attribute.NewSet(attribute.String("consumer", consumer)))}
+		out = &metrics{attrs: metric.WithAttributeSet(attribute.NewSet(attribute.String("consumer", consumer))),
+			portals: labelcap.New(labelcap.MaxPortals)}
 		errs []error
 		err  error
 	)
@@ -276,7 +280,9 @@ func newMetrics(m metric.Meter, consumer string) (*metrics, error) {
 		metric.WithExplicitBucketBoundaries(LagBuckets...))
 	errs = append(errs, err)
 	out.down, err = m.Int64UpDownCounter("consumer.dependency.down",
-		metric.WithDescription("1 while the consumer is paused because this dependency does not answer (consumer.Unavailable), else 0."))
+		metric.WithDescription("1 while the consumer is paused because this dependency does not answer (consumer.Unavailable), else 0; "+
+			"with a portal label, 1 while that portal's messages are held because it does not answer (consumer.UnavailableFor: the consumer goes on "+
+			"with other portals; portals past the first 200 share portal=\"other\", which then counts them)."))
 	errs = append(errs, err)
 	return out, errors.Join(errs...)
 }

@@ -247,8 +247,10 @@ func ErrorKind(k bitrix.Kind) string {
 //     answer at all: refused, reset, timed out) and its limits (503
 //     QUERY_LIMIT_EXCEEDED past the client's own waiting, 503
 //     OVERLOAD_LIMIT, 429 OPERATION_TIME_LIMIT) →
-//     consumer.Unavailable("bitrix24"): none is the event's fault, so the
-//     consumer pauses and the message waits without spending a delivery;
+//     consumer.UnavailableFor("bitrix24", portal): none is the event's
+//     fault, so the message waits without spending a delivery; the portal
+//     is the error's (its member_id), so only that portal's messages wait
+//     and the consumer goes on with the other portals';
 //   - everything else (not_found, a transient answer with a 2xx/4xx
 //     status) stays retryable with the Spec's backoff. Callers that treat
 //     not_found specially check errors.Is(err, bitrix.KindNotFound) before
@@ -272,10 +274,10 @@ func Classify(err error) error {
 	case bitrix.KindPermanent, bitrix.KindReauthorize:
 		return consumer.Permanent(k)
 	case bitrix.KindQueryLimit, bitrix.KindOverload, bitrix.KindOperationLimit:
-		return consumer.Unavailable(consumer.DependencyBitrix24, k)
+		return consumer.UnavailableFor(consumer.DependencyBitrix24, e.Portal, k)
 	case bitrix.KindTransient:
 		if e.Status == 0 || e.Status >= 500 {
-			return consumer.Unavailable(consumer.DependencyBitrix24, k)
+			return consumer.UnavailableFor(consumer.DependencyBitrix24, e.Portal, k)
 		}
 	}
 	return k

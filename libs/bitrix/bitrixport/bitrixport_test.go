@@ -19,25 +19,34 @@ func TestClassify(t *testing.T) {
 		err  error
 		verb consumer.Verb
 		kind string
+		// portal is the UnavailableError's Portal: a portal's outage
+		// holds only that portal's messages.
+		portal string
 	}{
 		// The portal's limits and outages are not the event's fault: wait.
-		{&bitrix.Error{Status: 503, Code: bitrix.CodeOverloadLimit}, consumer.VerbWait, eventbus.ErrorKindOverload},
-		{&bitrix.Error{Status: 503, Code: bitrix.CodeQueryLimitExceeded}, consumer.VerbWait, eventbus.ErrorKindQueryLimit},
-		{&bitrix.Error{Status: 429, Code: bitrix.CodeOperationTimeLimit}, consumer.VerbWait, eventbus.ErrorKindOperationLimit},
-		{&bitrix.Error{Status: 503, Description: "<html>Service Unavailable</html>"}, consumer.VerbWait, eventbus.ErrorKindTransient},
-		{&bitrix.Error{Err: errors.New("dial tcp: connection refused")}, consumer.VerbWait, eventbus.ErrorKindTransient},
-		{&bitrix.Error{Status: 400, Code: bitrix.CodeInvalidGrant}, consumer.VerbDead, eventbus.ErrorKindReauthorize},
-		{&bitrix.Error{Status: 401, Code: "INVALID_CREDENTIALS"}, consumer.VerbDead, eventbus.ErrorKindAuth},
+		{&bitrix.Error{Status: 503, Code: bitrix.CodeOverloadLimit, Portal: "m1"}, consumer.VerbWait, eventbus.ErrorKindOverload, "m1"},
+		{&bitrix.Error{Status: 503, Code: bitrix.CodeQueryLimitExceeded, Portal: "m1"}, consumer.VerbWait, eventbus.ErrorKindQueryLimit, "m1"},
+		{&bitrix.Error{Status: 429, Code: bitrix.CodeOperationTimeLimit, Portal: "m1"}, consumer.VerbWait, eventbus.ErrorKindOperationLimit, "m1"},
+		{&bitrix.Error{Status: 503, Description: "<html>Service Unavailable</html>", Portal: "m2"}, consumer.VerbWait, eventbus.ErrorKindTransient, "m2"},
+		{&bitrix.Error{Err: errors.New("dial tcp: connection refused"), Portal: "m2"}, consumer.VerbWait, eventbus.ErrorKindTransient, "m2"},
+		// No portal named: the whole consumer waits, as for a database.
+		{&bitrix.Error{Status: 502}, consumer.VerbWait, eventbus.ErrorKindTransient, ""},
+		{&bitrix.Error{Status: 400, Code: bitrix.CodeInvalidGrant}, consumer.VerbDead, eventbus.ErrorKindReauthorize, ""},
+		{&bitrix.Error{Status: 401, Code: "INVALID_CREDENTIALS"}, consumer.VerbDead, eventbus.ErrorKindAuth, ""},
 		// Still expired after the client's refreshes: a rotation race, retried.
-		{&bitrix.Error{Status: 401, Code: bitrix.CodeExpiredToken}, consumer.VerbNak, eventbus.ErrorKindAuth},
-		{&bitrix.Error{Status: 401, Code: bitrix.CodeInvalidToken}, consumer.VerbNak, eventbus.ErrorKindAuth},
-		{&bitrix.Error{Status: 400, Code: "ERROR_CORE", Description: "bad"}, consumer.VerbDead, eventbus.ErrorKindPermanent},
-		{&bitrix.Error{Status: 502}, consumer.VerbWait, eventbus.ErrorKindTransient},
-		{errors.New("plain"), consumer.VerbNak, consumer.KindTransient},
+		{&bitrix.Error{Status: 401, Code: bitrix.CodeExpiredToken}, consumer.VerbNak, eventbus.ErrorKindAuth, ""},
+		{&bitrix.Error{Status: 401, Code: bitrix.CodeInvalidToken}, consumer.VerbNak, eventbus.ErrorKindAuth, ""},
+		{&bitrix.Error{Status: 400, Code: "ERROR_CORE", Description: "bad"}, consumer.VerbDead, eventbus.ErrorKindPermanent, ""},
+		{errors.New("plain"), consumer.VerbNak, consumer.KindTransient, ""},
 	} {
-		act := consumer.Decide(spec, consumer.Attempt{Delivery: 1}, bitrixport.Classify(tt.err))
+		err := bitrixport.Classify(tt.err)
+		act := consumer.Decide(spec, consumer.Attempt{Delivery: 1}, err)
 		if act.Verb != tt.verb || act.Kind != tt.kind {
 			t.Errorf("%v: %s %q, want %s %q", tt.err, act.Verb, act.Kind, tt.verb, tt.kind)
+		}
+		var u *consumer.UnavailableError
+		if errors.As(err, &u) && u.Portal != tt.portal {
+			t.Errorf("%v: unavailable for portal %q, want %q", tt.err, u.Portal, tt.portal)
 		}
 	}
 	if bitrixport.Classify(nil) != nil {
