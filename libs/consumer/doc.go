@@ -22,6 +22,16 @@
 //	Unavailable(dep, err)       pause: stop fetching, keep the message in
 //	                            progress, run it again when dep answers;
 //	                            outcome RETRY, no delivery spent
+//	UnavailableFor(dep, portal, hold: keep the message in progress with its
+//	  err)                      portal's other messages (new ones join
+//	                            without calling it), probe the portal, run
+//	                            them in stream order when it answers; the
+//	                            consumer goes on with other portals;
+//	                            outcome RETRY, no delivery spent
+//
+// What a consumer may hold is bounded by its credits (at most
+// MaxAckPending): when held messages leave the reader less than one pull
+// of room, the consumer pauses as a whole until a held portal answers.
 //
 // JetStream's own BackOff does not apply to naks, so the runtime computes
 // the delay from the delivery count. Long handlers are kept alive with

@@ -28,7 +28,7 @@ import (
 type heldPortals[T any] struct {
 	mu      sync.Mutex
 	portals map[string]*heldPortal[T]
-	count   int    // messages held, every portal
+	count   int    // messages held, every portal, with those a probe is running
 	room    int    // held messages past which the consumer pauses
 	fullDep string // the dependency the consumer is paused for because of them; "" not paused
 	// onFull pauses (enter) or resumes (leave) the consumer; it is called
@@ -99,15 +99,22 @@ func (h *heldPortals[T]) add(d *delivery[T], dep, label string, join bool) (adde
 		return 0
 	})
 	e.items = slices.Insert(e.items, i, d)
-	h.count++
-	h.check(e.dep)
+	if d.probing {
+		d.probing = false // back from its probe: counted already
+	} else {
+		h.count++
+		h.check(e.dep)
+	}
 	return true, created
 }
 
 // take removes and returns member's oldest held messages, as many as one
 // batch holds (batchSize distinct entities, at most 10×batchSize
-// messages). When none is left it forgets the portal and returns nil with
-// the portal's record (it answers again).
+// messages), for the portal's probe to run. They stay counted until they
+// come back (add) or the probe reports them done (settled), so the
+// consumer does not resume for the length of a probe. When none is left
+// it forgets the portal and returns nil with the portal's record (it
+// answers again).
 func (h *heldPortals[T]) take(member string, batchSize int) ([]*delivery[T], *heldPortal[T]) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -127,9 +134,18 @@ func (h *heldPortals[T]) take(member string, batchSize int) ([]*delivery[T], *he
 	}
 	chunk := slices.Clone(e.items[:n])
 	e.items = slices.Delete(e.items, 0, n)
-	h.count -= n
-	h.check(e.dep)
+	for _, d := range chunk {
+		d.probing = true
+	}
 	return chunk, nil
+}
+
+// settled uncounts n messages a probe took that did not come back.
+func (h *heldPortals[T]) settled(member string, n int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.count -= n
+	h.check(h.portals[member].dep)
 }
 
 // release forgets member and returns every message held for it.
@@ -230,7 +246,9 @@ func (p *pipeline[T]) probe(runCtx, hardStop context.Context, member string) {
 			p.forget(member, e, "")
 			return
 		}
-		if p.runBatch(runCtx, hardStop, chunk) > 0 {
+		back := p.runBatch(runCtx, hardStop, chunk)
+		p.held.settled(member, len(chunk)-back)
+		if back > 0 {
 			wait = bo.NextBackOff()
 		} else {
 			bo.Reset()

@@ -10,10 +10,13 @@ import (
 	"go.opentelemetry.io/otel/metric"
 )
 
-// outageGate is one consumer's view of its dependencies: how many batches
-// wait for each one. While any batch waits the reader fetches nothing (the
-// consumer is paused); when one of them gets through, the others are woken
-// to try at once instead of finishing their backoff.
+// outageGate is one consumer's view of the dependencies every message
+// shares: how many batches wait for each one. While any batch waits the
+// reader fetches nothing (the consumer is paused); when one of them gets
+// through, the others are woken to try at once instead of finishing their
+// backoff. A portal that does not answer does not go through the gate (its
+// messages are held, see held.go) unless its held messages fill the
+// consumer's room.
 type outageGate struct {
 	consumer string
 	log      *slog.Logger

@@ -18,8 +18,16 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// dependencyDown reads consumer.dependency.down for consumer and dep.
+// dependencyDown reads consumer.dependency.down for consumer and dep, the
+// series without a portal (the whole consumer paused).
 func dependencyDown(t *testing.T, r *sdkmetric.ManualReader, consumerName, dep string) int64 {
+	t.Helper()
+	return portalDown(t, r, consumerName, dep, "")
+}
+
+// portalDown reads consumer.dependency.down for consumer, dep and portal
+// ("" the series without a portal label).
+func portalDown(t *testing.T, r *sdkmetric.ManualReader, consumerName, dep, portal string) int64 {
 	t.Helper()
 	var rm metricdata.ResourceMetrics
 	if err := r.Collect(context.Background(), &rm); err != nil {
@@ -33,7 +41,8 @@ func dependencyDown(t *testing.T, r *sdkmetric.ManualReader, consumerName, dep s
 			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
 				c, _ := dp.Attributes.Value(attribute.Key("consumer"))
 				d, _ := dp.Attributes.Value(attribute.Key("dependency"))
-				if c.AsString() == consumerName && d.AsString() == dep {
+				p, _ := dp.Attributes.Value(attribute.Key("portal"))
+				if c.AsString() == consumerName && d.AsString() == dep && p.AsString() == portal {
 					return dp.Value
 				}
 			}

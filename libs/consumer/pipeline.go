@@ -53,6 +53,8 @@ type delivery[T any] struct {
 	// reported says its RETRY outcome for the wait was published.
 	waitErr  error
 	reported bool
+	// probing says a held message is out with its portal's probe.
+	probing bool
 }
 
 func (p *pipeline[T]) spec() Spec { return p.sp }

@@ -1,11 +1,13 @@
 package dealsync_test
 
 import (
+	"context"
 	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/b24hub/b24hub/libs/bitrix"
 	"github.com/b24hub/b24hub/libs/fakeportal"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	dealsync "github.com/b24hub/b24hub/services/deal-sync"
@@ -199,6 +201,74 @@ func TestRESTOutageWaitsWithoutDeadLetters(t *testing.T) {
 	for _, o := range e.outcomes {
 		if o.Attempt != 1 {
 			t.Errorf("outcome %s at delivery %d: the outage spent a delivery", o.Status, o.Attempt)
+		}
+	}
+	if len(e.dead) != 0 {
+		t.Errorf("%d dead letters", len(e.dead))
+	}
+}
+
+// byMember serves each portal's own REST client.
+type byMember map[string]*bitrix.Client
+
+func (b byMember) ClientFor(_ context.Context, member string) (*bitrix.Client, error) {
+	if c, ok := b[member]; ok {
+		return c, nil
+	}
+	return nil, fmt.Errorf("no client for portal %s", member)
+}
+
+// TestOnePortalsOutageHoldsOnlyItsEvents: deal-sync serves two portals and
+// one answers 500 to every call. Only that portal's event waits (held,
+// probed, no delivery spent); the other portal's deal, updated during the
+// outage, is mirrored meanwhile. Before, the whole consumer paused and the
+// other portal waited for the outage too. Once the first portal answers,
+// its event is done at its first delivery; nothing is dead-lettered.
+func TestOnePortalsOutageHoldsOnlyItsEvents(t *testing.T) {
+	e := newEnv(t, fakeportal.Config{})
+	other, err := fakeportal.New(fakeportal.Config{MemberID: "0a1b2c3d4e5f60718293a4b5c6d7e8f9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Close() })
+	if other.MemberID() == e.member {
+		t.Fatal("both fake portals have one member_id")
+	}
+	cfg := fastConfig()
+	cfg.Consumer.ProbeInterval, cfg.Consumer.ProbeMaxInterval = 10*time.Millisecond, 50*time.Millisecond
+	oc := bitrixConfigNoRetry()
+	oc.WebhookURL, oc.MemberID = other.AddWebhook(1, "other"), other.MemberID()
+	otherClient, err := bitrix.New(oc, bitrix.WithHTTPClient(other.Client()), bitrix.WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.startWith(cfg, byMember{e.member: e.newClient(bitrixConfigNoRetry()), other.MemberID(): otherClient})
+
+	down := e.portal.CreateDeal(map[string]string{"TITLE": "Unlucky"}, false)
+	up := other.CreateDeal(map[string]string{"TITLE": "Lucky"}, false)
+	e.portal.ResetStats()
+	e.portal.SetFaults(fakeportal.Faults{ServerErrorRate: 1})
+	e.publishRaw(down, "ONCRMDEALUPDATE", "down-1")
+	// Forty probes (at most 50 ms apart) outlast the reader's pull that
+	// was under way when the outage began (up to 1 s): from then on a
+	// paused consumer would fetch nothing.
+	e.eventually("forty calls refused", func() bool { return e.portal.Stats().InjectedFaults >= 40 })
+	e.publishRawOf(other.MemberID(), up, "ONCRMDEALUPDATE", "up-1")
+	e.eventually("the other portal's deal mirrored during the outage", func() bool {
+		r, ok := e.mirrorOf(other.MemberID(), up)
+		return ok && r.title == "Lucky"
+	})
+	if _, ok := e.mirror(down); ok {
+		t.Error("mirrored during its portal's outage")
+	}
+	e.portal.SetFaults(fakeportal.Faults{})
+	e.eventually("mirrored after the outage", func() bool { _, ok := e.mirror(down); return ok })
+	e.eventually("both done", func() bool { return e.outcomesWith(eventsv1.OutcomeStatus_OUTCOME_STATUS_DONE, "") == 2 })
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, o := range e.outcomes {
+		if o.Attempt != 1 {
+			t.Errorf("outcome %s of %s at delivery %d: the outage spent a delivery", o.Status, o.EventId, o.Attempt)
 		}
 	}
 	if len(e.dead) != 0 {

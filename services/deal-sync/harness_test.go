@@ -262,10 +262,13 @@ type mirrorRow struct {
 	fields  map[string]any
 }
 
-func (e *env) mirror(id int64) (mirrorRow, bool) {
+func (e *env) mirror(id int64) (mirrorRow, bool) { return e.mirrorOf(e.member, id) }
+
+// mirrorOf reads the mirror of a deal of portal member.
+func (e *env) mirrorOf(member string, id int64) (mirrorRow, bool) {
 	var r mirrorRow
 	err := e.pool.QueryRow(context.Background(), `SELECT snapshot_hash, deleted, coalesce(title, ''), fields
-		FROM deal_sync.deals WHERE member_id = $1 AND deal_id = $2`, e.member, id).Scan(&r.hash, &r.deleted, &r.title, &r.fields)
+		FROM deal_sync.deals WHERE member_id = $1 AND deal_id = $2`, member, id).Scan(&r.hash, &r.deleted, &r.title, &r.fields)
 	return r, err == nil
 }
 
@@ -288,10 +291,16 @@ func quiet() *slog.Logger {
 // publishRaw publishes a raw deal event as the ingress would, with msgID.
 func (e *env) publishRaw(id int64, event, msgID string) {
 	e.t.Helper()
-	env := &eventsv1.Envelope{MessageId: msgID, MemberId: e.member, Event: event, EntityId: fmt.Sprint(id),
+	e.publishRawOf(e.member, id, event, msgID)
+}
+
+// publishRawOf is publishRaw for a deal of portal member.
+func (e *env) publishRawOf(member string, id int64, event, msgID string) {
+	e.t.Helper()
+	env := &eventsv1.Envelope{MessageId: msgID, MemberId: member, Event: event, EntityId: fmt.Sprint(id),
 		Source: eventsv1.Source_SOURCE_PUSH}
 	data, _ := proto.Marshal(env)
-	if _, err := e.js.Publish(context.Background(), eventbus.RawEvent(e.member, event), data, jetstream.WithMsgID(msgID)); err != nil {
+	if _, err := e.js.Publish(context.Background(), eventbus.RawEvent(member, event), data, jetstream.WithMsgID(msgID)); err != nil {
 		e.t.Fatal(err)
 	}
 }
