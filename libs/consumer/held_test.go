@@ -340,3 +340,52 @@ func TestHeldMessagesFillingTheRoomPauseTheConsumer(t *testing.T) {
 		t.Error("the log does not say the consumer resumed")
 	}
 }
+
+// TestHeldPortalIsHandedBackOnStop: a runtime that stops while a portal's
+// messages are held hands them back at once (nak, kind unavailable) for
+// another replica, rather than keeping them until their ack wait (a
+// minute here) runs out; Run returns. The restart costs each one delivery,
+// as it does for the consumer-wide pause.
+func TestHeldPortalIsHandedBackOnStop(t *testing.T) {
+	h := newHarness(t)
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	spec := fastSpec("handback")
+	spec.AckWait = time.Minute
+	spec.ProbeInterval, spec.ProbeMaxInterval = time.Millisecond, 15*time.Millisecond
+	spec.BatchSize, spec.BatchWindow = 5, 5*time.Millisecond
+	down := newPortalOutage()
+	down.set("mA", true)
+	stop := h.start(func(rt *consumer.Runtime) error {
+		return consumer.RegisterBatch(rt, spec, consumer.DecodeEnvelope, consumer.BatchHandler[*eventsv1.Envelope](down))
+	}, consumer.WithMeterProvider(mp))
+	outcomes := collectOutcomes(t, h)
+	var ids []string
+	for e := range 3 {
+		id := fmt.Sprintf("A-%d", e)
+		h.publish(envelope("mA", "ONCRMDEALUPDATE", fmt.Sprint(e), id))
+		ids = append(ids, id)
+	}
+	waitFor(t, "portal mA to be held", func() bool { return portalDown(t, reader, "handback", consumer.DependencyBitrix24, "mA") == 1 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := portalDown(t, reader, "handback", consumer.DependencyBitrix24, "mA"); n != 0 {
+		t.Errorf("gauge of mA reads %d after the runtime stopped", n)
+	}
+
+	h.start(func(rt *consumer.Runtime) error {
+		return consumer.RegisterBatch(rt, spec, consumer.DecodeEnvelope, consumer.BatchHandler[*eventsv1.Envelope](newPortalOutage()))
+	})
+	waitFor(t, "another replica to do the held messages", func() bool { return outcomes.allDone(ids) })
+	outcomes.mu.Lock()
+	defer outcomes.mu.Unlock()
+	for _, id := range ids {
+		if got := outcomes.done[id]; !slices.Equal(got, []uint32{2}) {
+			t.Errorf("%s done at deliveries %v, want once at delivery 2", id, got)
+		}
+	}
+	if len(outcomes.dead) > 0 {
+		t.Errorf("dead-lettered: %v", outcomes.dead)
+	}
+}
