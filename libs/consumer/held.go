@@ -232,6 +232,10 @@ func (p *pipeline[T]) probe(runCtx, hardStop context.Context, member string) {
 		}
 		t.Stop()
 		if runCtx.Err() != nil {
+			// After the reader's last pull is gone: a message naked while
+			// it was still open would be delivered to it again, unseen, and
+			// come back only after its ack wait.
+			<-p.readDone
 			items, e := p.held.release(member)
 			p.forget(member, e, "runtime stopping")
 			var wg sync.WaitGroup

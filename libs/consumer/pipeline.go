@@ -31,6 +31,9 @@ type pipeline[T any] struct {
 	gate    *outageGate
 	held    *heldPortals[T]
 	probes  sync.WaitGroup // one per held portal
+	// readDone is closed when the reader has stopped: its last pull is
+	// gone, so a message handed back (nak) cannot land in it unseen.
+	readDone chan struct{}
 
 	mu       sync.Mutex
 	inflight map[*delivery[T]]struct{}
@@ -70,7 +73,11 @@ func (p *pipeline[T]) run(ctx, hardStop context.Context, cons jetstream.Consumer
 	in := make(chan *delivery[T], p.pullMax())
 	batches := make(chan []*delivery[T])
 	readErr := make(chan error, 1)
-	go func() { readErr <- p.read(ctx, cons, in) }()
+	p.readDone = make(chan struct{})
+	go func() {
+		defer close(p.readDone)
+		readErr <- p.read(ctx, cons, in)
+	}()
 	// done never blocks a worker: each batch holds at least one of the
 	// pullMax messages the pipeline holds at most.
 	done := make(chan string, p.pullMax())
