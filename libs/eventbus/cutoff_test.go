@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/b24hub/b24hub/libs/natstest"
+	"github.com/b24hub/b24hub/libs/testwait"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -28,29 +29,19 @@ func TestServerWatchLeavesIsolatedNode(t *testing.T) {
 
 	c.Isolate(lone.Name)
 	defer c.Heal(lone.Name)
-	deadline := time.Now().Add(time.Minute)
-	for nc.ConnectedServerName() == lone.Name || nc.Status() != nats.CONNECTED {
-		if time.Now().After(deadline) {
-			t.Fatalf("the client is still on the isolated node %s after a minute", lone.Name)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testwait.For(t, "the client to leave the isolated node "+lone.Name, func() bool {
+		return nc.ConnectedServerName() != lone.Name && nc.Status() == nats.CONNECTED
+	})
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
+	testwait.For(t, "JetStream through the client's new node", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
 		_, err := js.AccountInfo(ctx)
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("JetStream through %s: %v", nc.ConnectedServerName(), err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil
+	})
 }
 
 func TestCutOffObserve(t *testing.T) {
