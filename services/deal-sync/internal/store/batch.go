@@ -208,13 +208,7 @@ const upsertDeals = `INSERT INTO deal_sync.deals
 		 currency_id, assigned_by_id, date_modify, source_event_id, updated_at)
 		SELECT $1, d, f, h, false, t, s, c, o, cur, a, m, src, now()
 		FROM unnest($2::bigint[], $3::jsonb[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[],
-			$9::text[], $10::bigint[], $11::timestamptz[], $12::text[]) AS u(d, f, h, t, s, c, o, cur, a, m, src)
-		ON CONFLICT (member_id, deal_id) DO UPDATE SET
-		 fields = EXCLUDED.fields, snapshot_hash = EXCLUDED.snapshot_hash, deleted = false,
-		 title = EXCLUDED.title, stage_id = EXCLUDED.stage_id, category_id = EXCLUDED.category_id,
-		 opportunity = EXCLUDED.opportunity, currency_id = EXCLUDED.currency_id,
-		 assigned_by_id = EXCLUDED.assigned_by_id, date_modify = EXCLUDED.date_modify,
-		 source_event_id = EXCLUDED.source_event_id, updated_at = now()`
+			$9::text[], $10::bigint[], $11::timestamptz[], $12::text[]) AS u(d, f, h, t, s, c, o, cur, a, m, src)` + onDealConflict
 
 // Publish queues msgs into the outbox with the batch's writes.
 func (b *Batch) Publish(ctx context.Context, msgs ...outbox.Message) error {

@@ -161,7 +161,11 @@ func SaveDeal(ctx context.Context, tx pgx.Tx, d Deal) error {
 const upsertDeal = `INSERT INTO deal_sync.deals
 		(member_id, deal_id, fields, snapshot_hash, deleted, title, stage_id, category_id, opportunity,
 		 currency_id, assigned_by_id, date_modify, source_event_id, updated_at)
-		VALUES ($1, $2, $3, $4, false, $5, $6, $7, $8, $9, $10, $11, $12, now())
+		VALUES ($1, $2, $3, $4, false, $5, $6, $7, $8, $9, $10, $11, $12, now())` + onDealConflict
+
+// onDealConflict is what an upsert of a deal (upsertDeal, upsertDeals)
+// does when the row exists: the new state replaces the old.
+const onDealConflict = `
 		ON CONFLICT (member_id, deal_id) DO UPDATE SET
 		 fields = EXCLUDED.fields, snapshot_hash = EXCLUDED.snapshot_hash, deleted = false,
 		 title = EXCLUDED.title, stage_id = EXCLUDED.stage_id, category_id = EXCLUDED.category_id,
