@@ -251,6 +251,9 @@ func ErrorKind(k bitrix.Kind) string {
 //     fault, so the message waits without spending a delivery; the portal
 //     is the error's (its member_id), so only that portal's messages wait
 //     and the consumer goes on with the other portals';
+//   - the shared rate limiter's wait failing before any request was sent
+//     (bitrix.IsLimiterWait) → consumer.Unavailable("nats"): the limiter
+//     is NATS KV, which every portal's calls need, so the consumer pauses;
 //   - everything else (not_found, a transient answer with a 2xx/4xx
 //     status) stays retryable with the Spec's backoff. Callers that treat
 //     not_found specially check errors.Is(err, bitrix.KindNotFound) before
@@ -276,6 +279,14 @@ func Classify(err error) error {
 	case bitrix.KindQueryLimit, bitrix.KindOverload, bitrix.KindOperationLimit:
 		return consumer.UnavailableFor(consumer.DependencyBitrix24, e.Portal, k)
 	case bitrix.KindTransient:
+		if bitrix.IsLimiterWait(err) {
+			// The shared limiter (NATS KV) failed, not the portal: every
+			// portal's calls need it, so the consumer pauses as a whole.
+			// Held for the portal instead, a limiter that fails during a
+			// JetStream leader change parked the portal's whole backlog
+			// behind one probe (docs/benchmarks.md, the chaos runs).
+			return consumer.Unavailable(consumer.DependencyNATS, k)
+		}
 		if e.Status == 0 || e.Status >= 500 {
 			return consumer.UnavailableFor(consumer.DependencyBitrix24, e.Portal, k)
 		}

@@ -29,6 +29,9 @@ func TestClassify(t *testing.T) {
 		{&bitrix.Error{Status: 429, Code: bitrix.CodeOperationTimeLimit, Portal: "m1"}, consumer.VerbWait, eventbus.ErrorKindOperationLimit, "m1"},
 		{&bitrix.Error{Status: 503, Description: "<html>Service Unavailable</html>", Portal: "m2"}, consumer.VerbWait, eventbus.ErrorKindTransient, "m2"},
 		{&bitrix.Error{Err: errors.New("dial tcp: connection refused"), Portal: "m2"}, consumer.VerbWait, eventbus.ErrorKindTransient, "m2"},
+		// The shared limiter (NATS KV) failed before the portal was asked:
+		// the whole consumer waits, it is no portal's outage.
+		{&bitrix.Error{Description: "waiting for the rate limiter", Err: errors.New("nats: timeout"), Portal: "m1"}, consumer.VerbWait, eventbus.ErrorKindTransient, ""},
 		// No portal named: the whole consumer waits, as for a database.
 		{&bitrix.Error{Status: 502}, consumer.VerbWait, eventbus.ErrorKindTransient, ""},
 		{&bitrix.Error{Status: 400, Code: bitrix.CodeInvalidGrant}, consumer.VerbDead, eventbus.ErrorKindReauthorize, ""},
@@ -48,6 +51,10 @@ func TestClassify(t *testing.T) {
 		if errors.As(err, &u) && u.Portal != tt.portal {
 			t.Errorf("%v: unavailable for portal %q, want %q", tt.err, u.Portal, tt.portal)
 		}
+	}
+	var u *consumer.UnavailableError
+	if err := bitrixport.Classify(&bitrix.Error{Description: "waiting for the rate limiter", Err: context.DeadlineExceeded, Portal: "m1"}); !errors.As(err, &u) || u.Dependency != consumer.DependencyNATS {
+		t.Errorf("limiter wait: %v, want unavailable %q", err, consumer.DependencyNATS)
 	}
 	if bitrixport.Classify(nil) != nil {
 		t.Error("Classify(nil) != nil")
