@@ -281,16 +281,13 @@ func (c *Client) Reserve(ctx context.Context) (context.Context, error) {
 	return context.WithValue(ctx, grantKey{}, g), nil
 }
 
-// limiterWait describes an Error of the limiter's wait, not of the portal.
-const limiterWait = "waiting for the rate limiter"
-
 // IsLimiterWait reports whether err is the rate limiter's wait failing
-// before any request was sent: the shared limiter (NATS KV) did not answer
-// or the caller's context ended. The portal was not asked, so it says
-// nothing about the portal.
+// before any request was sent (KindLimiter): the shared limiter (NATS KV)
+// did not answer or the caller's context ended. The portal was not asked,
+// so it says nothing about the portal.
 func IsLimiterWait(err error) bool {
 	var e *Error
-	return errors.As(err, &e) && e.Status == 0 && e.Description == limiterWait
+	return errors.As(err, &e) && e.Kind() == KindLimiter
 }
 
 func (c *Client) waitLimiter(ctx context.Context) error {
@@ -299,7 +296,7 @@ func (c *Client) waitLimiter(ctx context.Context) error {
 	}
 	start := c.clock.Now()
 	if err := c.limiter.Wait(ctx, c.portal, c.cfg.Rate); err != nil {
-		return &Error{Portal: c.portal, Description: limiterWait, Err: err, kind: KindTransient}
+		return &Error{Portal: c.portal, Description: "waiting for the rate limiter", Err: err, kind: KindLimiter}
 	}
 	c.tel.waited(ctx, c.portal, c.clock.Now().Sub(start))
 	return nil

@@ -43,6 +43,11 @@ const (
 	// KindNotFound is a missing entity, including Bitrix24's "result: []"
 	// answer for a get of something that does not exist (§5.3).
 	KindNotFound
+	// KindLimiter is the shared rate limiter failing to grant a slot before
+	// any request was sent: its NATS KV bucket did not answer, or the
+	// caller's context ended while it waited. The portal was not asked, so
+	// the error says nothing about the portal. Retrying later may succeed.
+	KindLimiter
 )
 
 var kindNames = map[Kind]string{
@@ -54,6 +59,7 @@ var kindNames = map[Kind]string{
 	KindAuth:           "auth",
 	KindReauthorize:    "reauthorize",
 	KindNotFound:       "not_found",
+	KindLimiter:        "limiter",
 }
 
 // String returns a short snake_case name, used as a metric attribute.
@@ -175,7 +181,10 @@ func (e *Error) Error() string {
 		}
 	}
 	b.WriteString(e.Description)
-	if e.Err != nil && e.Description == "" {
+	if e.Err != nil && (e.Description == "" || e.kind == KindLimiter) {
+		if e.Description != "" {
+			b.WriteString(": ")
+		}
 		b.WriteString(e.Err.Error())
 	}
 	if !e.ResetAt.IsZero() {
@@ -199,7 +208,8 @@ func (e *Error) Is(target error) bool {
 
 // Retryable reports whether repeating the same call later may succeed
 // without changing anything: query-limit and operation-limit rejections
-// (the portal did not execute the call) and transient failures that are not
+// (the portal did not execute the call), the limiter's wait failing
+// (nothing was sent) and transient failures that are not
 // ambiguous writes. Context cancellation is not retryable.
 func Retryable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
@@ -210,7 +220,7 @@ func Retryable(err error) bool {
 		return false
 	}
 	switch e.Kind() {
-	case KindQueryLimit, KindOperationLimit:
+	case KindQueryLimit, KindOperationLimit, KindLimiter:
 		return true
 	case KindTransient:
 		return !e.Ambiguous

@@ -48,11 +48,16 @@ const (
 	ErrorKindReauthorize = "reauthorize"
 	// ErrorKindNotFound: the entity no longer exists on the portal.
 	ErrorKindNotFound = "not_found"
+	// ErrorKindLimiter: the shared rate limiter (a NATS KV bucket) could
+	// not grant a REST slot, so no request was sent; the consumer pauses
+	// as for NATS being down, the portal is not blamed.
+	ErrorKindLimiter = "limiter"
 )
 
 var errorKinds = []string{
 	ErrorKindPermanent, ErrorKindTransient, ErrorKindUndecodable, ErrorKindPanic, ErrorKindMaxDeliveries, ErrorKindShutdown, ErrorKindUnavailable,
 	ErrorKindOverload, ErrorKindQueryLimit, ErrorKindOperationLimit, ErrorKindAuth, ErrorKindReauthorize, ErrorKindNotFound,
+	ErrorKindLimiter,
 }
 
 // ErrorKinds returns every error kind, in the order documented above.

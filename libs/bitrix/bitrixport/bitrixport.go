@@ -217,6 +217,8 @@ func ErrorKind(k bitrix.Kind) string {
 		return eventbus.ErrorKindPermanent
 	case bitrix.KindTransient:
 		return eventbus.ErrorKindTransient
+	case bitrix.KindLimiter:
+		return eventbus.ErrorKindLimiter
 	case bitrix.KindQueryLimit:
 		return eventbus.ErrorKindQueryLimit
 	case bitrix.KindOverload:
@@ -252,7 +254,7 @@ func ErrorKind(k bitrix.Kind) string {
 //     is the error's (its member_id), so only that portal's messages wait
 //     and the consumer goes on with the other portals';
 //   - the shared rate limiter's wait failing before any request was sent
-//     (bitrix.IsLimiterWait) → consumer.Unavailable("nats"): the limiter
+//     (bitrix.KindLimiter) → consumer.Unavailable("nats"): the limiter
 //     is NATS KV, which every portal's calls need, so the consumer pauses;
 //   - everything else (not_found, a transient answer with a 2xx/4xx
 //     status) stays retryable with the Spec's backoff. Callers that treat
@@ -278,15 +280,14 @@ func Classify(err error) error {
 		return consumer.Permanent(k)
 	case bitrix.KindQueryLimit, bitrix.KindOverload, bitrix.KindOperationLimit:
 		return consumer.UnavailableFor(consumer.DependencyBitrix24, e.Portal, k)
+	case bitrix.KindLimiter:
+		// The shared limiter (NATS KV) failed, not the portal: every
+		// portal's calls need it, so the consumer pauses as a whole. Held
+		// for the portal instead, a limiter that fails during a JetStream
+		// leader change parked the portal's whole backlog behind one probe
+		// (docs/benchmarks.md, the chaos runs).
+		return consumer.Unavailable(consumer.DependencyNATS, k)
 	case bitrix.KindTransient:
-		if bitrix.IsLimiterWait(err) {
-			// The shared limiter (NATS KV) failed, not the portal: every
-			// portal's calls need it, so the consumer pauses as a whole.
-			// Held for the portal instead, a limiter that fails during a
-			// JetStream leader change parked the portal's whole backlog
-			// behind one probe (docs/benchmarks.md, the chaos runs).
-			return consumer.Unavailable(consumer.DependencyNATS, k)
-		}
 		if e.Status == 0 || e.Status >= 500 {
 			return consumer.UnavailableFor(consumer.DependencyBitrix24, e.Portal, k)
 		}

@@ -31,7 +31,9 @@ func TestClassify(t *testing.T) {
 		{&bitrix.Error{Err: errors.New("dial tcp: connection refused"), Portal: "m2"}, consumer.VerbWait, eventbus.ErrorKindTransient, "m2"},
 		// The shared limiter (NATS KV) failed before the portal was asked:
 		// the whole consumer waits, it is no portal's outage.
-		{&bitrix.Error{Description: "waiting for the rate limiter", Err: errors.New("nats: timeout"), Portal: "m1"}, consumer.VerbWait, eventbus.ErrorKindTransient, ""},
+		{limiterError(t, errors.New("nats: timeout")), consumer.VerbWait, eventbus.ErrorKindLimiter, ""},
+		// Described like the limiter's but from elsewhere: the portal's.
+		{&bitrix.Error{Description: "waiting for the rate limiter", Err: errors.New("nats: timeout"), Portal: "m1"}, consumer.VerbWait, eventbus.ErrorKindTransient, "m1"},
 		// No portal named: the whole consumer waits, as for a database.
 		{&bitrix.Error{Status: 502}, consumer.VerbWait, eventbus.ErrorKindTransient, ""},
 		{&bitrix.Error{Status: 400, Code: bitrix.CodeInvalidGrant}, consumer.VerbDead, eventbus.ErrorKindReauthorize, ""},
@@ -53,12 +55,36 @@ func TestClassify(t *testing.T) {
 		}
 	}
 	var u *consumer.UnavailableError
-	if err := bitrixport.Classify(&bitrix.Error{Description: "waiting for the rate limiter", Err: context.DeadlineExceeded, Portal: "m1"}); !errors.As(err, &u) || u.Dependency != consumer.DependencyNATS {
+	if err := bitrixport.Classify(limiterError(t, context.DeadlineExceeded)); !errors.As(err, &u) || u.Dependency != consumer.DependencyNATS {
 		t.Errorf("limiter wait: %v, want unavailable %q", err, consumer.DependencyNATS)
 	}
 	if bitrixport.Classify(nil) != nil {
 		t.Error("Classify(nil) != nil")
 	}
+}
+
+// failingLimiter is a shared limiter whose store does not answer.
+type failingLimiter struct{ err error }
+
+func (l failingLimiter) Wait(context.Context, string, bitrix.Rate) error { return l.err }
+func (l failingLimiter) Saturated(context.Context, string, bitrix.Rate) error {
+	return l.err
+}
+
+// limiterError is what a client returns when its limiter fails with
+// cause: no request is sent (the webhook's host does not exist).
+func limiterError(t *testing.T, cause error) error {
+	t.Helper()
+	c, err := bitrix.New(bitrix.Config{WebhookURL: "https://portal.invalid/rest/1/code/", MemberID: "m1"},
+		bitrix.WithLimiter(failingLimiter{cause}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.GetDeal(context.Background(), 1)
+	if !bitrix.IsLimiterWait(err) || !errors.Is(err, cause) || !strings.HasSuffix(err.Error(), cause.Error()) {
+		t.Fatalf("limiter failing with %v: client returned %v, want a limiter error naming its cause", cause, err)
+	}
+	return err
 }
 
 // TestErrorKindVocabulary: every kind of the bitrix client has its own
