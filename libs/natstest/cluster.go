@@ -364,3 +364,80 @@ func (c *Cluster) routesOf(name string) []*Proxy {
 	}
 	return out
 }
+
+// RaftState describes, node by node, the raft groups behind stream (in the
+// global account) and the meta group as each node sees them: state, leader,
+// term, vote, last log entry, commit and apply index, catching up or
+// observer, and when it last heard from each peer. Cluster tests log it
+// when a leader does not come, to tell a node that refuses to vote or to
+// campaign from one that is not reached.
+func (c *Cluster) RaftState(stream string) string {
+	var b strings.Builder
+	for _, nd := range c.nodes {
+		if !nd.Running() {
+			fmt.Fprintf(&b, "%s: stopped\n", nd.Name)
+			continue
+		}
+		iso := ""
+		if c.isolated[nd.Name] {
+			iso = " (isolated)"
+		}
+		group := ""
+		if jsz, err := nd.Jsz(&server.JSzOptions{Accounts: true, Streams: true, RaftGroups: true}); err == nil {
+			fmt.Fprintf(&b, "%s%s: meta leader %q;", nd.Name, iso, jsz.Meta.Leader)
+			for _, acc := range jsz.AccountDetails {
+				for _, st := range acc.Streams {
+					if st.Name == stream {
+						group = st.RaftGroup
+					}
+				}
+			}
+		} else {
+			fmt.Fprintf(&b, "%s%s: jsz: %v;", nd.Name, iso, err)
+		}
+		for _, acc := range []string{"", server.DEFAULT_GLOBAL_ACCOUNT} {
+			rz := nd.Raftz(&server.RaftzOptions{AccountFilter: acc})
+			if rz == nil {
+				continue
+			}
+			for _, groups := range *rz {
+				for id, g := range groups {
+					if id != group && id != "_meta_" {
+						continue
+					}
+					name := stream
+					if id == "_meta_" {
+						name = "meta"
+					}
+					peerName := func(id string) string {
+						if p, ok := g.Peers[id]; ok && p.Name != "" {
+							return p.Name
+						}
+						return id // this node itself, or none
+					}
+					fmt.Fprintf(&b, " %s (%s): %s, leader %q, term %d, voted %q, last %d/%d, commit %d, applied %d",
+						name, id, g.State, peerName(g.Leader), g.Term, peerName(g.Vote), g.PTerm, g.PIndex, g.Committed, g.Applied)
+					if g.CatchingUp {
+						b.WriteString(", catching up")
+					}
+					if g.Observer {
+						b.WriteString(", observer")
+					}
+					if g.Paused {
+						b.WriteString(", paused")
+					}
+					var peers []string
+					for _, p := range g.Peers {
+						peers = append(peers, fmt.Sprintf("%s seen %s ago (index %d)", p.Name, p.LastSeen, p.LastReplicatedIndex))
+					}
+					if len(peers) > 0 {
+						fmt.Fprintf(&b, ", peers: %s", strings.Join(peers, ", "))
+					}
+					b.WriteString(";")
+				}
+			}
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}

@@ -120,6 +120,7 @@ func (cs *clusterStack) diagnose() {
 		health = err.Error()
 	}
 	t.Logf("diagnosis: %s leader %s; cluster: %s", eventbus.StreamEvents, leader, health)
+	t.Logf("diagnosis: raft groups, as each node sees them:\n%s", cs.c.RaftState(eventbus.StreamEvents))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	str, err := cs.js.Stream(ctx, eventbus.StreamEvents)
