@@ -441,3 +441,44 @@ func (c *Cluster) RaftState(stream string) string {
 	}
 	return b.String()
 }
+
+// LaggingReplicas lists, through js, every replica of every stream and
+// consumer that is offline or more than maxLag raft entries behind its
+// leader ("STREAM@node lag N", "STREAM/durable@node …"), and every group
+// without a leader. Healthy (the servers' /healthz) can pass while a
+// replica that was cut off is still catching up — the leader has not yet
+// told it how far behind it is — so a test that injects a second fault
+// waits for this list to be empty first: a second fault while a replica is
+// behind leaves the majority without a replica able to lead.
+func LaggingReplicas(ctx context.Context, js jetstream.JetStream, maxLag uint64) ([]string, error) {
+	var out []string
+	check := func(name string, ci *jetstream.ClusterInfo) {
+		if ci == nil {
+			return
+		}
+		if ci.Leader == "" {
+			out = append(out, name+": no leader")
+		}
+		for _, r := range ci.Replicas {
+			if r.Offline || r.Lag > maxLag {
+				out = append(out, fmt.Sprintf("%s@%s lag %d offline %t", name, r.Name, r.Lag, r.Offline))
+			}
+		}
+	}
+	streams := js.ListStreams(ctx)
+	for info := range streams.Info() {
+		check(info.Config.Name, info.Cluster)
+		str, err := js.Stream(ctx, info.Config.Name)
+		if err != nil {
+			return nil, err
+		}
+		cons := str.ListConsumers(ctx)
+		for ci := range cons.Info() {
+			check(info.Config.Name+"/"+ci.Name, ci.Cluster)
+		}
+		if err := cons.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, streams.Err()
+}

@@ -241,10 +241,34 @@ func (cs *clusterStack) waitResumed(f *clusterFault, l *load, more int) {
 }
 
 // recovered marks the end of the fault once the cluster is whole again.
+//
+// Every node's /healthz passing is not enough: a replica that was cut off
+// can pass it while still catching up, and the long isolation's second
+// fault, injected then, left the majority with a leader that could not
+// commit (the other replica still behind) and no stream leader for
+// minutes. So it also waits until every replica of every stream and
+// consumer is within a few entries of its leader.
 func (cs *clusterStack) recovered(f *clusterFault) {
 	cs.t.Helper()
 	cs.c.WaitHealthy(cs.t, 2*time.Minute)
+	healthy := time.Now()
+	var logged time.Time
+	cs.eventually("every replica caught up", 2*time.Minute, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		l, err := natstest.LaggingReplicas(ctx, cs.js, 100)
+		if err != nil {
+			return false
+		}
+		if len(l) > 0 && time.Since(logged) > 15*time.Second {
+			cs.t.Logf("fault %d: healthy, but replicas behind: %s", len(cs.faults), strings.Join(l, "; "))
+			logged = time.Now()
+		}
+		return len(l) == 0
+	})
 	f.recovered = time.Now()
+	cs.t.Logf("fault %d: every node healthy %s after the fault, every replica caught up %s after that",
+		len(cs.faults), healthy.Sub(f.at).Round(100*time.Millisecond), f.recovered.Sub(healthy).Round(100*time.Millisecond))
 }
 
 // finish stops the load once enough events were accepted after the last
