@@ -243,17 +243,21 @@ func (cs *clusterStack) waitResumed(f *clusterFault, l *load, more int) {
 // recovered marks the end of the fault once the cluster is whole again.
 //
 // Every node's /healthz passing is not enough: a replica that was cut off
-// can pass it while still catching up, and the long isolation's second
+// can pass it while still catching up (nats-server v2.15.2; v2.15.3 holds
+// /healthz back until the follower reached its leader's index), and the
+// long isolation's second
 // fault, injected then, left the majority with a leader that could not
 // commit (the other replica still behind) and no stream leader for
 // minutes. So it also waits until every replica of every stream and
 // consumer is within a few entries of its leader.
 func (cs *clusterStack) recovered(f *clusterFault) {
 	cs.t.Helper()
-	cs.c.WaitHealthy(cs.t, 2*time.Minute)
+	// Catching up after a partition under load takes nats-server minutes
+	// (the figures in docs/benchmarks.md); slow is reported, not failed.
+	cs.c.WaitHealthy(cs.t, 5*time.Minute)
 	healthy := time.Now()
 	var logged time.Time
-	cs.eventually("every replica caught up", 2*time.Minute, func() bool {
+	cs.eventually("every replica caught up", 5*time.Minute, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		l, err := natstest.LaggingReplicas(ctx, cs.js, 100)
