@@ -48,6 +48,10 @@ type natsValues struct {
 		} `json:"monitor"`
 	} `json:"config"`
 	Container struct {
+		Image struct {
+			Repository string `json:"repository"`
+			Tag        string `json:"tag"`
+		} `json:"image"`
 		// Env values are literals or {valueFrom: ...} maps.
 		Env   map[string]any   `json:"env"`
 		Patch []map[string]any `json:"patch"`
@@ -252,6 +256,8 @@ func TestNATSValues(t *testing.T) {
 		{"one server per node", v.PodTemplate.TopologySpreadConstraints["kubernetes.io/hostname"].WhenUnsatisfiable == "DoNotSchedule"},
 		{"memory request and limit", v.Container.Merge.Resources.Requests["memory"] != "" && v.Container.Merge.Resources.Limits["memory"] != ""},
 		{"nats-box for the runbooks' nats CLI", v.NatsBox.Enabled},
+		{"the server the tests embed (go.mod's nats-server version), whose /healthz waits for replicas to catch up",
+			v.Container.Image.Repository == "nats" && v.Container.Image.Tag == strings.TrimPrefix(embeddedNATSServer(t), "v")+"-alpine"},
 	}
 	for _, c := range checks {
 		if !c.ok {
@@ -430,4 +436,17 @@ func TestPostgresBackupAndRecovery(t *testing.T) {
 	if r.Spec.Backup == nil {
 		t.Error("deploy/postgres/recovery.yaml: the restored Cluster takes no backups")
 	}
+}
+
+// embeddedNATSServer is the nats-server version libs/go.mod requires: the
+// one every cluster test runs.
+func embeddedNATSServer(t *testing.T) string {
+	t.Helper()
+	for _, line := range strings.Split(string(readFile(t, "libs/go.mod")), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "github.com/nats-io/nats-server/v2" {
+			return f[1]
+		}
+	}
+	t.Fatal("libs/go.mod: no github.com/nats-io/nats-server/v2 requirement")
+	return ""
 }
