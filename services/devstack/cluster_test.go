@@ -245,11 +245,10 @@ func (cs *clusterStack) waitResumed(f *clusterFault, l *load, more int) {
 // Every node's /healthz passing is not enough: a replica that was cut off
 // can pass it while still catching up (nats-server v2.15.2; v2.15.3 holds
 // /healthz back until the follower reached its leader's index), and the
-// long isolation's second
-// fault, injected then, left the majority with a leader that could not
-// commit (the other replica still behind) and no stream leader for
-// minutes. So it also waits until every replica of every stream and
-// consumer is within a few entries of its leader.
+// long isolation's second fault, injected then, left the majority with a
+// leader that could not commit (the other replica still behind) and no
+// stream leader for minutes. So it also waits until every replica of
+// every stream and consumer is within a few entries of its leader.
 func (cs *clusterStack) recovered(f *clusterFault) {
 	cs.t.Helper()
 	// Catching up after a partition under load takes nats-server minutes
