@@ -281,22 +281,13 @@ func (c *Client) Reserve(ctx context.Context) (context.Context, error) {
 	return context.WithValue(ctx, grantKey{}, g), nil
 }
 
-// IsLimiterWait reports whether err is the rate limiter's wait failing
-// before any request was sent (KindLimiter): the shared limiter (NATS KV)
-// did not answer or the caller's context ended. The portal was not asked,
-// so it says nothing about the portal.
-func IsLimiterWait(err error) bool {
-	var e *Error
-	return errors.As(err, &e) && e.Kind() == KindLimiter
-}
-
 func (c *Client) waitLimiter(ctx context.Context) error {
 	if g, ok := ctx.Value(grantKey{}).(*atomic.Bool); ok && g.CompareAndSwap(true, false) {
 		return nil
 	}
 	start := c.clock.Now()
 	if err := c.limiter.Wait(ctx, c.portal, c.cfg.Rate); err != nil {
-		return &Error{Portal: c.portal, Description: "waiting for the rate limiter", Err: err, kind: KindLimiter}
+		return &Error{Portal: c.portal, Description: "waiting for the rate limiter: " + err.Error(), Err: err, kind: KindLimiter}
 	}
 	c.tel.waited(ctx, c.portal, c.clock.Now().Sub(start))
 	return nil

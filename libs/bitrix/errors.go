@@ -181,10 +181,7 @@ func (e *Error) Error() string {
 		}
 	}
 	b.WriteString(e.Description)
-	if e.Err != nil && (e.Description == "" || e.kind == KindLimiter) {
-		if e.Description != "" {
-			b.WriteString(": ")
-		}
+	if e.Err != nil && e.Description == "" {
 		b.WriteString(e.Err.Error())
 	}
 	if !e.ResetAt.IsZero() {

@@ -81,7 +81,7 @@ func limiterError(t *testing.T, cause error) error {
 		t.Fatal(err)
 	}
 	_, err = c.GetDeal(context.Background(), 1)
-	if !bitrix.IsLimiterWait(err) || !errors.Is(err, cause) || !strings.HasSuffix(err.Error(), cause.Error()) {
+	if !errors.Is(err, bitrix.KindLimiter) || !errors.Is(err, cause) || !strings.HasSuffix(err.Error(), cause.Error()) {
 		t.Fatalf("limiter failing with %v: client returned %v, want a limiter error naming its cause", cause, err)
 	}
 	return err
