@@ -106,19 +106,20 @@ func (m *Mirror) WithClock(now func() time.Time) *Mirror {
 func (m *Mirror) Apply(ctx context.Context, entities ...Entity) []error {
 	errs := make([]error, len(entities))
 	changed := false
+	var mark outbox.Mark // where the first committed change starts
 	for i, e := range entities {
-		errs[i] = m.write(ctx, e)
+		errs[i] = m.write(ctx, e, &mark)
 		changed = changed || errs[i] == nil
 	}
 	if changed && m.relay != nil {
-		m.relay.FlushAfterCommit(ctx)
+		m.relay.FlushAfterCommit(ctx, mark)
 	}
 	return errs
 }
 
 // write runs lock → hash → save → check → diff → outbox in one
 // transaction.
-func (m *Mirror) write(ctx context.Context, e Entity) error {
+func (m *Mirror) write(ctx context.Context, e Entity, mark *outbox.Mark) error {
 	if err := e.validate(); err != nil {
 		return consumer.Permanent(err)
 	}
@@ -159,7 +160,7 @@ func (m *Mirror) write(ctx context.Context, e Entity) error {
 		if err != nil {
 			return consumer.Permanent(fmt.Errorf("mirror: encode change: %w", err))
 		}
-		return m.table.Add(ctx, tx, outbox.Message{MsgID: dc.GetId(), Subject: change.Subject(dc), Data: data,
+		return m.table.Add(ctx, tx, mark, outbox.Message{MsgID: dc.GetId(), Subject: change.Subject(dc), Data: data,
 			Header: map[string][]string{eventbus.HeaderContentType: {eventbus.ContentTypeProtobuf}}})
 	})
 	if err != nil {

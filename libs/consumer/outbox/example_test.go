@@ -30,8 +30,8 @@ func ExampleNewRuntime() {
 		return
 	}
 	h := consumer.HandlerFunc[*eventsv1.Envelope](func(ctx context.Context, m *consumer.Message[*eventsv1.Envelope]) error {
-		// Write the mirror and outbox.In("svc").Add(ctx, tx, change) in one
-		// transaction; relay.Flush(ctx) after the commit publishes at once.
+		// Write the mirror and outbox.In("svc").Add(ctx, tx, &mark, change) in one
+		// transaction; relay.FlushAfterCommit(ctx, mark) after the commit publishes at once.
 		return nil
 	})
 	spec := consumer.Spec{Durable: "svc", FilterSubjects: eventbus.RawEventFilter("ONCRMDEALUPDATE")}

@@ -108,7 +108,7 @@ func TestMigrateTakesOverALegacyTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := table.Add(ctx, tx, outbox.Message{MsgID: "new-1", Subject: "b24.changes.deal.m1.4", Data: []byte("d")}); err != nil {
+	if err := table.Add(ctx, tx, nil, outbox.Message{MsgID: "new-1", Subject: "b24.changes.deal.m1.4", Data: []byte("d")}); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Commit(ctx); err != nil {

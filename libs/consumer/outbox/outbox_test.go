@@ -37,7 +37,7 @@ func TestOutboxPublishesOnceAfterCommit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = table.Add(tctx, tx, outbox.Message{MsgID: "chg-1", Subject: eventbus.Change("deal", "m1", "1"), Data: []byte("x")})
+		err = table.Add(tctx, tx, nil, outbox.Message{MsgID: "chg-1", Subject: eventbus.Change("deal", "m1", "1"), Data: []byte("x")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +103,8 @@ func TestQueueManyKeepsTheirOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	var b pgx.Batch
-	if err := table.Queue(tctx, &b, msgs...); err != nil {
+	var mark outbox.Mark
+	if err := table.Queue(tctx, &b, &mark, msgs...); err != nil {
 		t.Fatal(err)
 	}
 	if b.Len() != 1 {
@@ -114,6 +115,13 @@ func TestQueueManyKeepsTheirOrder(t *testing.T) {
 	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
+	}
+	var first int64
+	if err := pool.QueryRow(ctx, `SELECT min(seq) FROM svc.outbox`).Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+	if mark.Seq() != first {
+		t.Errorf("mark %d, want the first row's seq %d", mark.Seq(), first)
 	}
 	rows, err := pool.Query(ctx, `SELECT msg_id, subject, data, header->>'traceparent', header->'`+eventbus.HeaderContentType+`'->>0 FROM svc.outbox ORDER BY seq`)
 	if err != nil {
@@ -143,4 +151,59 @@ func TestQueueManyKeepsTheirOrder(t *testing.T) {
 	if i != len(msgs) {
 		t.Errorf("%d rows, want %d", i, len(msgs))
 	}
+}
+
+// TestFlushAfterCommitClaimsFromItsMark: a flush after a commit claims
+// the transaction's rows and any committed after them, not the rows
+// before its mark (those are the relay loop's); the zero Mark claims all.
+func TestFlushAfterCommitClaimsFromItsMark(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	table := outbox.In("svc")
+	if err := table.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	srv := natstest.Start(t)
+	_, js := srv.JetStream(t)
+	if err := eventbus.Provision(ctx, js, eventbus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	relay := outbox.NewRelay(table, pool, eventbus.NewPublisher(js), slog.New(slog.DiscardHandler))
+	add := func(ids ...string) outbox.Mark {
+		t.Helper()
+		var mark outbox.Mark
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids { // one Add per message: the mark keeps the lowest
+			if err := table.Add(ctx, tx, &mark, outbox.Message{MsgID: id, Subject: eventbus.Change("deal", "m1", id), Data: []byte(id)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return mark
+	}
+	pending := func(want int) {
+		t.Helper()
+		if n, err := relay.Pending(ctx); n != want || err != nil {
+			t.Fatalf("pending %d (%v), want %d", n, err, want)
+		}
+	}
+	before := add("a")
+	mine := add("b", "c")
+	if before.Seq() == 0 || mine.Seq() <= before.Seq() {
+		t.Fatalf("marks %d then %d, want increasing and non-zero", before.Seq(), mine.Seq())
+	}
+	after := add("d") // committed after mine, before the flush
+	if after.Seq() <= mine.Seq()+1 {
+		t.Fatalf("mark of the later row %d, want after both of %d", after.Seq(), mine.Seq())
+	}
+	relay.FlushAfterCommit(ctx, mine)
+	pending(1) // "a", before the mark
+	add("e")
+	relay.FlushAfterCommit(ctx, outbox.Mark{})
+	pending(0)
 }

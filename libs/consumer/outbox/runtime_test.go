@@ -67,7 +67,7 @@ func TestRunWithRuntime(t *testing.T) {
 			return err
 		}
 		defer func() { _ = tx.Rollback(ctx) }()
-		if err := table.Add(ctx, tx, outbox.Message{MsgID: "chg-" + m.EventID,
+		if err := table.Add(ctx, tx, nil, outbox.Message{MsgID: "chg-" + m.EventID,
 			Subject: eventbus.Change("deal", m.MemberID, m.EntityID), Data: []byte(m.EntityID)}); err != nil {
 			return err
 		}

@@ -34,6 +34,7 @@ type Batch struct {
 	deals  dealRows
 	out    []outbox.Message
 	outCtx context.Context
+	mark   outbox.Mark // where the outbox rows start, once Commit sent them
 }
 
 // dealRows are upserts of deals, column by column (see upsertDeals).
@@ -234,7 +235,7 @@ func (b *Batch) Commit(ctx context.Context) error {
 			r.opportunities, r.curs, r.assignees, r.modified, r.sources)
 	}
 	if len(b.out) > 0 {
-		if err := Outbox.Queue(b.outCtx, &b.q, b.out...); err != nil {
+		if err := Outbox.Queue(b.outCtx, &b.q, &b.mark, b.out...); err != nil {
 			_ = b.tx.Rollback(context.WithoutCancel(ctx))
 			return fmt.Errorf("store: outbox: %w", err)
 		}
@@ -250,6 +251,10 @@ func (b *Batch) Commit(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Mark is where the batch's outbox rows start, for the relay's
+// FlushAfterCommit; the zero Mark before Commit or without rows.
+func (b *Batch) Mark() outbox.Mark { return b.mark }
 
 // Rollback ends the batch without writing; it is a no-op after Commit.
 func (b *Batch) Rollback(ctx context.Context) {

@@ -258,7 +258,7 @@ func (h *Handler) HandleBatch(ctx context.Context, batch []*consumer.Message[*ev
 		return fill(errs, deals, consumer.ClassifyPostgres(err))
 	}
 	if written > 0 && h.relay != nil {
-		h.relay.FlushAfterCommit(ctx)
+		h.relay.FlushAfterCommit(ctx, tx.Mark())
 	}
 	for _, id := range order {
 		w, ok := deals[id]
