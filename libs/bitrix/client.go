@@ -281,6 +281,17 @@ func (c *Client) Reserve(ctx context.Context) (context.Context, error) {
 	return context.WithValue(ctx, grantKey{}, g), nil
 }
 
+// NextSlot is the limiter's estimate of the earliest time Reserve could
+// return at once (see SlotEstimator): the zero time when that is now, not
+// known, or the limiter cannot tell. A caller that gathers work for the
+// portal's next request can go on gathering until then.
+func (c *Client) NextSlot() time.Time {
+	if e, ok := c.limiter.(SlotEstimator); ok {
+		return e.NextSlot(c.portal, c.cfg.Rate)
+	}
+	return time.Time{}
+}
+
 func (c *Client) waitLimiter(ctx context.Context) error {
 	if g, ok := ctx.Value(grantKey{}).(*atomic.Bool); ok && g.CompareAndSwap(true, false) {
 		return nil

@@ -70,6 +70,9 @@ type kvPortal struct {
 	sem     chan struct{} // one KV round-trip per portal per process
 	waiters atomic.Int32
 	stale   atomic.Bool // set by Saturated
+	// next is NextSlot's answer (unix nanoseconds; 0 for now or not
+	// known), set by Wait after every grant.
+	next atomic.Int64
 
 	// guarded by sem
 	known   bool
@@ -143,6 +146,7 @@ func (l *KVLimiter) Wait(ctx context.Context, portal string, r Rate) error {
 		}
 		if p.granted > 0 && now.Before(p.expires) {
 			p.granted--
+			l.noteNext(p, now, r)
 			return nil
 		}
 		p.granted = 0
@@ -153,12 +157,45 @@ func (l *KVLimiter) Wait(ctx context.Context, portal string, r Rate) error {
 		}
 		if n > 0 {
 			p.granted, p.expires = n-1, now.Add(l.leaseTTL(r))
+			l.noteNext(p, now, r)
 			return nil
 		}
 		if err := l.clock.Sleep(ctx, wait); err != nil {
 			return err
 		}
 	}
+}
+
+// noteNext records, after a grant at now, when p's next slot comes (see
+// NextSlot): now while leased slots are left, else when the bucket as this
+// process last wrote it admits one more. Called with p.sem held.
+func (l *KVLimiter) noteNext(p *kvPortal, now time.Time, r Rate) {
+	var next time.Time
+	if p.granted == 0 {
+		lvl, _ := p.state.drained(now, r)
+		next = slotAfter(now, lvl, r, l.margin)
+	}
+	if next.IsZero() {
+		p.next.Store(0)
+	} else {
+		p.next.Store(next.UnixNano())
+	}
+}
+
+// NextSlot implements SlotEstimator from this process's last grant: a
+// lower bound when other processes spend the portal's slots too (their
+// grants show up in Wait, which then waits longer).
+func (l *KVLimiter) NextSlot(portal string, _ Rate) time.Time {
+	l.mu.Lock()
+	p := l.portals[portal]
+	l.mu.Unlock()
+	if p == nil || p.stale.Load() {
+		return time.Time{}
+	}
+	if n := p.next.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // reserve takes up to want slots with a compare-and-swap, or says how long

@@ -149,3 +149,66 @@ func TestKVLimiterGrantsExactlyCapacityAtOnce(t *testing.T) {
 		t.Fatalf("granted %d slots at t=0, want 48", granted)
 	}
 }
+
+// TestNextSlotIsWhenWaitGrants: both limiters tell, without waiting, when
+// the portal's next slot comes, and Wait then grants it at that moment;
+// before any grant, and after a saturation the KV limiter has not yet
+// read, the answer is the zero time (go ahead, Wait knows better).
+func TestNextSlotIsWhenWaitGrants(t *testing.T) {
+	ctx := context.Background()
+	r := bitrix.Rate{PerSecond: 2, Burst: 4} // capacity 2 after the margin
+	srv := natstest.Start(t)
+	_, js := srv.JetStream(t)
+	type estimating interface {
+		bitrix.Limiter
+		bitrix.SlotEstimator
+	}
+	for _, tc := range []struct {
+		name string
+		new  func(bitrix.Clock) estimating
+	}{
+		{"local", func(c bitrix.Clock) estimating { return bitrix.NewLocalLimiter(0, c) }},
+		{"kv", func(c bitrix.Clock) estimating {
+			l, err := bitrix.NewKVLimiter(platformBucket(t, js, eventbus.BucketRateLimit, "next"), bitrix.KVLimiterConfig{Clock: c})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return l
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := bitrix.NewVirtualClock()
+			l := tc.new(clock)
+			if got := l.NextSlot("m1", r); !got.IsZero() {
+				t.Fatalf("before any grant: %v, want the zero time", got)
+			}
+			for i := range 2 { // the bucket's capacity, at once
+				if err := l.Wait(ctx, "m1", r); err != nil {
+					t.Fatal(err)
+				}
+				if i == 0 && !l.NextSlot("m1", r).IsZero() {
+					t.Fatal("a slot is left, yet NextSlot is not now")
+				}
+			}
+			next := l.NextSlot("m1", r)
+			if want := clock.Now().Add(500 * time.Millisecond); !next.Equal(want) {
+				t.Fatalf("next slot %v, want %v (full at 2 req/s)", next, want)
+			}
+			if err := l.Wait(ctx, "m1", r); err != nil {
+				t.Fatal(err)
+			}
+			if !clock.Now().Equal(next) {
+				t.Fatalf("Wait granted at %v, NextSlot said %v", clock.Now(), next)
+			}
+			if got := l.NextSlot("m2", r); !got.IsZero() {
+				t.Fatalf("another portal: %v, want the zero time", got)
+			}
+			if err := l.Saturated(ctx, "m1", r); err != nil {
+				t.Fatal(err)
+			}
+			if kv, ok := l.(*bitrix.KVLimiter); ok && !kv.NextSlot("m1", r).IsZero() {
+				t.Fatal("after Saturated the KV limiter's cached state is stale, yet NextSlot answered from it")
+			}
+		})
+	}
+}

@@ -47,6 +47,15 @@ type Limiter interface {
 	Saturated(ctx context.Context, portal string, r Rate) error
 }
 
+// SlotEstimator is implemented by a Limiter that can tell, without waiting
+// and without I/O, the earliest time Wait could grant portal a request.
+// The estimate comes from what the limiter last knew (another process may
+// have spent slots since), so a caller may find Wait still waits; the zero
+// time means now, or not known. Both limiters here implement it.
+type SlotEstimator interface {
+	NextSlot(portal string, r Rate) time.Time
+}
+
 // DefaultMargin is the number of bucket slots a limiter keeps free. The
 // limiter counts a request when it grants it, the portal when it arrives; a
 // request that arrives d later than granted can make the portal's level
@@ -136,6 +145,32 @@ func (l *LocalLimiter) Wait(ctx context.Context, portal string, r Rate) error {
 		return err
 	}
 	return nil
+}
+
+// NextSlot implements SlotEstimator: exact for this process.
+func (l *LocalLimiter) NextSlot(portal string, r Rate) time.Time {
+	if r.Validate() != nil {
+		return time.Time{}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[portal]
+	if b == nil {
+		return time.Time{}
+	}
+	now := l.clock.Now()
+	lvl, _ := b.drained(now, r)
+	return slotAfter(now, lvl, r, l.margin)
+}
+
+// slotAfter is when a bucket at level lvl at now admits one more request:
+// the zero time when it does at once.
+func slotAfter(now time.Time, lvl float64, r Rate, margin float64) time.Time {
+	wait := (lvl + 1 - capacity(r, margin)) / r.PerSecond
+	if wait <= 0 {
+		return time.Time{}
+	}
+	return now.Add(secondsToDuration(wait))
 }
 
 // Saturated fills the bucket to capacity.

@@ -1,6 +1,9 @@
 package consumer
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Handler processes one message at a time. It returns nil on success, or an
 // error classified by [Decide]: [Skip], [Permanent], [RetryAfter], or any
@@ -25,6 +28,18 @@ func (f HandlerFunc[T]) Handle(ctx context.Context, m *Message[T]) error { retur
 // for [Handler] applies.
 type BatchHandler[T any] interface {
 	HandleBatch(ctx context.Context, batch []*Message[T]) []error
+}
+
+// Pacer is implemented by a [BatchHandler] whose next batch of a portal
+// cannot start before a time it knows, such as the portal's next REST
+// slot (bitrix.Client.NextSlot). The runtime then keeps a portal's batch
+// open past Spec.BatchWindow, while it is not full, until ReadyAt of its
+// portal (at most ten windows after its first message): the batch takes
+// in what arrives while the slot is not free yet, instead of reaching the
+// handler early and waiting there with what it had. ReadyAt must not block;
+// the zero time means now.
+type Pacer interface {
+	ReadyAt(memberID string) time.Time
 }
 
 // BatchHandlerFunc adapts a function to [BatchHandler].

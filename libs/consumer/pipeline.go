@@ -197,7 +197,8 @@ func (g *group[T]) full(size int) bool {
 // batches grow instead of queueing small, so one REST call and one
 // transaction cover more events. With Spec.OneBatchPerMember a group that
 // is not full stays open past its window while its portal's previous batch
-// is still being handled (done reports each handled batch's portal).
+// is still being handled (done reports each handled batch's portal), and
+// with a Pacer handler until its portal's ReadyAt.
 // A portal's groups are handed over in the order they were opened.
 func (p *pipeline[T]) collect(in <-chan *delivery[T], out chan<- []*delivery[T], done <-chan string) {
 	defer close(out)
@@ -213,7 +214,17 @@ func (p *pipeline[T]) collect(in <-chan *delivery[T], out chan<- []*delivery[T],
 	groups := map[string][]*group[T]{}
 	busy := map[string]int{} // batches handed over and not yet handled, per portal
 	var single [][]*delivery[T]
-	tick := time.NewTicker(max(p.sp.BatchWindow/4, 5*time.Millisecond))
+	every := max(p.sp.BatchWindow/4, 5*time.Millisecond)
+	pacer, _ := p.h.(Pacer)
+	if pacer != nil {
+		every = min(every, 10*time.Millisecond) // a slot is missed by at most this
+	}
+	// ready says whether the pacer lets key's group g go: its portal's next
+	// slot has come, or g has waited ten windows.
+	ready := func(key string, g *group[T], now time.Time) bool {
+		return pacer == nil || !now.Before(pacer.ReadyAt(key)) || !now.Before(g.deadline.Add(10*p.sp.BatchWindow))
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		now := time.Now()
@@ -226,7 +237,7 @@ func (p *pipeline[T]) collect(in <-chan *delivery[T], out chan<- []*delivery[T],
 		} else {
 			for key, gs := range groups {
 				g := gs[0]
-				due := g.full(size) || !now.Before(g.deadline) && (!p.sp.OneBatchPerMember || busy[key] == 0)
+				due := g.full(size) || !now.Before(g.deadline) && (!p.sp.OneBatchPerMember || busy[key] == 0) && ready(key, g, now)
 				if due && (nextGroup == nil || g.deadline.Before(nextGroup.deadline)) {
 					nextGroup = g
 				}

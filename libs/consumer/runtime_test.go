@@ -483,3 +483,77 @@ func consumerInfo(t *testing.T, js jetstream.JetStream, name string) *jetstream.
 	}
 	return info
 }
+
+// pacedHandler records its batches' entity ids and paces m1 by readyAt.
+type pacedHandler struct {
+	mu      sync.Mutex
+	readyAt time.Time
+	batches [][]string
+	at      []time.Time // when each batch reached the handler
+}
+
+func (p *pacedHandler) ReadyAt(member string) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if member != "m1" {
+		return time.Time{}
+	}
+	return p.readyAt
+}
+
+func (p *pacedHandler) HandleBatch(_ context.Context, b []*consumer.Message[*eventsv1.Envelope]) []error {
+	var ids []string
+	for _, m := range b {
+		ids = append(ids, m.EntityID)
+	}
+	p.mu.Lock()
+	p.batches, p.at = append(p.batches, ids), append(p.at, time.Now())
+	p.mu.Unlock()
+	return nil
+}
+
+// TestPacerHoldsTheBatchUntilReady: a Pacer handler's portal batch stays
+// open past its window until the portal is ready, taking what arrives
+// meanwhile (without the pacer deal 1 would go alone after 50 ms); a
+// ReadyAt that does not come holds it for ten windows only.
+func TestPacerHoldsTheBatchUntilReady(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		readyIn  time.Duration
+		want     string
+		notUntil time.Duration // the batch reached the handler no earlier
+	}{
+		{"until the slot", 300 * time.Millisecond, "[[1 2 3]]", 300 * time.Millisecond},
+		{"at most ten windows", time.Hour, "[[1 2 3]]", 11 * 50 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			spec := fastSpec("paced")
+			spec.BatchWindow = 50 * time.Millisecond
+			spec.OneBatchPerMember = true
+			ph := &pacedHandler{}
+			start := time.Now()
+			ph.readyAt = start.Add(tc.readyIn)
+			h.start(func(rt *consumer.Runtime) error {
+				return consumer.RegisterBatch(rt, spec, consumer.DecodeEnvelope, ph)
+			})
+			h.publish(envelope("m1", "ONCRMDEALUPDATE", "1", "m1-1"))
+			time.Sleep(100 * time.Millisecond) // past deal 1's window
+			h.publish(envelope("m1", "ONCRMDEALUPDATE", "2", "m1-2"))
+			h.publish(envelope("m1", "ONCRMDEALUPDATE", "3", "m1-3"))
+			for range 3 {
+				if o := h.outcome(); o.GetStatus() != eventsv1.OutcomeStatus_OUTCOME_STATUS_DONE {
+					t.Errorf("outcome %+v", o)
+				}
+			}
+			ph.mu.Lock()
+			defer ph.mu.Unlock()
+			if got := fmt.Sprint(ph.batches); got != tc.want {
+				t.Errorf("batches %s, want %s", got, tc.want)
+			}
+			if len(ph.at) > 0 && ph.at[0].Sub(start) < tc.notUntil {
+				t.Errorf("the batch reached the handler %v after the first publish, before %v", ph.at[0].Sub(start), tc.notUntil)
+			}
+		})
+	}
+}
