@@ -286,7 +286,7 @@ func printCPU(out io.Writer, per map[string]time.Duration, events, rate int) {
 		fmt.Fprintf(out, "| %s | %s | %.2f |\n", n, us(d), cores(d, rate))
 	}
 	fmt.Fprintf(out, "| **total** | **%s** | **%.2f** |\n", us(total), cores(total, rate))
-	fmt.Fprintf(out, "\nat 1,000 events/s the whole stack needs %.2f cores (this machine: %d)\n", cores(total, 1000), runtime.NumCPU())
+	fmt.Fprintf(out, "\nat this CPU per event, 1,000 events/s need %.2f cores of the whole stack (this machine: %d)\n", cores(total, 1000), runtime.NumCPU())
 }
 
 // cores is how many CPUs d of CPU time per event keeps busy at rate
