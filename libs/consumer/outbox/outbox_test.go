@@ -11,23 +11,39 @@ import (
 	"github.com/b24hub/b24hub/libs/natstest"
 	"github.com/b24hub/b24hub/libs/pgtest"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 )
 
-func TestOutboxPublishesOnceAfterCommit(t *testing.T) {
-	ctx := context.Background()
+// migrated is a fresh database with schema svc's outbox table.
+func migrated(t *testing.T) (*pgxpool.Pool, outbox.Table) {
+	t.Helper()
 	pool := pgtest.NewPool(t)
 	table := outbox.In("svc")
-	if err := table.Migrate(ctx, pool); err != nil {
+	if err := table.Migrate(context.Background(), pool); err != nil {
 		t.Fatal(err)
 	}
+	return pool, table
+}
+
+// relayTo starts a broker with the platform's streams and returns a relay
+// of table publishing to it.
+func relayTo(t *testing.T, pool *pgxpool.Pool, table outbox.Table) (*outbox.Relay, jetstream.JetStream) {
+	t.Helper()
 	srv := natstest.Start(t)
 	_, js := srv.JetStream(t)
-	if err := eventbus.Provision(ctx, js, eventbus.StreamOptions{}); err != nil {
+	if err := eventbus.Provision(context.Background(), js, eventbus.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	relay := outbox.NewRelay(table, pool, eventbus.NewPublisher(js), slog.New(slog.DiscardHandler))
+	return outbox.NewRelay(table, pool, eventbus.NewPublisher(js), slog.New(slog.DiscardHandler)), js
+}
+
+func TestOutboxPublishesOnceAfterCommit(t *testing.T) {
+	ctx := context.Background()
+	pool, table := migrated(t)
+	relay, js := relayTo(t, pool, table)
 
 	tp := sdktrace.NewTracerProvider()
 	tctx, span := tp.Tracer("t").Start(ctx, "handler")
@@ -85,11 +101,7 @@ func TestOutboxPublishesOnceAfterCommit(t *testing.T) {
 // each with its own id, subject, data and the trace context.
 func TestQueueManyKeepsTheirOrder(t *testing.T) {
 	ctx := context.Background()
-	pool := pgtest.NewPool(t)
-	table := outbox.In("svc")
-	if err := table.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool, table := migrated(t)
 	tp := sdktrace.NewTracerProvider()
 	tctx, span := tp.Tracer("t").Start(ctx, "handler")
 	defer span.End()
@@ -158,17 +170,8 @@ func TestQueueManyKeepsTheirOrder(t *testing.T) {
 // before its mark (those are the relay loop's); the zero Mark claims all.
 func TestFlushAfterCommitClaimsFromItsMark(t *testing.T) {
 	ctx := context.Background()
-	pool := pgtest.NewPool(t)
-	table := outbox.In("svc")
-	if err := table.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	srv := natstest.Start(t)
-	_, js := srv.JetStream(t)
-	if err := eventbus.Provision(ctx, js, eventbus.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	relay := outbox.NewRelay(table, pool, eventbus.NewPublisher(js), slog.New(slog.DiscardHandler))
+	pool, table := migrated(t)
+	relay, _ := relayTo(t, pool, table)
 	add := func(ids ...string) outbox.Mark {
 		t.Helper()
 		var mark outbox.Mark

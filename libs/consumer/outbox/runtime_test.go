@@ -10,7 +10,6 @@ import (
 	"github.com/b24hub/b24hub/libs/consumer/outbox"
 	"github.com/b24hub/b24hub/libs/eventbus"
 	"github.com/b24hub/b24hub/libs/natstest"
-	"github.com/b24hub/b24hub/libs/pgtest"
 	eventsv1 "github.com/b24hub/b24hub/proto/gen/go/b24hub/events/v1"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -42,11 +41,7 @@ func (w warnings) Handle(_ context.Context, r slog.Record) error {
 // provider and the handler's trace, and stop cleanly.
 func TestRunWithRuntime(t *testing.T) {
 	ctx := context.Background()
-	pool := pgtest.NewPool(t)
-	table := outbox.In("svc")
-	if err := table.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool, table := migrated(t)
 	srv := natstest.Start(t)
 	nc, js := srv.JetStream(t)
 	rec := tracetest.NewSpanRecorder()
