@@ -94,9 +94,6 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 // member_id, or the webhook host when none was configured).
 func (c *Client) Portal() string { return c.portal }
 
-// Rate is the portal's request-rate limit the client keeps to.
-func (c *Client) Rate() Rate { return c.cfg.Rate }
-
 // Domain returns the portal host the client currently calls; it changes
 // after a rename (302).
 func (c *Client) Domain(ctx context.Context) (string, error) {

@@ -36,13 +36,10 @@ type BatchHandler[T any] interface {
 // open past Spec.BatchWindow, while it is not full, until ReadyAt of its
 // portal (at most ten windows after its first message): the batch takes
 // in what arrives while the slot is not free yet, instead of reaching the
-// handler early and waiting there with what it had. backlog says the last
-// message received had at least BatchSize more waiting behind it on the
-// consumer: a handler that paces itself below what its dependency allows
-// (to keep a portal's burst) should then answer with the earliest time it
-// can go. ReadyAt must not block; the zero time means now.
+// handler early and waiting there with what it had. ReadyAt must not block;
+// the zero time means now.
 type Pacer interface {
-	ReadyAt(memberID string, backlog bool) time.Time
+	ReadyAt(memberID string) time.Time
 }
 
 // BatchHandlerFunc adapts a function to [BatchHandler].

@@ -44,12 +44,9 @@ type delivery[T any] struct {
 	raw       jetstream.Msg
 	msg       *Message[T]
 	decodeErr error
-	// pending is how many messages the consumer had left to deliver after
-	// this one (JetStream's NumPending when it was delivered).
-	pending  uint64
-	parent   context.Context // trace context extracted from the headers
-	received time.Time
-	progress time.Time // last InProgress (or receipt)
+	parent    context.Context // trace context extracted from the headers
+	received  time.Time
+	progress  time.Time // last InProgress (or receipt)
 
 	// ctx and span are the message's processing span, from its first run
 	// (or from joining a held portal) to its settlement.
@@ -222,13 +219,10 @@ func (p *pipeline[T]) collect(in <-chan *delivery[T], out chan<- []*delivery[T],
 	if pacer != nil {
 		every = min(every, 10*time.Millisecond) // a slot is missed by at most this
 	}
-	// backlog says the last message received had at least a batch's worth
-	// behind it on the consumer (see Pacer).
-	backlog := false
 	// ready says whether the pacer lets key's group g go: its portal's next
 	// slot has come, or g has waited ten windows.
 	ready := func(key string, g *group[T], now time.Time) bool {
-		return pacer == nil || !now.Before(pacer.ReadyAt(key, backlog)) || !now.Before(g.deadline.Add(10*p.sp.BatchWindow))
+		return pacer == nil || !now.Before(pacer.ReadyAt(key)) || !now.Before(g.deadline.Add(10*p.sp.BatchWindow))
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -269,7 +263,6 @@ func (p *pipeline[T]) collect(in <-chan *delivery[T], out chan<- []*delivery[T],
 				}
 				return
 			}
-			backlog = d.pending >= uint64(size)
 			if d.decodeErr != nil {
 				single = append(single, []*delivery[T]{d})
 				continue
@@ -333,7 +326,6 @@ func (p *pipeline[T]) receive(m jetstream.Msg) *delivery[T] {
 	msg := &Message[T]{Meta: meta, Payload: payload, Subject: raw.Subject, Header: raw.Header}
 	if md, err := m.Metadata(); err == nil {
 		msg.Delivery, msg.StreamSeq, msg.Published = md.NumDelivered, md.Sequence.Stream, md.Timestamp
-		d.pending = md.NumPending
 	} else {
 		msg.Delivery = 1
 	}

@@ -484,23 +484,17 @@ func consumerInfo(t *testing.T, js jetstream.JetStream, name string) *jetstream.
 	return info
 }
 
-// pacedHandler records its batches' entity ids and the backlog flags it
-// was asked with, and paces m1 by readyAt.
+// pacedHandler records its batches' entity ids and paces m1 by readyAt.
 type pacedHandler struct {
-	mu       sync.Mutex
-	readyAt  time.Time
-	batches  [][]string
-	at       []time.Time // when each batch reached the handler
-	backlogs map[bool]int
+	mu      sync.Mutex
+	readyAt time.Time
+	batches [][]string
+	at      []time.Time // when each batch reached the handler
 }
 
-func (p *pacedHandler) ReadyAt(member string, backlog bool) time.Time {
+func (p *pacedHandler) ReadyAt(member string) time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.backlogs == nil {
-		p.backlogs = map[bool]int{}
-	}
-	p.backlogs[backlog]++
 	if member != "m1" {
 		return time.Time{}
 	}
@@ -560,37 +554,6 @@ func TestPacerHoldsTheBatchUntilReady(t *testing.T) {
 			if len(ph.at) > 0 && ph.at[0].Sub(start) < tc.notUntil {
 				t.Errorf("the batch reached the handler %v after the first publish, before %v", ph.at[0].Sub(start), tc.notUntil)
 			}
-			if ph.backlogs[true] != 0 || ph.backlogs[false] == 0 {
-				t.Errorf("asked with backlog %v, want false only: three messages are no backlog", ph.backlogs)
-			}
 		})
-	}
-}
-
-// TestPacerIsToldOfABacklog: messages that had at least a batch's worth
-// behind them on the consumer make the runtime ask the pacer with backlog
-// set.
-func TestPacerIsToldOfABacklog(t *testing.T) {
-	h := newHarness(t)
-	for i := range 40 { // published before the consumer starts: a backlog (of one deal, so no batch is full at once)
-		h.publish(envelope("m1", "ONCRMDEALUPDATE", "1", fmt.Sprintf("m1-%d", i)))
-	}
-	spec := fastSpec("paced-backlog")
-	spec.BatchSize, spec.Concurrency, spec.MaxConcurrency = 2, 1, 1 // pulls of 4: the first ones see 36 behind them
-	spec.BatchWindow = 20 * time.Millisecond
-	spec.OneBatchPerMember = true
-	ph := &pacedHandler{}
-	h.start(func(rt *consumer.Runtime) error {
-		return consumer.RegisterBatch(rt, spec, consumer.DecodeEnvelope, ph)
-	})
-	for range 40 {
-		if o := h.outcome(); o.GetStatus() != eventsv1.OutcomeStatus_OUTCOME_STATUS_DONE {
-			t.Errorf("outcome %+v", o)
-		}
-	}
-	ph.mu.Lock()
-	defer ph.mu.Unlock()
-	if ph.backlogs[true] == 0 {
-		t.Errorf("asked with backlog %v, want true at least once", ph.backlogs)
 	}
 }

@@ -31,7 +31,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/b24hub/b24hub/libs/bitrix"
@@ -123,16 +122,9 @@ type Handler struct {
 	// compared with stream times only, so clock skew cannot lose a change.
 	fetched map[string]time.Time
 
-	// portals maps member → its *pace.
+	// portals maps member → the *bitrix.Client its last batch used, whose
+	// limiter ReadyAt asks.
 	portals sync.Map
-}
-
-// pace is what ReadyAt knows of one portal: the client its last batch
-// used, whose limiter tells the next free slot, and when a batch last
-// took a slot.
-type pace struct {
-	client  *bitrix.Client
-	granted atomic.Int64 // unix nanoseconds; 0: never
 }
 
 var (
@@ -143,41 +135,13 @@ var (
 // ReadyAt implements consumer.Pacer: a batch spends one of its portal's
 // REST slots, so the runtime keeps gathering the portal's events until
 // the limiter's next slot instead of handing a batch over to wait for it
-// here (at 1,000 events/s over 20 portals accepted → done p99 1.03 s →
-// 0.54 s), and, unless a backlog waits, no sooner than the portal's
-// sustained rate allows after the last batch's slot: the portal's burst
-// is kept for a backlog or a storm (and for the other services calling
-// the portal) instead of being spent on small batches, each costing a REST
-// answer and a transaction (deal-sync CPU per event at 300/s 0.60× → 0.44×
-// a96b5bb's). Under a backlog it is spent: replicas that each get pieces of
-// a portal's run must not wait on their own sustained rate (tools/bench
-// e2e, paired and scaleout, docs/benchmarks.md).
-func (h *Handler) ReadyAt(member string, backlog bool) time.Time {
-	v, ok := h.portals.Load(member)
-	if !ok {
-		return time.Time{}
+// here. At 1,000 events/s over 20 portals this is the difference between
+// accepted → done p99 1.03 s and 0.54 s (tools/bench e2e, docs/benchmarks.md).
+func (h *Handler) ReadyAt(member string) time.Time {
+	if c, ok := h.portals.Load(member); ok {
+		return c.(*bitrix.Client).NextSlot()
 	}
-	p := v.(*pace)
-	next := p.client.NextSlot()
-	if g := p.granted.Load(); g != 0 && !backlog {
-		if r := p.client.Rate(); r.PerSecond > 0 {
-			steady := time.Unix(0, g).Add(time.Duration(float64(time.Second) / r.PerSecond))
-			if steady.After(next) {
-				next = steady
-			}
-		}
-	}
-	return next
-}
-
-// paceOf returns member's pace, keeping client as the one to ask.
-func (h *Handler) paceOf(member string, client *bitrix.Client) *pace {
-	if v, ok := h.portals.Load(member); ok && v.(*pace).client == client {
-		return v.(*pace)
-	}
-	p := &pace{client: client}
-	h.portals.Store(member, p)
-	return p
+	return time.Time{}
 }
 
 // New returns a Handler. relay may be nil (then the outbox is flushed only
@@ -264,7 +228,7 @@ func (h *Handler) HandleBatch(ctx context.Context, batch []*consumer.Message[*ev
 	if err != nil {
 		return fill(errs, deals, bitrixport.Classify(err))
 	}
-	pc := h.paceOf(member, client)
+	h.portals.Store(member, client)
 	if len(fetch) > 0 {
 		var ts []time.Time
 		for _, m := range batch {
@@ -285,7 +249,6 @@ func (h *Handler) HandleBatch(ctx context.Context, batch []*consumer.Message[*ev
 		if fctx, err = client.Reserve(ctx); err != nil {
 			return fill(errs, deals, bitrixport.Classify(err))
 		}
-		pc.granted.Store(time.Now().UnixNano())
 	}
 	ids := make([]int64, 0, len(deals))
 	for _, id := range order {
