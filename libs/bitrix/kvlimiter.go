@@ -214,7 +214,7 @@ func (l *KVLimiter) reserve(ctx context.Context, p *kvPortal, portal string, r R
 		if avail < 1 {
 			// The cached state can only under-estimate the level, so this
 			// wait is a lower bound; a stale cache shows up as a conflict.
-			return 0, max(secondsToDuration((lvl+1-c)/r.PerSecond), time.Millisecond), nil
+			return 0, max(untilFree(lvl, r, l.margin), time.Millisecond), nil
 		}
 		n := min(want, avail)
 		next := bucket{Level: lvl + float64(n), At: at}

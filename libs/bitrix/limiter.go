@@ -132,13 +132,13 @@ func (l *LocalLimiter) Wait(ctx context.Context, portal string, r Rate) error {
 	}
 	now := l.clock.Now()
 	lvl, at := b.drained(now, r)
-	wait := (lvl + 1 - capacity(r, l.margin)) / r.PerSecond
+	wait := untilFree(lvl, r, l.margin)
 	b.Level, b.At = lvl+1, at
 	l.mu.Unlock()
 	if wait <= 0 {
 		return nil
 	}
-	if err := l.clock.Sleep(ctx, secondsToDuration(wait)); err != nil {
+	if err := l.clock.Sleep(ctx, wait); err != nil {
 		l.mu.Lock()
 		b.Level-- // give the slot back
 		l.mu.Unlock()
@@ -163,14 +163,20 @@ func (l *LocalLimiter) NextSlot(portal string, r Rate) time.Time {
 	return slotAfter(now, lvl, r, l.margin)
 }
 
+// untilFree is how long a bucket at level lvl takes to admit one more
+// request; zero or less when it does at once.
+func untilFree(lvl float64, r Rate, margin float64) time.Duration {
+	return secondsToDuration((lvl + 1 - capacity(r, margin)) / r.PerSecond)
+}
+
 // slotAfter is when a bucket at level lvl at now admits one more request:
 // the zero time when it does at once.
 func slotAfter(now time.Time, lvl float64, r Rate, margin float64) time.Time {
-	wait := (lvl + 1 - capacity(r, margin)) / r.PerSecond
+	wait := untilFree(lvl, r, margin)
 	if wait <= 0 {
 		return time.Time{}
 	}
-	return now.Add(secondsToDuration(wait))
+	return now.Add(wait)
 }
 
 // Saturated fills the bucket to capacity.

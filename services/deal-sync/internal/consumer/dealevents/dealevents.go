@@ -228,7 +228,9 @@ func (h *Handler) HandleBatch(ctx context.Context, batch []*consumer.Message[*ev
 	if err != nil {
 		return fill(errs, deals, bitrixport.Classify(err))
 	}
-	h.portals.Store(member, client)
+	if c, ok := h.portals.Load(member); !ok || c != client {
+		h.portals.Store(member, client) // not on every batch: a store allocates
+	}
 	if len(fetch) > 0 {
 		var ts []time.Time
 		for _, m := range batch {
