@@ -117,7 +117,7 @@ func build(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	}
 	// The local stack is the one owner of the topology here. Against a
 	// cluster the streams and buckets get the production overlay's replicas.
-	if err := eventbus.Provision(ctx, st.js, eventbus.StreamOptions{Replicas: cfg.NATSReplicas}); err != nil {
+	if err := provision(ctx, st.js, cfg.NATSReplicas); err != nil {
 		return nil, err
 	}
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -360,4 +360,24 @@ func listenFree(addr string) string {
 	}
 	_ = ln.Close()
 	return addr
+}
+
+// provision creates or updates the topology. On a new cluster placing a
+// replicated stream can outlast one JetStream API request's timeout (5 s)
+// while its group elects a leader, on a busy machine more so (seen:
+// TestDevStackCluster under go tool task test): an attempt that timed out
+// is repeated, each one idempotent, for up to a minute.
+func provision(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := eventbus.Provision(ctx, js, eventbus.StreamOptions{Replicas: replicas})
+		if err == nil || !errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
